@@ -1,0 +1,97 @@
+"""Settings: one frozen object read from the environment and `.env`, loaded once in __main__."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Every variable of DESIGN.md's table, plus the tuning knobs below it."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True,
+        case_sensitive=False,
+    )
+
+    # --- DESIGN.md interface contract ---
+    mathfi_base_url: str = Field("https://api.mathfi.ai", description="MathFi API root")
+    mathfi_username: str = Field(description="MathFi account e-mail (login field `username`)")
+    mathfi_password: SecretStr = Field(description="MathFi account password")
+    slack_bot_token: SecretStr = Field(description="Slack bot token (xoxb-...)")
+    slack_signing_secret: SecretStr = Field(description="Slack app signing secret")
+    slack_app_token: SecretStr | None = Field(
+        None, description="Slack app-level token (xapp-...); set it to use Socket Mode"
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API root (must end in /api/)"
+    )
+    database_path: Path = Field(Path("./data/mathfi-bot.db"), description="SQLite file")
+    poll_interval: float = Field(
+        30.0, gt=0, description="Seconds between polls of a RUNNING job (PENDING: twice this)"
+    )
+    http_host: str = Field("0.0.0.0", description="Listen address")
+    http_port: int = Field(3000, ge=0, le=65535, description="Listen port")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Log level"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`text`, or `json` for one JSON object a line"
+    )
+
+    # --- tuning knobs (sensible defaults; documented in .env.example) ---
+    slack_command: str = Field("/mathfi", description="Name of the slash command")
+    mathfi_timeout: float = Field(10.0, gt=0, description="Seconds before a MathFi request times out")
+    mathfi_max_concurrency: int = Field(
+        50, ge=1, description="Most MathFi requests in flight at once"
+    )
+    mathfi_max_rps: float = Field(
+        0.0, ge=0, description="Most MathFi requests a second (0 = no cap)"
+    )
+    mathfi_token_margin: float = Field(
+        300.0, ge=0, description="Log in again this many seconds before the token expires"
+    )
+    mathfi_max_retries: int = Field(
+        4, ge=0, description="Retries of a failed MathFi request (connection, 5xx, 429)"
+    )
+    poll_concurrency: int = Field(50, ge=1, description="Most job polls in flight at once")
+    subscription_limit: int = Field(200, ge=1, description="Most subscriptions per channel")
+    stale_after: float = Field(
+        120.0, gt=0, description="/healthz answers 503 when a loop has not ticked for this long"
+    )
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_shape(cls, value: str) -> str:
+        if not value.rstrip("/").endswith("/api"):
+            raise ValueError("must end in /api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("mathfi_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("slack_command")
+    @classmethod
+    def _command_shape(cls, value: str) -> str:
+        return value if value.startswith("/") else "/" + value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; a missing or invalid value is one ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        if first["type"] == "missing":
+            raise ConfigError(f"{name} is not set (see .env.example)") from None
+        raise ConfigError(f"{name} is invalid: {first['msg']}") from None
