@@ -15,7 +15,10 @@ class Settings(BaseSettings):
     """Every variable of DESIGN.md's table, plus the tuning knobs below it."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
         case_sensitive=False,
     )
 
@@ -46,7 +49,9 @@ class Settings(BaseSettings):
 
     # --- tuning knobs (sensible defaults; documented in .env.example) ---
     slack_command: str = Field("/mathfi", description="Name of the slash command")
-    mathfi_timeout: float = Field(10.0, gt=0, description="Seconds before a MathFi request times out")
+    mathfi_timeout: float = Field(
+        10.0, gt=0, description="Seconds before a MathFi request times out"
+    )
     mathfi_max_concurrency: int = Field(
         50, ge=1, description="Most MathFi requests in flight at once"
     )

@@ -1,16 +1,16 @@
 """One exception tree for the whole service.
 
-    BotError
-    ├── ConfigError                 settings missing or invalid
-    ├── MathFiError                 anything that went wrong talking to MathFi
-    │   ├── MathFiUnavailable       connection refused/reset, timeout, 5xx, 429 after retries
-    │   ├── MathFiAuthError         login refused (bad credentials) or 401 after a fresh login
-    │   ├── MathFiRequestError      another 4xx (bad input); carries the status code
-    │   │   └── TrainingJobNotFound 404 for a training job; carries the key
-    │   └── MathFiParseError        body is not JSON or does not validate; names the field
-    ├── SlackDeliveryError          a Slack Web API call failed
-    │   └── PermanentSlackError     not worth retrying (channel_not_found, is_archived, ...)
-    └── StoreError                  the database refused a read or write
+BotError
+├── ConfigError                 settings missing or invalid
+├── MathFiError                 anything that went wrong talking to MathFi
+│   ├── MathFiUnavailable       connection refused/reset, timeout, 5xx, 429 after retries
+│   ├── MathFiAuthError         login refused (bad credentials) or 401 after a fresh login
+│   ├── MathFiRequestError      another 4xx (bad input); carries the status code
+│   │   └── TrainingJobNotFound 404 for a training job; carries the key
+│   └── MathFiParseError        body is not JSON or does not validate; names the field
+├── SlackDeliveryError          a Slack Web API call failed
+│   └── PermanentSlackError     not worth retrying (channel_not_found, is_archived, ...)
+└── StoreError                  the database refused a read or write
 """
 
 from __future__ import annotations

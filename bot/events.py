@@ -19,8 +19,13 @@ class EventKind(StrEnum):
 
 # Which `--events` filter lets a kind through. `all` lets everything through.
 STATUS_KINDS = frozenset(
-    {EventKind.WATCH_STARTED, EventKind.JOB_STATUS, EventKind.CHAMPION, EventKind.UNREACHABLE,
-     EventKind.RECOVERED}
+    {
+        EventKind.WATCH_STARTED,
+        EventKind.JOB_STATUS,
+        EventKind.CHAMPION,
+        EventKind.UNREACHABLE,
+        EventKind.RECOVERED,
+    }
 )
 PROGRESS_KINDS = frozenset({EventKind.ALGORITHM_STATUS, EventKind.NEW_BEST})
 

@@ -1,0 +1,359 @@
+"""Parse the text of the `/mathfi` slash command into a typed command.
+
+Pure: no I/O, no clock. `parse_command` raises `CommandError` and nothing else. A
+`CommandError.message` is short (at most 200 characters), echoes at most 40 characters of
+user input, and is Slack-mrkdwn safe (`&`, `<`, `>` escaped), so it can be posted as is.
+`USAGE` lines and `CommandError.usage` are plain text written for the default command name
+`/mathfi`; escape them (`escape_mrkdwn`) before posting. `help_text` is already escaped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+DEFAULT_COMMAND = "/mathfi"
+MAX_TEXT_LENGTH = 2000
+MAX_ECHO = 40
+MAX_MUTE_SECONDS = 30 * 86400
+EXAMPLE_KEY = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+EVENT_FILTERS = ("all", "status", "failures")
+
+USAGE: dict[str, str] = {
+    "subscribe": "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
+    "[--mention <@U…>|<!subteam^…>|@here] [--events all|status|failures]",
+    "unsubscribe": "/mathfi unsubscribe <trainingJobKey>|all",
+    "list": "/mathfi list",
+    "status": "/mathfi status <trainingJobKey>",
+    "mute": "/mathfi mute <trainingJobKey> <duration: 30m, 2h, 1d, 1h30m>",
+    "unmute": "/mathfi unmute <trainingJobKey>",
+    "help": "/mathfi help",
+}
+_SUMMARY: dict[str, str] = {
+    "subscribe": "Watch a job in this channel; `--min-improvement` is the smallest gain worth a "
+    "post, `--mention` who to alert on failures, `--events` what to post.",
+    "unsubscribe": "Stop watching one job, or every job, in this channel.",
+    "list": "Show this channel's subscriptions with their status and best performance.",
+    "status": "Show a job's progress right now, per algorithm; it need not be watched.",
+    "mute": "Silence progress updates for a while; final statuses still get through.",
+    "unmute": "Post progress updates for a muted job again.",
+    "help": "Show this help.",
+}
+_OPTIONS: dict[str, tuple[str, ...]] = {"subscribe": ("min-improvement", "mention", "events")}
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    key: str
+    min_improvement: float | None
+    mention: str | None
+    events: str | None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    key: str | None
+    all: bool
+
+
+@dataclass(frozen=True)
+class ListSubs:
+    pass
+
+
+@dataclass(frozen=True)
+class Status:
+    key: str
+
+
+@dataclass(frozen=True)
+class Mute:
+    key: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Unmute:
+    key: str
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+Command: TypeAlias = Subscribe | Unsubscribe | ListSubs | Status | Mute | Unmute | Help
+
+
+class CommandError(ValueError):
+    """The text is not a valid command; `message` is safe to post, `usage` is plain text."""
+
+    def __init__(self, message: str, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def help_text(command: str = DEFAULT_COMMAND) -> str:
+    """The full help as Slack mrkdwn, usage lines written for `command`."""
+    lines = [f"*{escape_mrkdwn(command)}* posts MathFi training-job progress to this channel."]
+    for name, usage in USAGE.items():
+        line = escape_mrkdwn(command + usage.removeprefix(DEFAULT_COMMAND))
+        lines.append(f"• `{line}`: {_SUMMARY[name]}")
+    return "\n".join(lines)
+
+
+HELP_TEXT: str = help_text()
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def is_job_key(text: str) -> bool:
+    """True for a UUID written 8-4-4-4-12 in hex digits, any case."""
+    return _UUID.fullmatch(text) is not None
+
+
+_DURATION = re.compile(
+    r"(?:([0-9]+)d(?:ays?)?)?(?:([0-9]+)h(?:(?:ou)?rs?)?)?"
+    r"(?:([0-9]+)m(?:in(?:ute)?s?)?)?(?:([0-9]+)s(?:ec(?:ond)?s?)?)?",
+    re.IGNORECASE,
+)
+
+
+def parse_duration(text: str) -> int:
+    """`30m`, `2h`, `1d`, `90s`, `1h30m` (spaces allowed) -> seconds, 1 s .. 30 days."""
+    compact = "".join(text.split())
+    match = _DURATION.fullmatch(compact) if len(compact) <= 40 else None
+    if match is None or not any(match.groups()):
+        raise CommandError(
+            f"{_echo(text)} is not a duration (use e.g. 30m, 2h, 1d or 1h30m).", USAGE["mute"]
+        )
+    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if not 1 <= total <= MAX_MUTE_SECONDS:
+        raise CommandError(
+            f"{_echo(text)} is out of range: a duration is between 1s and 30d.", USAGE["mute"]
+        )
+    return total
+
+
+def format_duration(seconds: int) -> str:
+    """5400 -> `1h30m`; the canonical form `parse_duration` reads back. 0 -> `0s`."""
+    if seconds < 0:
+        raise ValueError(f"negative duration: {seconds}")
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def parse_command(text: str) -> Command:
+    """Parse the slash-command text (as Slack sends it) into a `Command`."""
+    if len(text) > MAX_TEXT_LENGTH:
+        raise CommandError("That command is too long")
+    tokens = _tokenize(text)
+    if not tokens:
+        return Help()
+    handler = _HANDLERS.get(tokens[0].lower())
+    if handler is None:
+        raise _unknown_command(tokens[0])
+    return handler(tokens[1:])
+
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))
+# A token runs to the next whitespace, except that whitespace inside <...> is kept.
+_TOKEN = re.compile(r"(?:<[^<>]*>|\S)+")
+_SMART_DASHES = "\u2013\u2014"  # en dash, em dash: what macOS makes of a typed "--"
+
+
+def _tokenize(text: str) -> list[str]:
+    """Unescape Slack's three entities (`&amp;` last), drop invisible characters, split."""
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    tokens = _TOKEN.findall(text.translate(_INVISIBLE))
+    return [
+        "--" + token.lstrip("-" + _SMART_DASHES) if token[0] in _SMART_DASHES else token
+        for token in tokens
+    ]
+
+
+def _echo(text: str) -> str:
+    """User input for an error message: escaped, printable, at most 40 characters, quoted."""
+    pieces: list[str] = []
+    used = 0
+    for char in text:
+        piece = _ECHO_REPLACEMENTS.get(char, char if char.isprintable() else "?")
+        if used + len(piece) > MAX_ECHO:
+            pieces.append("…")
+            break
+        pieces.append(piece)
+        used += len(piece)
+    return "`" + "".join(pieces) + "`"
+
+
+_ECHO_REPLACEMENTS = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "'"}
+
+
+def _unknown_command(word: str) -> CommandError:
+    if is_job_key(word):
+        key = word.lower()
+        return CommandError(f"Start with a command, e.g. `subscribe {key}` or `status {key}`.")
+    close = difflib.get_close_matches(word.lower(), list(USAGE), n=1)
+    hint = f"Did you mean `{close[0]}`?" if close else "Commands: " + ", ".join(USAGE) + "."
+    return CommandError(f"Unknown command {_echo(word)}. {hint}")
+
+
+def _split_options(command: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Positional arguments, and option values by name; raises on unknown or repeated ones."""
+    usage = USAGE[command]
+    positionals: list[str] = []
+    options: dict[str, str] = {}
+    index = 0
+    while index < len(args):
+        token = args[index]
+        index += 1
+        if not token.startswith("--"):
+            positionals.append(token)
+            continue
+        name, has_value, value = token[2:].partition("=")
+        name = name.lower().replace("_", "-")
+        if name not in _OPTIONS.get(command, ()):
+            raise _unknown_option(command, token, name)
+        if not has_value and index < len(args) and not args[index].startswith("--"):
+            value = args[index]
+            index += 1
+        if not value:
+            raise CommandError(f"`--{name}` needs a value.", usage)
+        if name in options:
+            raise CommandError(f"`--{name}` is given more than once.", usage)
+        options[name] = value
+    return positionals, options
+
+
+def _unknown_option(command: str, token: str, name: str) -> CommandError:
+    allowed = _OPTIONS.get(command, ())
+    if not allowed:
+        return CommandError(f"`{command}` takes no options: {_echo(token)}.", USAGE[command])
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f"Did you mean `--{close[0]}`?" if close else "Options: --" + ", --".join(allowed) + "."
+    return CommandError(f"Unknown option {_echo(token)}. {hint}", USAGE[command])
+
+
+def _positionals(command: str, args: list[str], count: int, missing: str) -> list[str]:
+    """Exactly `count` positional arguments and no options, or a CommandError."""
+    positionals, _ = _split_options(command, args)
+    if len(positionals) < count:
+        raise CommandError(missing, USAGE[command])
+    if len(positionals) > count:
+        raise CommandError(f"Unexpected argument {_echo(positionals[count])}.", USAGE[command])
+    return positionals
+
+
+def _job_key(text: str, command: str) -> str:
+    if is_job_key(text):
+        return text.lower()
+    raise CommandError(
+        f"{_echo(text)} is not a training job key (expected a UUID like {EXAMPLE_KEY})",
+        USAGE[command],
+    )
+
+
+_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?%?")
+
+
+def _min_improvement(text: str) -> float:
+    if _NUMBER.fullmatch(text):
+        value = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+        if 0 < value <= 1:
+            return value
+    raise CommandError(
+        f"`--min-improvement` must be a number above 0 and at most 1 (e.g. 0.01), "
+        f"not {_echo(text)}.",
+        USAGE["subscribe"],
+    )
+
+
+_LABEL = r"(?:\|[^<>|\x00-\x1f\x7f]{0,80})?"
+_PERSON_OR_GROUP = re.compile(rf"<@[UW][A-Z0-9]+{_LABEL}>|<!subteam\^S[A-Z0-9]+{_LABEL}>")
+_BROADCAST = re.compile(rf"<!(here|channel){_LABEL}>|@(here|channel)", re.IGNORECASE)
+
+
+def _mention(text: str) -> str:
+    if _PERSON_OR_GROUP.fullmatch(text):
+        return text
+    broadcast = _BROADCAST.fullmatch(text)
+    if broadcast:
+        return f"<!{(broadcast.group(1) or broadcast.group(2)).lower()}>"
+    raise CommandError(
+        "`--mention` takes @someone or @a-group picked from autocomplete (sent as &lt;@U…&gt; "
+        f"or &lt;!subteam^…&gt;), @here or @channel; not {_echo(text)}.",
+        USAGE["subscribe"],
+    )
+
+
+def _events(text: str) -> str:
+    if text.lower() in EVENT_FILTERS:
+        return text.lower()
+    raise CommandError(
+        f"`--events` must be all, status or failures, not {_echo(text)}.", USAGE["subscribe"]
+    )
+
+
+_KEY_MISSING = "Missing the training job key."
+
+
+def _parse_subscribe(args: list[str]) -> Command:
+    positionals, options = _split_options("subscribe", args)
+    key = _one_key("subscribe", positionals)
+    improvement, mention, events = (options.get(name) for name in _OPTIONS["subscribe"])
+    return Subscribe(
+        key=key,
+        min_improvement=None if improvement is None else _min_improvement(improvement),
+        mention=None if mention is None else _mention(mention),
+        events=None if events is None else _events(events),
+    )
+
+
+def _parse_unsubscribe(args: list[str]) -> Command:
+    (target,) = _positionals("unsubscribe", args, 1, "Missing the training job key (or `all`).")
+    if target.lower() == "all":
+        return Unsubscribe(key=None, all=True)
+    return Unsubscribe(key=_job_key(target, "unsubscribe"), all=False)
+
+
+def _parse_mute(args: list[str]) -> Command:
+    positionals, _ = _split_options("mute", args)
+    key = _one_key("mute", positionals[:1])
+    if len(positionals) == 1:
+        raise CommandError("Missing the duration (e.g. 30m, 2h, 1d, 1h30m).", USAGE["mute"])
+    return Mute(key=key, seconds=parse_duration(" ".join(positionals[1:])))
+
+
+def _one_key(command: str, args: list[str]) -> str:
+    (key,) = _positionals(command, args, 1, _KEY_MISSING)
+    return _job_key(key, command)
+
+
+def _no_arguments(command: str, args: list[str], result: Command) -> Command:
+    _positionals(command, args, 0, "")
+    return result
+
+
+_HANDLERS: dict[str, Callable[[list[str]], Command]] = {
+    "subscribe": _parse_subscribe,
+    "unsubscribe": _parse_unsubscribe,
+    "list": lambda args: _no_arguments("list", args, ListSubs()),
+    "status": lambda args: Status(key=_one_key("status", args)),
+    "mute": _parse_mute,
+    "unmute": lambda args: Unmute(key=_one_key("unmute", args)),
+    "help": lambda args: _no_arguments("help", args, Help()),
+}
