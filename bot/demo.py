@@ -1,0 +1,264 @@
+"""`mathfi-bot demo`: the whole product in one process, on loopback, with no credentials.
+
+The MathFi simulator and the local Slack sink run beside the real service; three trainings
+with different fates are started on the simulator and `#demo` subscribes to each through
+the real signed slash-command path. The terminal shows the channel as Slack would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+from slack_sdk.signature import SignatureVerifier
+
+from bot.config import Settings
+from bot.demo_view import render_channel
+from bot.poller import PollerConfig
+from bot.sender import SenderConfig
+from bot.service import Service
+from simulator.mathfi import Simulator
+from simulator.mathfi import start_in_background as start_simulator
+from simulator.slack import SlackSink
+from simulator.slack import start_in_background as start_sink
+
+CHANNEL = "C0DEMO"
+CHANNEL_NAME = "demo"
+FATES = ("COMPLETED", "NOT_COMPLETED", "FAILED", "TIMED_OUT")
+ONCALL = "<!subteam^S0ONCALL|@ml-oncall>"
+
+
+async def signed_command(
+    session: aiohttp.ClientSession, url: str, *, secret: str, fields: dict[str, str]
+) -> dict[str, Any]:
+    """POST a slash command exactly as Slack does: form-encoded, signed, timestamped."""
+    body = urlencode(fields)
+    timestamp = str(int(time.time()))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+    headers = {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": str(signature),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    async with session.post(url, data=body.encode(), headers=headers) as response:
+        text = await response.text()
+        return {"status": response.status, "body": text}
+
+
+class Demo:
+    def __init__(self, *, speed: float, jobs: int, seed: int, console: Console) -> None:
+        self.speed, self.jobs, self.seed, self.console = speed, jobs, seed, console
+        self.sim = Simulator(speed=speed, seed=seed)
+        self.sink = SlackSink(token="xoxb-demo-" + secrets.token_hex(8), team_id="T0DEMO")
+        self.secret = secrets.token_hex(16)
+        self.keys: list[str] = []
+        self.fates: dict[str, str] = {}
+        self.started = time.monotonic()
+        self._runners: list[web.AppRunner] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="mathfi-demo-")
+        self.service: Service | None = None
+        self.events_url = ""
+
+    async def start(self) -> None:
+        sim_runner, sim_url = await start_simulator(self.sim)
+        sink_runner, _ = await start_sink(self.sink)
+        self._runners += [sim_runner, sink_runner]
+        settings = Settings(
+            mathfi_base_url=sim_url,
+            mathfi_username="demo@mathfi.ai",
+            mathfi_password="demo-password",
+            slack_bot_token=self.sink.token,
+            slack_signing_secret=self.secret,
+            slack_api_url=self.sink.api_url,
+            database_path=Path(self._tmp.name) / "demo.db",
+            poll_interval=0.5,
+            http_host="127.0.0.1",
+            http_port=0,
+            _env_file=None,
+        )
+        # Local Slack has no rate limit; pace a little faster than Slack's 1 post/s.
+        self.service = Service(
+            settings,
+            poller_config=PollerConfig(interval=0.5, concurrency=10, resync_every=1),
+            sender_config=SenderConfig(pace=0.25),
+        )
+        await self.service.start()
+        runner = web.AppRunner(self.service.web_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self._runners.insert(0, runner)
+        self.events_url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+
+    async def subscribe_all(self) -> list[str]:
+        dataset = self.sim.create_dataset("churn-demo", ready=True)
+        answers = []
+        async with aiohttp.ClientSession() as session:
+            for i in range(self.jobs):
+                fate = FATES[i % len(FATES)]
+                key = self.sim.start_training(dataset, performance_threshold=0.85, fate=fate)
+                self.keys.append(key)
+                self.fates[key] = fate
+                text = f"subscribe {key} --min-improvement 0.01"
+                if i == 0:
+                    text += f" --mention {ONCALL}"
+                answer = await signed_command(
+                    session,
+                    self.events_url,
+                    secret=self.secret,
+                    fields={
+                        "command": "/mathfi",
+                        "text": text,
+                        "team_id": self.sink.team_id,
+                        "team_domain": "demo",
+                        "channel_id": CHANNEL,
+                        "channel_name": CHANNEL_NAME,
+                        "user_id": "U0ALICE",
+                        "user_name": "alice",
+                        "response_url": self.sink.new_response_url(),
+                        "trigger_id": "1.2.3",
+                        "api_app_id": "A0DEMO",
+                    },
+                )
+                answers.append(f"/mathfi {text} → HTTP {answer['status']}")
+        return answers
+
+    def finished(self) -> bool:
+        service = self.service
+        assert service is not None
+        records = [service.store.get_job(k) for k in self.keys]
+        if not all(r is not None and r.terminal for r in records):
+            return False
+        counts = service.store.outbox_counts()
+        return (
+            not counts.get("pending")
+            and not counts.get("sending")
+            and not service.store.dirty_cards(limit=1)
+        )
+
+    def status_line(self) -> Text:
+        service = self.service
+        assert service is not None
+        parts = []
+        for key in self.keys:
+            record = service.store.get_job(key)
+            parts.append(f"{key[:8]} {record.status if record else '…'}")
+        elapsed = time.monotonic() - self.started
+        return Text(
+            f"⏱ {elapsed:4.1f} s (×{self.speed:g})  "
+            + "  ".join(parts)
+            + f"  · posts {service.sender.posts}, card edits {service.sender.edits}",
+            style="reverse",
+        )
+
+    def view(self) -> Group:
+        return Group(
+            render_channel(CHANNEL_NAME, self.sink.channels.get(CHANNEL, [])), self.status_line()
+        )
+
+    def summary(self) -> Table:
+        service = self.service
+        assert service is not None
+        table = Table(title="Demo summary", show_header=True)
+        table.add_column("job")
+        table.add_column("planned fate")
+        table.add_column("final status")
+        table.add_column("best")
+        for key in self.keys:
+            record = service.store.get_job(key)
+            best = (
+                f"{record.best_performance:.4f} ({record.best_algorithm})"
+                if record and record.best_performance is not None
+                else "—"
+            )
+            table.add_row(key, self.fates[key], record.status if record else "?", best)
+        messages = self.sink.channels.get(CHANNEL, [])
+        kinds = Counter("card" if not m.thread_ts else "reply" for m in messages)
+        table.caption = (
+            f"{len(messages)} messages posted in #{CHANNEL_NAME} "
+            f"({kinds['card']} cards, {kinds['reply']} thread replies), "
+            f"{sum(m.edits for m in messages)} card edits, "
+            f"{time.monotonic() - self.started:.1f} s"
+        )
+        return table
+
+    async def close(self) -> None:
+        if self.service is not None:
+            await self.service.stop(grace=5)
+        for runner in self._runners:
+            await runner.cleanup()
+        self._tmp.cleanup()
+
+
+async def run_demo(
+    *,
+    speed: float = 60.0,
+    jobs: int = 3,
+    seed: int = 7,
+    plain: bool = False,
+    max_seconds: float = 90.0,
+    console: Console | None = None,
+) -> int:
+    console = console or Console()
+    demo = Demo(speed=speed, jobs=max(1, jobs), seed=seed, console=console)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    interrupted = finished = False
+    try:
+        console.print(
+            "[bold]MathFi Slack bot demo[/]: simulator + local Slack + the bot, all on 127.0.0.1",
+            highlight=False,
+        )
+        await demo.start()
+        for line in await demo.subscribe_all():
+            console.print(Text(line, style="dim"))
+        live_ok = console.is_terminal and not plain
+        deadline = time.monotonic() + max_seconds
+        with (
+            Live(demo.view(), console=console, refresh_per_second=4, transient=False)
+            if live_ok
+            else contextlib.nullcontext() as live
+        ):
+            last_report = 0.0
+            while time.monotonic() < deadline and not stop.is_set():
+                if demo.finished():
+                    finished = True
+                    break
+                if live is not None:
+                    live.update(demo.view())
+                elif time.monotonic() - last_report > 5:
+                    console.print(demo.status_line())
+                    last_report = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=0.25)
+            if live is not None:
+                live.update(demo.view())
+        interrupted = stop.is_set()
+        if not live_ok:
+            console.print(demo.view())
+        console.print(demo.summary())
+        if interrupted:
+            console.print("Stopped by Ctrl-C.")
+        elif not finished:
+            console.print(f"[red]The demo did not finish within {max_seconds:.0f} s.[/]")
+    finally:
+        await demo.close()
+    if interrupted:
+        return 130
+    return 0 if finished else 1

@@ -1,0 +1,187 @@
+"""What changed between two snapshots of a training job, as events. Pure: no I/O.
+
+Within one diff the events come in this order: the job's status change, each algorithm's
+status change (in the current snapshot's order), then either the new best performance or,
+when the job has just reached COMPLETED, the champion (which states the best itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.events import STATUS_KINDS, Event, EventKind
+from bot.models import ALERT_STATUSES, COMPLETED, AlgorithmProgress, Snapshot, is_terminal
+
+# Float noise must not hide an improvement of exactly `min_improvement`; a new best
+# is always strictly higher than the reference, even with `min_improvement=0`.
+_EPSILON = 1e-9
+
+_HEADLINE_ORDER = (
+    EventKind.CHAMPION,
+    EventKind.JOB_STATUS,
+    EventKind.UNREACHABLE,
+    EventKind.RECOVERED,
+    EventKind.NEW_BEST,
+    EventKind.ALGORITHM_STATUS,
+    EventKind.WATCH_STARTED,
+)
+EVENT_FILTERS = ("all", "status", "failures")
+
+
+@dataclass(frozen=True)
+class DiffOptions:
+    min_improvement: float = 0.005
+    # Best already announced to this subscription; None -> the previous snapshot's best.
+    reference_best: float | None = None
+
+
+def diff(
+    previous: Snapshot | None, current: Snapshot, options: DiffOptions = DiffOptions()
+) -> list[Event]:
+    """Events worth telling about the move from `previous` to `current`.
+
+    No previous snapshot gives no events: the watch-started card covers the first one.
+    """
+    if previous is None:
+        return []
+    events: list[Event] = []
+    if previous.status != current.status:
+        events.append(
+            Event(
+                kind=EventKind.JOB_STATUS,
+                job_key=current.job_key,
+                old_status=previous.status,
+                new_status=current.status,
+                target_performance=current.target_performance,
+            )
+        )
+    events.extend(_algorithm_changes(previous, current))
+    if current.status == COMPLETED and previous.status != COMPLETED:
+        events.append(_champion(current))
+    else:
+        events.extend(_new_best(previous, current, options))
+    return events
+
+
+def _by_name(snapshot: Snapshot) -> dict[str, AlgorithmProgress]:
+    """Algorithms by name, in snapshot order; a repeated name keeps its first entry."""
+    named: dict[str, AlgorithmProgress] = {}
+    for algorithm in snapshot.algorithms:
+        named.setdefault(algorithm.algorithm, algorithm)
+    return named
+
+
+def _algorithm_changes(previous: Snapshot, current: Snapshot) -> list[Event]:
+    before = _by_name(previous)
+    events = []
+    for name, now in _by_name(current).items():
+        old = before.get(name)
+        old_status = old.status if old is not None else None
+        if old_status == now.status or (old is None and not now.status):
+            continue
+        events.append(
+            Event(
+                kind=EventKind.ALGORITHM_STATUS,
+                job_key=current.job_key,
+                algorithm=name,
+                old_status=old_status,
+                new_status=now.status,
+            )
+        )
+    return events
+
+
+def _new_best(previous: Snapshot, current: Snapshot, options: DiffOptions) -> list[Event]:
+    best = current.best()
+    if best is None or best.latest_performance is None:
+        return []
+    reference = options.reference_best
+    if reference is None:
+        previous_best = previous.best()
+        reference = previous_best.latest_performance if previous_best else None
+    if reference is not None:
+        gain = best.latest_performance - reference
+        if gain <= 0 or gain < options.min_improvement - _EPSILON:
+            return []
+    return [
+        Event(
+            kind=EventKind.NEW_BEST,
+            job_key=current.job_key,
+            algorithm=best.algorithm,
+            performance=best.latest_performance,
+            previous_performance=reference,
+            target_performance=current.target_performance,
+        )
+    ]
+
+
+def _champion(current: Snapshot) -> Event:
+    winner = next((a for a in current.algorithms if a.status == COMPLETED), None)
+    if winner is None:
+        winner = current.best()
+    performance = current.achieved_performance
+    if performance is None and winner is not None:
+        performance = winner.latest_performance
+    return Event(
+        kind=EventKind.CHAMPION,
+        job_key=current.job_key,
+        algorithm=winner.algorithm if winner is not None else None,
+        performance=performance,
+        target_performance=current.target_performance,
+        model_key=current.model_key,
+    )
+
+
+def job_unreachable(job_key: str, reason: str) -> Event:
+    return Event(kind=EventKind.UNREACHABLE, job_key=job_key, reason=reason)
+
+
+def job_recovered(job_key: str) -> Event:
+    return Event(kind=EventKind.RECOVERED, job_key=job_key)
+
+
+def _passes_filter(event: Event, events_filter: str) -> bool:
+    if events_filter == "all":
+        return True
+    if events_filter == "status":
+        return event.kind in STATUS_KINDS
+    if events_filter == "failures":
+        if event.kind is EventKind.JOB_STATUS:
+            return event.new_status in ALERT_STATUSES
+        return event.kind in (EventKind.UNREACHABLE, EventKind.WATCH_STARTED)
+    raise ValueError(f"unknown events filter {events_filter!r}; expected one of {EVENT_FILTERS}")
+
+
+def _passes_mute(event: Event) -> bool:
+    """What a muted subscription still hears: terminal statuses, champion, watch started."""
+    if event.kind is EventKind.JOB_STATUS:
+        return event.new_status is not None and is_terminal(event.new_status)
+    return event.kind in (EventKind.CHAMPION, EventKind.WATCH_STARTED)
+
+
+def filter_for_subscription(
+    events: Sequence[Event], *, events_filter: str, muted_until: float | None, now: float
+) -> list[Event]:
+    """The events one subscription receives, given its `--events` filter and mute."""
+    muted = muted_until is not None and muted_until > now
+    return [
+        event
+        for event in events
+        if _passes_filter(event, events_filter) and (not muted or _passes_mute(event))
+    ]
+
+
+def headline_kind(events: Sequence[Event]) -> EventKind:
+    """The most significant kind among `events` (which must not be empty)."""
+    kinds = {event.kind for event in events}
+    for kind in _HEADLINE_ORDER:
+        if kind in kinds:
+            return kind
+    raise ValueError("headline_kind needs at least one event")
+
+
+def snapshot_hash(snapshot: Snapshot) -> str:
+    """sha256 of the snapshot's canonical JSON: equal snapshots, equal hashes."""
+    return hashlib.sha256(snapshot.canonical_json().encode()).hexdigest()

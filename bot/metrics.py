@@ -1,0 +1,64 @@
+"""Prometheus metrics (prometheus-client), one registry per service instance.
+
+A registry of our own (not the global one) so that several services can live in one test
+process; `/metrics` renders it with `generate_latest`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.polls = Counter("mathfi_polls", "Job polls completed", registry=r)
+        self.poll_errors = Counter(
+            "mathfi_poll_errors", "Job polls that failed, by kind", ["kind"], registry=r
+        )
+        self.poll_latency = Histogram(
+            "mathfi_poll_latency_seconds",
+            "Time to fetch and diff one job",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.events = Counter(
+            "mathfi_events", "Events found by the diff, by kind", ["kind"], registry=r
+        )
+        self.outbox_backlog = Gauge("mathfi_outbox_backlog", "Outbox rows not yet sent", registry=r)
+        self.slack_send_latency = Histogram(
+            "mathfi_slack_send_latency_seconds",
+            "Slack Web API call latency, by method",
+            ["method"],
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.slack_ratelimited = Counter(
+            "mathfi_slack_ratelimited", "Slack 429 answers", registry=r
+        )
+        self.slack_errors = Counter(
+            "mathfi_slack_errors", "Slack errors, by error code", ["error"], registry=r
+        )
+        self.messages_sent = Counter(
+            "mathfi_messages_sent",
+            "Slack messages posted or edited, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.active_subscriptions = Gauge(
+            "mathfi_active_subscriptions", "Active subscriptions", registry=r
+        )
+        self.watched_jobs = Gauge("mathfi_watched_jobs", "Jobs being polled", registry=r)
+        self.commands = Counter(
+            "mathfi_commands",
+            "Slash commands, by name and outcome",
+            ["command", "outcome"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,333 @@
+"""The job card (and `/mathfi status`), plus the text primitives all rendering shares. Pure.
+
+Import the public names from `bot.render`. Every string that comes from MathFi or a
+user goes through `clip` (escape + cut) or `code` before it reaches mrkdwn; blocks are
+built with slack_sdk models so their validators run on `to_dict()`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.models import COMPLETED, AlgorithmProgress, Snapshot
+from bot.sparkline import sparkline
+
+SECTION_LIMIT = 3000  # Slack: section text
+ALGORITHM_BUDGET = 7000  # all algorithm lines together; keeps the payload well under ~12k chars
+MAX_KEY = 100  # longest job/model key shown (real ones are 36-char UUIDs)
+MAX_NAME = 60  # longest algorithm name shown
+MAX_STATUS = 40  # longest unknown status shown
+SPARK_MIN_SPAN = 0.01  # performance moves smaller than this are drawn nearly flat
+ACTION_MUTE, ACTION_UNSUBSCRIBE, ACTION_REFRESH = (
+    "mathfi_mute_1h",
+    "mathfi_unsubscribe",
+    "mathfi_refresh",
+)
+STATUS_EMOJI = {
+    "PENDING": "⏳",
+    "RUNNING": "🏃",
+    "COMPLETED": "🏆",
+    "TIMED_OUT": "⌛",
+    "NOT_COMPLETED": "🛑",
+    "CANCELLED": "🚫",
+    "FAILED": "❌",
+}
+UNKNOWN_EMOJI = "❔"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the sender posts: fallback `text` plus blocks already turned into dicts."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack asks for (`&`, `<`, `>`), nothing else."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cut(escaped: str, limit: int) -> str:
+    """Cut already-escaped text to at most `limit` characters, never inside an entity."""
+    if len(escaped) <= limit:
+        return escaped
+    head = escaped[: limit - 1]
+    amp = head.rfind("&", max(0, len(head) - 4))
+    if amp != -1 and ";" not in head[amp:]:
+        head = head[:amp]
+    return head + "…"
+
+
+def clip(text: str, limit: int) -> str:
+    """Untrusted text on one line (control characters become spaces), escaped and cut."""
+    return cut(escape_mrkdwn(_CONTROL.sub(" ", text)), limit)
+
+
+def code(text: str, limit: int = MAX_KEY) -> str:
+    """Untrusted identifier as inline code, so `*`, `_` and `~` in it stay literal."""
+    return "`" + clip(text.replace("`", "ˋ"), limit) + "`"
+
+
+def status_parts(status: str) -> tuple[str, str]:
+    """(emoji, label) for a status; unknown statuses keep their raw (escaped) string."""
+    emoji = STATUS_EMOJI.get(status)
+    if emoji is None:
+        return UNKNOWN_EMOJI, clip(status, MAX_STATUS)
+    return emoji, status
+
+
+def status_text(status: str) -> str:
+    return " ".join(status_parts(status))
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def perf(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4f}" if abs(value) < 1e6 else f"{value:.4g}"
+
+
+def target_text(value: float) -> str:
+    if abs(value) >= 1e6:
+        return f"{value:.4g}"
+    return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def progress_bar(best: float, target: float, *, cells: int = 10) -> str:
+    """`▰▰▰▰▰▰▰▰▱▱ 87%`: best as a share of target, floored so 100% means reached."""
+    ratio = min(max(best / target, 0.0), 1.0)
+    filled = math.floor(ratio * cells)
+    return "▰" * filled + "▱" * (cells - filled) + f" {math.floor(ratio * 100)}%"
+
+
+def ago(seconds: float) -> str:
+    if not seconds > 0:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min ago" if minutes else f"{hours} h ago"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h ago" if hours else f"{days} d ago"
+
+
+def fold(lines: Sequence[str], *, budget: int, limit: int = SECTION_LIMIT) -> tuple[list[str], int]:
+    """Pack lines into as few texts of at most `limit` chars as fit in `budget` chars.
+
+    Returns the texts and how many lines they hold (the rest did not fit).
+    """
+    chunks: list[str] = []
+    used = 0
+    for shown, line in enumerate(lines):
+        line = cut(line, limit)
+        if used + len(line) + 1 > budget:
+            return chunks, shown
+        if chunks and len(chunks[-1]) + 1 + len(line) <= limit:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line)
+        used += len(line) + 1
+    return chunks, len(lines)
+
+
+def section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=cut(text, SECTION_LIMIT)))
+
+
+def context(*texts: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=cut(t, 2000)) for t in texts[:10]])
+
+
+def to_message(text: str, blocks: Sequence[Block]) -> Message:
+    return Message(text=cut(text, 3000), blocks=[block.to_dict() for block in blocks[:50]])
+
+
+def render_card(
+    snapshot: Snapshot,
+    *,
+    now: float,
+    last_improvement_at: float | None = None,
+    history: Mapping[str, Sequence[float]] | None = None,
+    muted: bool = False,
+) -> Message:
+    """The card of one job in one channel, edited in place as the job moves."""
+    blocks = _job_blocks(
+        snapshot, now=now, last_improvement_at=last_improvement_at, history=history, muted=muted
+    )
+    blocks.append(_actions(snapshot.job_key))
+    return to_message(card_text(snapshot), blocks)
+
+
+def render_status(
+    snapshot: Snapshot, *, now: float, history: Mapping[str, Sequence[float]] | None = None
+) -> Message:
+    """The answer to `/mathfi status <key>`: the card's content without buttons."""
+    blocks = _job_blocks(snapshot, now=now, last_improvement_at=None, history=history, muted=False)
+    return to_message(card_text(snapshot), blocks)
+
+
+def card_text(snapshot: Snapshot) -> str:
+    """Fallback text, e.g. "Training abc…: RUNNING, best 0.8123 (BSIX01) of target 0.85"."""
+    best = snapshot.best()
+    text = f"Training {clip(snapshot.job_key, MAX_KEY)}: {status_parts(snapshot.status)[1]}"
+    if best is None:
+        text += ", no performance yet"
+    else:
+        text += f", best {perf(best.latest_performance)} ({clip(best.algorithm, MAX_NAME)})"
+    if snapshot.target_performance is not None:
+        text += f" of target {target_text(snapshot.target_performance)}"
+    return text
+
+
+def _job_blocks(
+    snapshot: Snapshot,
+    *,
+    now: float,
+    last_improvement_at: float | None,
+    history: Mapping[str, Sequence[float]] | None,
+    muted: bool,
+) -> list[Block]:
+    emoji, label = status_parts(snapshot.status)
+    known = snapshot.status in STATUS_EMOJI
+    blocks: list[Block] = [
+        HeaderBlock(text=f"{emoji} MathFi training · {label if known else 'unknown status'}"),
+        SectionBlock(fields=[MarkdownTextObject(text=f) for f in _fact_fields(snapshot)]),
+    ]
+    progress = _progress_line(snapshot, now=now, last_improvement_at=last_improvement_at)
+    if progress:
+        blocks.append(section(progress))
+    if snapshot.status == COMPLETED and snapshot.model_key:
+        blocks.append(section(_champion_line(snapshot)))
+    blocks.append(DividerBlock())
+    blocks.extend(_algorithm_blocks(snapshot.algorithms, history=history))
+    blocks.append(context(*_footer(now=now, muted=muted)))
+    return blocks
+
+
+def _fact_fields(snapshot: Snapshot) -> list[str]:
+    best = snapshot.best()
+    target = snapshot.target_performance
+    best_text = "no performance yet"
+    if best is not None:
+        best_text = f"{perf(best.latest_performance)} by {code(best.algorithm, MAX_NAME)}"
+    return [
+        f"*Job*\n{code(snapshot.job_key)}",
+        f"*Status*\n{status_text(snapshot.status)}",
+        f"*Target*\n{'—' if target is None else target_text(target)}",
+        f"*Best*\n{best_text}",
+    ]
+
+
+def _progress_line(snapshot: Snapshot, *, now: float, last_improvement_at: float | None) -> str:
+    parts: list[str] = []
+    best = snapshot.best()
+    target = snapshot.target_performance
+    if best is not None and best.latest_performance is not None and target and target > 0:
+        parts.append(f"*Progress* {progress_bar(best.latest_performance, target)}")
+    if last_improvement_at is not None:
+        parts.append(f"last improvement {ago(now - last_improvement_at)}")
+    return " · ".join(parts)
+
+
+def _champion_line(snapshot: Snapshot) -> str:
+    line = f"🏆 *Champion model* {code(snapshot.model_key or '')}"
+    scores = [
+        (name, value)
+        for name, value in (
+            ("achieved", snapshot.achieved_performance),
+            ("training", snapshot.training_performance),
+            ("test", snapshot.test_performance),
+        )
+        if value is not None
+    ]
+    if scores:
+        line += "\n" + " · ".join(f"{name} {perf(value)}" for name, value in scores)
+    return line
+
+
+def _algorithm_blocks(
+    algorithms: Sequence[AlgorithmProgress], *, history: Mapping[str, Sequence[float]] | None
+) -> list[Block]:
+    if not algorithms:
+        return [section("_No algorithm has reported yet._")]
+    ranked = sorted(
+        algorithms,
+        key=lambda a: (a.latest_performance is None, -(a.latest_performance or 0.0), a.algorithm),
+    )
+    lines = [_algorithm_line(a, history=history) for a in ranked]
+    texts, shown = fold(lines, budget=ALGORITHM_BUDGET)
+    blocks: list[Block] = [section(text) for text in texts]
+    if shown < len(lines):
+        blocks.append(context(f"… and {plural(len(lines) - shown, 'more algorithm')}"))
+    return blocks
+
+
+def _algorithm_line(
+    algorithm: AlgorithmProgress, *, history: Mapping[str, Sequence[float]] | None
+) -> str:
+    values: Sequence[float] = algorithm.recent_performances
+    if history is not None and algorithm.algorithm in history:
+        values = history[algorithm.algorithm]
+    spark = sparkline(values, min_span=SPARK_MIN_SPAN) or "·"
+    return (
+        f"`{spark}` {code(algorithm.algorithm, MAX_NAME)} "
+        f"*{perf(algorithm.latest_performance)}* · {status_text(algorithm.status)}"
+    )
+
+
+def _footer(*, now: float, muted: bool) -> list[str]:
+    parts = ["🔕 muted: only terminal statuses are posted"] if muted else []
+    try:
+        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        return parts or ["MathFi training job"]
+    parts.append(f"updated <!date^{int(now)}^{{date_short_pretty}} {{time}}|{stamp}>")
+    return parts
+
+
+def _actions(job_key: str) -> ActionsBlock:
+    value = job_key[:2000]
+    return ActionsBlock(
+        elements=[
+            ButtonElement(text="Mute 1 h", action_id=ACTION_MUTE, value=value),
+            ButtonElement(
+                text="Unsubscribe",
+                action_id=ACTION_UNSUBSCRIBE,
+                value=value,
+                style="danger",
+                confirm=ConfirmObject(
+                    title="Unsubscribe?",
+                    text=f"Stop watching {code(job_key, 60)} in this channel?",
+                    confirm="Unsubscribe",
+                    deny="Keep watching",
+                ),
+            ),
+            ButtonElement(text="Refresh", action_id=ACTION_REFRESH, value=value),
+        ]
+    )

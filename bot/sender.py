@@ -1,0 +1,471 @@
+"""The sender: the only code that posts to Slack.
+
+Reads the outbox in order, per channel; the first row of a (channel, job) posts the job card,
+later rows are replies in the card's thread (terminal ones also broadcast to the channel),
+and every change marks the card dirty so it is edited in place (several edits due at once
+become one `chat.update`).
+
+Exactly once: each message carries metadata naming its outbox row. A row that had an attempt
+whose outcome we do not know (the process died, the answer was lost, a 5xx or a timeout) is
+looked up in Slack (`conversations.history` for cards, `conversations.replies` for thread
+replies) before it is posted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.events import Event, EventKind
+from bot.metrics import Metrics
+from bot.models import ALERT_STATUSES, Snapshot, is_terminal
+from bot.render import Message, render_card, render_notification
+from store import Card, OutboxRow, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "account_inactive",
+        "invalid_auth",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "team_access_not_granted",
+        "ekm_access_denied",
+        "restricted_action",
+    }
+)
+CARD_EVENT = "mathfi_card"
+NOTE_EVENT = "mathfi_notification"
+# A row whose last attempt certainly did not reach Slack needs no lookup before a retry.
+NOT_POSTED = "not_posted: "
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    pace: float = 1.0  # seconds between two posts in one channel
+    max_attempts: int = 3  # for errors Slack gives on purpose; transient ones retry forever
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    concurrency: int = 20  # channels served at once
+
+
+@dataclass(frozen=True)
+class PostedCard:
+    ts: str
+    version: int
+
+
+class Outcome(Exception):
+    """How a Slack call failed, classified for the outbox."""
+
+    def __init__(
+        self,
+        error: str,
+        *,
+        retry_after: float | None = None,
+        permanent: bool = False,
+        posted_unknown: bool = False,
+    ) -> None:
+        super().__init__(error)
+        self.error = error
+        self.retry_after = retry_after
+        self.permanent = permanent
+        self.posted_unknown = posted_unknown
+
+
+class Sender:
+    def __init__(
+        self,
+        store: Store,
+        client: AsyncWebClient,
+        *,
+        metrics: Metrics,
+        config: SenderConfig = SenderConfig(),
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._metrics = metrics
+        self._config = config
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._channel_ready: dict[str, float] = {}
+        self._stopping = asyncio.Event()
+        self.last_cycle_at: float | None = None
+        self.posts = 0
+        self.edits = 0
+
+    # ----------------------------------------------------------------- loop
+    async def run(self) -> None:
+        log.info("sender started")
+        while not self._stopping.is_set():
+            try:
+                worked = await self.tick()
+            except StoreUnavailable as err:
+                log.error("sender cannot read the outbox: %s", err)
+                worked = 0
+            except Exception:  # the one broad except of this loop
+                log.exception("sender cycle failed; continuing")
+                worked = 0
+            if not worked:
+                await self._idle(0.2)
+
+    async def _idle(self, seconds: float) -> None:
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        sleeper.cancel()
+        stopper.cancel()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def tick(self) -> int:
+        """Send what is due now: outbox rows first, then dirty cards. Returns calls made."""
+        now = self._clock()
+        self.last_cycle_at = now
+        counts = self._store.outbox_counts()
+        self._metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
+        rows = [r for r in self._store.due_outbox(now=now, limit=200) if self._ready(r.channel_id)]
+        by_channel: dict[str, OutboxRow] = {}
+        for row in rows:
+            by_channel.setdefault(row.channel_id, row)
+        cards = [
+            c
+            for c in self._store.dirty_cards(limit=200)
+            if c.channel_id not in by_channel and self._ready(c.channel_id)
+        ]
+        cards = list({c.channel_id: c for c in reversed(cards)}.values())
+        work: list[Awaitable[None]] = [self._deliver(r) for r in by_channel.values()]
+        work += [self._refresh_card(c) for c in cards]
+        if not work:
+            return 0
+        sem = asyncio.Semaphore(self._config.concurrency)
+
+        async def bounded(job: Awaitable[None]) -> None:
+            async with sem:
+                await job
+
+        await asyncio.gather(*(bounded(w) for w in work))
+        return len(work)
+
+    async def flush(self, *, within: float = 10.0) -> None:
+        """Send what is due until nothing due is left or `within` seconds pass (shutdown)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if await self.tick():
+                continue
+            due = self._store.due_outbox(now=self._clock(), limit=1)
+            if not due and not self._store.dirty_cards(limit=1):
+                return
+            await asyncio.sleep(0.1)  # a channel is paced; wait for its turn
+
+    def _ready(self, channel: str) -> bool:
+        return self._channel_ready.get(channel, 0.0) <= self._clock()
+
+    def _paced(self, channel: str, *, extra: float = 0.0) -> None:
+        self._channel_ready[channel] = self._clock() + max(self._config.pace, extra)
+
+    # ----------------------------------------------------------------- one row
+    async def _deliver(self, row: OutboxRow) -> None:
+        if row.attempts and not (row.last_error or "").startswith(NOT_POSTED):
+            try:
+                if await self._already_posted(row):
+                    return
+            except Outcome as outcome:  # could not look: still unknown, look again next time
+                self._failed(row, outcome, posted_unknown=True)
+                return
+        try:
+            self._store.mark_sending(row.id)
+            ts = await self._post_row(row)
+        except Outcome as outcome:
+            self._failed(row, outcome, posted_unknown=outcome.posted_unknown)
+            return
+        self._store.mark_sent(row.id, ts=ts)
+        self._metrics.messages_sent.labels(kind=row.kind).inc()
+
+    async def _post_row(self, row: OutboxRow) -> str:
+        snapshot = self._snapshot(row.job_key)
+        card = self._posted_card(row.channel_id, row.job_key)
+        if card is None:
+            card = await self._post_card(row, snapshot)
+            if row.kind == EventKind.WATCH_STARTED.value:
+                return card.ts
+        elif row.kind == EventKind.WATCH_STARTED.value:
+            self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
+            return card.ts
+        payload = json.loads(row.payload)
+        events = [Event.model_validate(e) for e in payload.get("events", [])]
+        message = render_notification(
+            events,
+            snapshot=snapshot or Snapshot(job_key=row.job_key, status="UNKNOWN"),
+            mention=payload.get("mention"),
+        )
+        broadcast = any(
+            e.kind == EventKind.JOB_STATUS
+            and e.new_status is not None
+            and is_terminal(e.new_status)
+            for e in events
+        )
+        answer = await self._call(
+            "chat.postMessage",
+            channel=row.channel_id,
+            thread_ts=card.ts,
+            reply_broadcast=broadcast,
+            text=message.text,
+            blocks=message.blocks,
+            metadata=_metadata(NOTE_EVENT, row),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        self.posts += 1
+        self._paced(row.channel_id)
+        self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
+        return str(answer["ts"])
+
+    def _posted_card(self, channel: str, job_key: str) -> PostedCard | None:
+        card = self._store.get_card(channel_id=channel, job_key=job_key)
+        if card is None or card.ts is None:
+            return None
+        return PostedCard(ts=card.ts, version=card.card_version)
+
+    async def _post_card(self, row: OutboxRow, snapshot: Snapshot | None) -> PostedCard:
+        message = self._card_message(row.channel_id, row.job_key, snapshot)
+        answer = await self._call(
+            "chat.postMessage",
+            channel=row.channel_id,
+            text=message.text,
+            blocks=message.blocks,
+            metadata=_metadata(CARD_EVENT, row),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        self.posts += 1
+        self._paced(row.channel_id)
+        ts = str(answer["ts"])
+        self._store.save_card(channel_id=row.channel_id, job_key=row.job_key, ts=ts)
+        return PostedCard(ts=ts, version=0)
+
+    async def _refresh_card(self, card: Card) -> None:
+        if card.ts is None:
+            return
+        message = self._card_message(card.channel_id, card.job_key, self._snapshot(card.job_key))
+        try:
+            await self._call(
+                "chat.update",
+                channel=card.channel_id,
+                ts=card.ts,
+                text=message.text,
+                blocks=message.blocks,
+            )
+        except Outcome as outcome:
+            if outcome.error == "message_not_found":
+                log.warning(
+                    "card of %s in %s was deleted; leaving it", card.job_key, card.channel_id
+                )
+                self._store.mark_card_clean(
+                    channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
+                )
+            elif outcome.permanent:
+                self._disable(card.channel_id, outcome.error)
+            else:
+                self._paced(card.channel_id, extra=outcome.retry_after or 5.0)
+            return
+        self.edits += 1
+        self._metrics.messages_sent.labels(kind="card_update").inc()
+        self._paced(card.channel_id)
+        self._store.mark_card_clean(
+            channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
+        )
+
+    def _card_message(self, channel: str, job_key: str, snapshot: Snapshot | None) -> Message:
+        if snapshot is None:
+            snapshot = Snapshot(job_key=job_key, status="UNKNOWN")
+        record = self._store.get_job(job_key)
+        sub = self._store.get_subscription(channel_id=channel, job_key=job_key)
+        now = self._clock()
+        muted = bool(sub and sub.muted_until and sub.muted_until > now)
+        history: dict[str, list[float]] = {}
+        for point in self._store.history(job_key):
+            history.setdefault(point.algorithm, []).append(point.value)
+        return render_card(
+            snapshot,
+            now=now,
+            last_improvement_at=record.last_improvement_at if record else None,
+            history=history or None,
+            muted=muted,
+        )
+
+    def _snapshot(self, job_key: str) -> Snapshot | None:
+        record = self._store.get_job(job_key)
+        return Snapshot.model_validate_json(record.snapshot_json) if record else None
+
+    # ----------------------------------------------------------------- failures
+    def _failed(self, row: OutboxRow, outcome: Outcome, *, posted_unknown: bool) -> None:
+        if outcome.permanent:
+            self._disable(row.channel_id, outcome.error)
+            return
+        attempts = row.attempts + 1
+        transient = outcome.retry_after is not None or outcome.posted_unknown
+        if not transient and attempts >= self._config.max_attempts:
+            # Slack answered, and refused this message (e.g. invalid_blocks): retrying the
+            # same body cannot help. Transient trouble (429, 5xx, timeouts) retries forever.
+            log.error(
+                "giving up on outbox row %s for %s after %d attempts: %s",
+                row.id,
+                row.channel_id,
+                attempts,
+                outcome.error,
+            )
+            self._store.mark_dead(row.id, error=outcome.error)
+            return
+        delay = outcome.retry_after
+        if delay is None:
+            delay = self._rng.uniform(
+                0, min(self._config.backoff_max, self._config.backoff_base * 2**attempts)
+            )
+        self._paced(row.channel_id, extra=delay)
+        prefix = "" if posted_unknown else NOT_POSTED
+        self._store.mark_retry(
+            row.id, next_attempt_at=self._clock() + delay, error=prefix + outcome.error
+        )
+
+    def _disable(self, channel: str, error: str) -> None:
+        reason = _disable_reason(error)
+        count = self._store.disable_channel(channel_id=channel, reason=reason)
+        dead = self._store.dead_channel_rows(channel_id=channel, error=error)
+        log.warning(
+            "Slack said %s for channel %s: disabled %d subscription(s), dropped %d "
+            "queued message(s)",
+            error,
+            channel,
+            count,
+            dead,
+        )
+
+    # ----------------------------------------------------------------- reconciliation
+    async def reconcile(self) -> int:
+        """After a crash: every row left in `sending` is looked up before anything else."""
+        rows = self._store.rows_in_state("sending")
+        for row in rows:
+            self._store.mark_retry(
+                row.id, next_attempt_at=self._clock(), error="interrupted: outcome unknown"
+            )
+        if rows:
+            log.info("reconciling %d message(s) interrupted by a restart", len(rows))
+        return len(rows)
+
+    async def _already_posted(self, row: OutboxRow) -> bool:
+        """Look the row up in Slack; True (and marked sent) if it is there."""
+        card = self._posted_card(row.channel_id, row.job_key)
+        if card is None:
+            found = await self._find_message(
+                row, CARD_EVENT, "conversations.history", channel=row.channel_id
+            )
+            if found is None:
+                return False
+            self._store.save_card(channel_id=row.channel_id, job_key=row.job_key, ts=found)
+            card = PostedCard(ts=found, version=0)
+            if row.kind == EventKind.WATCH_STARTED.value:
+                self._store.mark_sent(row.id, ts=found)
+                return True
+        elif row.kind == EventKind.WATCH_STARTED.value:
+            self._store.mark_sent(row.id, ts=card.ts)
+            return True
+        found = await self._find_message(
+            row, NOTE_EVENT, "conversations.replies", channel=row.channel_id, ts=card.ts
+        )
+        if found is None:
+            return False
+        log.info("outbox row %s was already in Slack (ts %s); not posting it again", row.id, found)
+        self._store.mark_sent(row.id, ts=found)
+        return True
+
+    async def _find_message(
+        self, row: OutboxRow, event_type: str, method: str, **params: Any
+    ) -> str | None:
+        cursor: str | None = None
+        for _ in range(20):
+            answer = await self._call(
+                method, include_all_metadata=True, limit=200, cursor=cursor, **params
+            )
+            for message in answer.get("messages", []):
+                meta = message.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if meta.get("event_type") != event_type:
+                    continue
+                if event_type == CARD_EVENT and payload.get("job_key") == row.job_key:
+                    return str(message["ts"])
+                if payload.get("outbox_id") == row.id:
+                    return str(message["ts"])
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return None
+        return None
+
+    # ----------------------------------------------------------------- the one Slack call
+    async def _call(self, method: str, **params: Any) -> dict[str, Any]:
+        params = {k: v for k, v in params.items() if v is not None}
+        started = time.perf_counter()
+        try:
+            response = await getattr(self._client, method.replace(".", "_"))(**params)
+        except SlackApiError as err:
+            status = err.response.status_code
+            error = str(err.response.get("error") or f"http_{status}")
+            self._metrics.slack_errors.labels(error=error).inc()
+            if status == 429:
+                self._metrics.slack_ratelimited.inc()
+                retry_after = float(err.response.headers.get("Retry-After", "1") or 1)
+                raise Outcome("ratelimited", retry_after=retry_after) from None
+            if status >= 500:
+                raise Outcome(error, posted_unknown=True) from None
+            raise Outcome(error, permanent=error in PERMANENT_ERRORS) from None
+        except (aiohttp.ClientError, TimeoutError) as err:
+            self._metrics.slack_errors.labels(error="connection").inc()
+            raise Outcome(f"connection: {type(err).__name__}", posted_unknown=True) from None
+        finally:
+            self._metrics.slack_send_latency.labels(method=method).observe(
+                time.perf_counter() - started
+            )
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+
+def _metadata(event_type: str, row: OutboxRow) -> dict[str, Any]:
+    return {
+        "event_type": event_type,
+        "event_payload": {"outbox_id": row.id, "job_key": row.job_key, "kind": row.kind},
+    }
+
+
+def _disable_reason(error: str) -> str:
+    hints = {
+        "not_in_channel": "the bot is not in this channel: invite it with /invite @MathFi",
+        "channel_not_found": "Slack cannot find this channel (deleted, or private without the bot)",
+        "is_archived": "the channel is archived: unarchive it and subscribe again",
+        "invalid_auth": "the bot token was refused: an admin must reinstall the app",
+        "token_revoked": "the bot token was revoked: an admin must reinstall the app",
+        "account_inactive": "the bot account is inactive: an admin must reinstall the app",
+    }
+    return hints.get(error, f"Slack refused to post here ({error})")
+
+
+__all__ = ["ALERT_STATUSES", "Sender", "SenderConfig"]

@@ -1,0 +1,319 @@
+"""The service `mathfi-bot run` runs: store, clients, poller, sender, bolt app, HTTP routes.
+
+Our aiohttp application owns `POST /slack/events`, `GET /healthz` and `GET /metrics`; the
+poller and the sender are background loops started and cancelled with it. Socket Mode
+(bolt's aiohttp adapter) replaces `/slack/events` when SLACK_APP_TOKEN is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import commands
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.mathfi import MathFiClient
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.poller import Poller, PollerConfig
+from bot.sender import Sender, SenderConfig
+from store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        poller_config: PollerConfig | None = None,
+        sender_config: SenderConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics()
+        self._poller_config = poller_config or PollerConfig(
+            interval=settings.poll_interval, concurrency=settings.poll_concurrency
+        )
+        self._sender_config = sender_config or SenderConfig()
+        self.team_id: str | None = None
+        self.accepting = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._socket: AsyncSocketModeHandler | None = None
+        self.store: Store
+        self.mathfi: MathFiClient
+        self.slack: AsyncWebClient
+        self.poller: Poller
+        self.sender: Sender
+        self.bolt: AsyncApp
+        self._session: aiohttp.ClientSession
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self, *, run_loops: bool = True) -> None:
+        """Open everything; `run_loops=False` leaves the poller and sender to be ticked by tests."""
+        s = self.settings
+        self.store = Store(s.database_path, clock=self.clock)
+        self._session = aiohttp.ClientSession()
+        self.mathfi = MathFiClient.from_settings(s, session=self._session)
+        self.slack = AsyncWebClient(
+            token=s.slack_bot_token.get_secret_value(),
+            base_url=s.slack_api_url,
+            session=self._session,
+            timeout=10,
+            retry_handlers=[],
+        )
+        await self._identify()
+        self.poller = Poller(
+            self.store,
+            self.mathfi,
+            config=self._poller_config,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        self.sender = Sender(
+            self.store,
+            self.slack,
+            metrics=self.metrics,
+            config=self._sender_config,
+            clock=self.clock,
+        )
+        self.bolt = self._build_bolt()
+        self.metrics.active_subscriptions.set(self.store.count_all_active())
+        await self.sender.reconcile()
+        if run_loops:
+            self._tasks = [
+                asyncio.create_task(self.poller.run(), name="poller"),
+                asyncio.create_task(self.sender.run(), name="sender"),
+            ]
+        if s.slack_app_token is not None:
+            self._socket = AsyncSocketModeHandler(
+                self.bolt, app_token=s.slack_app_token.get_secret_value(), web_client=self.slack
+            )
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            log.info("connected to Slack in Socket Mode")
+        self.accepting = True
+
+    async def _identify(self) -> None:
+        """auth.test: which team the bot belongs to (commands from others are refused)."""
+        try:
+            answer = await self.slack.auth_test()
+        except SlackApiError as err:
+            error = err.response.get("error") if err.response.status_code < 500 else None
+            if error in {"invalid_auth", "not_authed", "token_revoked", "account_inactive"}:
+                raise ConfigError(
+                    f"SLACK_BOT_TOKEN was refused by Slack ({error}); run `mathfi-bot check`"
+                ) from None
+            log.warning(
+                "Slack auth.test failed (%s); will try again on the first command",
+                err.response.get("error"),
+            )
+            return
+        except (aiohttp.ClientError, TimeoutError) as err:
+            log.warning("Slack unreachable at start (%s); will try again later", err)
+            return
+        self.team_id = str(answer.get("team_id") or "") or None
+        log.info(
+            "Slack: bot %s in team %s (%s)", answer.get("user"), answer.get("team"), self.team_id
+        )
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop accepting commands, finish the poll in flight, send what is due, close."""
+        self.accepting = False
+        deadline = time.monotonic() + grace
+        if self._socket is not None:
+            await _quietly(self._socket.close_async())  # type: ignore[no-untyped-call]
+        self.poller.stop()
+        self.sender.stop()
+        await _within(
+            asyncio.gather(*self._tasks, return_exceptions=True),
+            max(deadline - time.monotonic() - 4.0, 1.0),
+        )
+        if self._tasks:  # loops ran: send what is due while Slack answers
+            await _within(self.sender.flush(within=3.0), max(deadline - time.monotonic() - 1, 0.5))
+        for task in self._tasks:
+            task.cancel()
+        await self.mathfi.close()
+        await self._session.close()
+        self.store.close()
+        log.info("stopped")
+
+    # ----------------------------------------------------------------- bolt
+    def _build_bolt(self) -> AsyncApp:
+        s = self.settings
+        app = AsyncApp(
+            client=self.slack,
+            signing_secret=s.slack_signing_secret.get_secret_value(),
+            process_before_response=False,
+            logger=logging.getLogger("slack_bolt"),
+        )
+        app.middleware(self._same_team_only)
+        app.error(self._on_bolt_error)
+        commands.register(
+            app,
+            commands.CommandContext(
+                store=self.store,
+                mathfi=self.mathfi,
+                metrics=self.metrics,
+                command=s.slack_command,
+                subscription_limit=s.subscription_limit,
+                poll_interval=s.poll_interval,
+                watch=self.poller.watch,
+                clock=self.clock,
+            ),
+        )
+        return app
+
+    async def _same_team_only(
+        self,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse:
+        if self.team_id is None:
+            await self._identify()
+        team = req.context.team_id
+        if self.team_id and team and team != self.team_id:
+            log.warning(
+                "refused a request from Slack team %s (this bot serves %s)", team, self.team_id
+            )
+            body = {
+                "response_type": "ephemeral",
+                "text": "This MathFi bot serves another Slack workspace.",
+            }
+            return BoltResponse(
+                status=403, body=json.dumps(body), headers={"content-type": "application/json"}
+            )
+        return await next()
+
+    async def _on_bolt_error(self, error: Exception, body: dict[str, Any]) -> BoltResponse:
+        ref = f"{int(time.time()) % 100000:05d}"
+        log.error(
+            "unhandled error in a Slack listener (reference %s): %s",
+            ref,
+            type(error).__name__,
+            exc_info=error,
+        )
+        return BoltResponse(
+            status=200,
+            body=json.dumps(
+                {
+                    "response_type": "ephemeral",
+                    "text": f"Something went wrong on our side (reference {ref}).",
+                }
+            ),
+            headers={"content-type": "application/json"},
+        )
+
+    # ----------------------------------------------------------------- HTTP
+    def web_app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_post("/slack/events", self._slack_events)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def _slack_events(self, request: web.Request) -> web.Response:
+        if not self.accepting:
+            return web.json_response({"error": "shutting down"}, status=503)
+        bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        now = self.clock()
+        stale = self.settings.stale_after
+        ages = {
+            "poller": _age(now, self.poller.last_cycle_at),
+            "sender": _age(now, self.sender.last_cycle_at),
+        }
+        try:
+            database_ok = self.store.ping()
+            counts = self.store.outbox_counts()
+        except StoreUnavailable as err:
+            database_ok, counts = False, {}
+            log.debug("health: database check failed: %s", err)
+        loops_ok = all(age is not None and age <= stale for age in ages.values())
+        mathfi_ok = not self.poller.mathfi_down
+        status = "ok" if loops_ok and database_ok and mathfi_ok else "degraded"
+        if not loops_ok:
+            status = "stale"
+        body = {
+            "status": status,
+            "last_poll_cycle_age_seconds": ages["poller"],
+            "last_send_cycle_age_seconds": ages["sender"],
+            "outbox_backlog": counts.get("pending", 0) + counts.get("sending", 0),
+            "outbox_dead": counts.get("dead", 0),
+            "database": "ok" if database_ok else "unavailable",
+            "mathfi": "ok" if mathfi_ok else "unreachable",
+            "watched_jobs": self.poller.watched,
+            "accepting_commands": self.accepting,
+        }
+        return (200 if loops_ok and database_ok else 503), body
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        code, body = self.health()
+        return web.json_response(body, status=code)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        try:
+            counts = self.store.outbox_counts()
+            self.metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
+        except StoreUnavailable:
+            pass
+        return web.Response(
+            body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+def _age(now: float, at: float | None) -> float | None:
+    return None if at is None else round(max(now - at, 0.0), 3)
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception as err:  # shutdown must go on
+        log.debug("ignored during shutdown: %s", err)
+
+
+async def _within(awaitable: Awaitable[Any], seconds: float) -> None:
+    try:
+        await asyncio.wait_for(awaitable, timeout=seconds)
+    except TimeoutError:
+        log.warning("shutdown step took longer than %.1f s; moving on", seconds)
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
+    """Run until `stop` is set: the HTTP server plus the loops."""
+    service = Service(settings)
+    await service.start()
+    runner = web.AppRunner(service.web_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    log.info(
+        "listening on http://%s:%d (POST /slack/events, GET /healthz, GET /metrics)",
+        settings.http_host,
+        settings.http_port,
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await service.stop(grace=9.0)
+        await runner.cleanup()

@@ -1,0 +1,192 @@
+"""Numbered schema migrations.
+
+Each migration is a function of the sqlite-utils `Database`, listed in `MIGRATIONS` under
+its number. Once a migration has been released it is never edited: a schema change is a
+new function with the next number. The `migrations` table records the numbers applied;
+each migration runs in its own transaction together with that record, so a failing
+migration leaves nothing behind and stays pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[Database], None]
+
+OUTBOX_STATES = ("pending", "sending", "sent", "dead")
+EVENT_FILTERS = ("all", "status", "failures")
+
+
+def m001_initial(db: Database) -> None:
+    """Subscriptions, jobs, performance history, outbox and cards."""
+    db.table("jobs").create(
+        {
+            "job_key": str,
+            "snapshot_json": str,
+            "snapshot_hash": str,
+            "status": str,
+            "best_performance": float,
+            "best_algorithm": str,
+            "next_poll_at": float,
+            "consecutive_errors": int,
+            "unreachable": int,
+            "terminal": int,
+            "version": int,
+            "updated_at": float,
+            "last_improvement_at": float,
+        },
+        pk="job_key",
+        not_null=["snapshot_json", "snapshot_hash", "status", "next_poll_at", "updated_at"],
+        defaults={"consecutive_errors": 0, "unreachable": 0, "terminal": 0, "version": 0},
+    )
+    subscriptions = db.table("subscriptions").create(
+        {
+            "id": int,
+            "team_id": str,
+            "channel_id": str,
+            "job_key": str,
+            "created_by": str,
+            "created_at": float,
+            "min_improvement": float,
+            "mention": str,
+            "events": str,
+            "muted_until": float,
+            "active": int,
+            "disabled_reason": str,
+            "last_best": float,
+        },
+        pk="id",
+        foreign_keys=[("job_key", "jobs", "job_key")],
+        not_null=["channel_id", "job_key", "created_at", "min_improvement", "events", "active"],
+        defaults={"min_improvement": 0.005, "events": "all", "active": 1},
+    )
+    subscriptions.create_index(["channel_id", "job_key"], unique=True)
+    subscriptions.create_index(["job_key"])
+    history = db.table("performance_history").create(
+        {"job_key": str, "algorithm": str, "at": float, "value": float},
+        foreign_keys=[("job_key", "jobs", "job_key")],
+        not_null=["job_key", "algorithm", "at", "value"],
+    )
+    history.create_index(["job_key", "algorithm", "at"])
+    _create_outbox(db)
+    cards = db.table("cards").create(
+        {"channel_id": str, "job_key": str, "ts": str, "dirty": int, "card_version": int},
+        pk=("channel_id", "job_key"),
+        foreign_keys=[("job_key", "jobs", "job_key")],
+        not_null=["dirty", "card_version"],
+        defaults={"dirty": 0, "card_version": 0},
+    )
+    cards.create_index(["job_key"])
+    cards.create_index(["dirty"])
+    _create_checks(db)
+
+
+def _create_outbox(db: Database) -> None:
+    outbox = db.table("outbox").create(
+        {
+            "id": int,
+            "dedupe_key": str,
+            "channel_id": str,
+            "job_key": str,
+            "kind": str,
+            "payload": str,
+            "state": str,
+            "attempts": int,
+            "next_attempt_at": float,
+            "slack_ts": str,
+            "last_error": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null=[
+            "dedupe_key",
+            "channel_id",
+            "job_key",
+            "kind",
+            "payload",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+            "updated_at",
+        ],
+        defaults={"state": "pending", "attempts": 0},
+    )
+    outbox.create_index(["dedupe_key"], unique=True)
+    outbox.create_index(["state", "channel_id", "id"])
+
+
+def _create_checks(db: Database) -> None:
+    """Refuse rows no code path should write (triggers: sqlite-utils has no CHECK option).
+
+    RAISE(ABORT) fails the statement even under INSERT OR IGNORE, so a bad row rolls the
+    whole transaction back instead of vanishing quietly.
+    """
+    states = ", ".join(f"'{state}'" for state in OUTBOX_STATES)
+    filters = ", ".join(f"'{name}'" for name in EVENT_FILTERS)
+    checks = {
+        "outbox_insert_check": (
+            "BEFORE INSERT ON outbox",
+            f"NOT json_valid(NEW.payload) OR NEW.state NOT IN ({states})",
+            "outbox row refused: payload is not JSON or state is unknown",
+        ),
+        "outbox_state_check": (
+            "BEFORE UPDATE OF state ON outbox",
+            f"NEW.state NOT IN ({states})",
+            "outbox state is unknown",
+        ),
+        "subscriptions_events_check": (
+            "BEFORE INSERT ON subscriptions",
+            f"NEW.events NOT IN ({filters})",
+            "subscription events filter is unknown",
+        ),
+        "subscriptions_events_update_check": (
+            "BEFORE UPDATE OF events ON subscriptions",
+            f"NEW.events NOT IN ({filters})",
+            "subscription events filter is unknown",
+        ),
+    }
+    for name, (when, condition, message) in checks.items():
+        db.execute(
+            f"CREATE TRIGGER {name} {when} WHEN {condition} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )
+
+
+MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, m001_initial),)
+
+
+def applied(db: Database) -> set[int]:
+    """Numbers of the migrations already applied (empty for a new database)."""
+    if not db.table("migrations").exists():
+        return set()
+    return {row[0] for row in db.execute("SELECT number FROM migrations").fetchall()}
+
+
+def apply_migrations(db: Database, *, now: float) -> list[int]:
+    """Apply the pending migrations in order; returns the numbers applied now.
+
+    Writes nothing when every migration is applied, so a read-only database opens.
+    """
+    done = applied(db)
+    pending = [(number, fn) for number, fn in MIGRATIONS if number not in done]
+    ran: list[int] = []
+    for number, fn in pending:
+        with db.conn:
+            db.conn.execute("BEGIN IMMEDIATE")
+            table = db.table("migrations")
+            if not table.exists():
+                table.create({"number": int, "name": str, "applied_at": float}, pk="number")
+            if number in applied(db):  # another process got there first
+                continue
+            fn(db)
+            table.insert({"number": number, "name": fn.__name__, "applied_at": now})
+            ran.append(number)
+            log.info("applied migration %s (%s)", number, fn.__name__)
+    return ran

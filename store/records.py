@@ -1,0 +1,153 @@
+"""What the store hands out and takes in: frozen dataclasses, never sqlite rows or dicts.
+
+Each record that is read from a table has a `COLUMNS` string (the SELECT list, in field
+order) and a `from_row` that turns one tuple of that SELECT into the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class StoreUnavailable(Exception):
+    """SQLite refused a read or a write: locked, read-only, disk full, closed.
+
+    The message is SQLite's own, on one line (e.g. "database is locked").
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: int
+    team_id: str | None
+    channel_id: str
+    job_key: str
+    created_by: str | None
+    created_at: float
+    min_improvement: float
+    mention: str | None
+    events: str
+    muted_until: float | None
+    active: bool
+    disabled_reason: str | None
+    last_best: float | None
+
+    COLUMNS: ClassVar[str] = (
+        "id, team_id, channel_id, job_key, created_by, created_at, min_improvement, mention, "
+        "events, muted_until, active, disabled_reason, last_best"
+    )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Subscription:
+        values = list(row)
+        values[10] = bool(values[10])
+        return cls(*values)
+
+    @property
+    def delivering(self) -> bool:
+        """Active and not disabled by a permanent Slack error."""
+        return self.active and self.disabled_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionView:
+    """One line of `list`: the subscription and what the store knows of its job."""
+
+    subscription: Subscription
+    status: str | None
+    best_performance: float | None
+    best_algorithm: str | None
+    unreachable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    job_key: str
+    snapshot_json: str
+    snapshot_hash: str
+    status: str
+    best_performance: float | None
+    best_algorithm: str | None
+    next_poll_at: float
+    consecutive_errors: int
+    unreachable: bool
+    terminal: bool
+    version: int
+    updated_at: float
+    last_improvement_at: float | None
+
+    COLUMNS: ClassVar[str] = (
+        "job_key, snapshot_json, snapshot_hash, status, best_performance, best_algorithm, "
+        "next_poll_at, consecutive_errors, unreachable, terminal, version, updated_at, "
+        "last_improvement_at"
+    )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> JobRecord:
+        values = list(row)
+        values[8] = bool(values[8])
+        values[9] = bool(values[9])
+        return cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    algorithm: str
+    at: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutboxRow:
+    """A notification to deliver; `payload` is JSON text, `dedupe_key` makes it idempotent."""
+
+    dedupe_key: str
+    channel_id: str
+    job_key: str
+    kind: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    dedupe_key: str
+    channel_id: str
+    job_key: str
+    kind: str
+    payload: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    slack_ts: str | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+    COLUMNS: ClassVar[str] = (
+        "id, dedupe_key, channel_id, job_key, kind, payload, state, attempts, next_attempt_at, "
+        "slack_ts, last_error, created_at, updated_at"
+    )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> OutboxRow:
+        return cls(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """The job card posted in a channel; `card_version` grows each time it goes stale."""
+
+    channel_id: str
+    job_key: str
+    ts: str | None
+    dirty: bool
+    card_version: int
+
+    COLUMNS: ClassVar[str] = "channel_id, job_key, ts, dirty, card_version"
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Card:
+        channel_id, job_key, ts, dirty, card_version = row
+        return cls(channel_id, job_key, ts, bool(dirty), card_version)

@@ -1,0 +1,529 @@
+"""bot.diff: parametrized tables, the MathFi seed payload, and hypothesis properties."""
+
+from __future__ import annotations
+
+import json
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.diff import (
+    DiffOptions,
+    diff,
+    filter_for_subscription,
+    headline_kind,
+    job_recovered,
+    job_unreachable,
+    snapshot_hash,
+)
+from bot.events import Event, EventKind
+from bot.models import (
+    ALERT_STATUSES,
+    TRAINING_STATUSES,
+    AlgorithmProgress,
+    Snapshot,
+    TrainingJob,
+    TrainingProgress,
+    is_terminal,
+)
+
+KEY = "job-1"
+K = EventKind
+
+
+def algo(name: str, status: str, latest: float | None = None, *recent: float) -> AlgorithmProgress:
+    return AlgorithmProgress(
+        algorithm=name, status=status, latest_performance=latest, recent_performances=recent
+    )
+
+
+def snap(status: str, *algorithms: AlgorithmProgress, **extra: Any) -> Snapshot:
+    extra.setdefault("target_performance", 0.9)
+    return Snapshot(job_key=KEY, status=status, algorithms=algorithms, **extra)
+
+
+def job_status(old: str, new: str, target: float | None = 0.9) -> Event:
+    return Event(
+        kind=K.JOB_STATUS, job_key=KEY, old_status=old, new_status=new, target_performance=target
+    )
+
+
+def algo_status(name: str, old: str | None, new: str) -> Event:
+    return Event(
+        kind=K.ALGORITHM_STATUS, job_key=KEY, algorithm=name, old_status=old, new_status=new
+    )
+
+
+def new_best(name: str, performance: float, previous: float | None) -> Event:
+    return Event(
+        kind=K.NEW_BEST,
+        job_key=KEY,
+        algorithm=name,
+        performance=performance,
+        previous_performance=previous,
+        target_performance=0.9,
+    )
+
+
+def champion(name: str | None, performance: float | None, model_key: str | None = None) -> Event:
+    return Event(
+        kind=K.CHAMPION,
+        job_key=KEY,
+        algorithm=name,
+        performance=performance,
+        target_performance=0.9,
+        model_key=model_key,
+    )
+
+
+A_RUN = algo("BSEV01", "RUNNING", 0.80, 0.79, 0.80)
+B_RUN = algo("BSEV02", "RUNNING", 0.70, 0.70)
+
+CASES: list[tuple[str, Snapshot | None, Snapshot, DiffOptions, list[Event]]] = [
+    ("no previous snapshot", None, snap("RUNNING", A_RUN), DiffOptions(), []),
+    ("unchanged", snap("RUNNING", A_RUN), snap("RUNNING", A_RUN), DiffOptions(), []),
+    (
+        "pending to running",
+        snap("PENDING"),
+        snap("RUNNING"),
+        DiffOptions(),
+        [job_status("PENDING", "RUNNING")],
+    ),
+    (
+        "running to failed with algorithms failing",
+        snap("RUNNING", A_RUN),
+        snap("FAILED", algo("BSEV01", "FAILED", 0.80)),
+        DiffOptions(),
+        [job_status("RUNNING", "FAILED"), algo_status("BSEV01", "RUNNING", "FAILED")],
+    ),
+    (
+        "algorithm status only",
+        snap("RUNNING", A_RUN, B_RUN),
+        snap("RUNNING", A_RUN, algo("BSEV02", "NOT_COMPLETED", 0.70)),
+        DiffOptions(),
+        [algo_status("BSEV02", "RUNNING", "NOT_COMPLETED")],
+    ),
+    (
+        "algorithm appears",
+        snap("RUNNING", A_RUN),
+        snap("RUNNING", A_RUN, B_RUN),
+        DiffOptions(),
+        [algo_status("BSEV02", None, "RUNNING")],
+    ),
+    (
+        "algorithm disappears",
+        snap("RUNNING", A_RUN, B_RUN),
+        snap("RUNNING", A_RUN),
+        DiffOptions(),
+        [],
+    ),
+    (
+        "new best",
+        snap("RUNNING", A_RUN, B_RUN),
+        snap("RUNNING", A_RUN, algo("BSEV02", "RUNNING", 0.83)),
+        DiffOptions(),
+        [new_best("BSEV02", 0.83, 0.80)],
+    ),
+    (
+        "noise below min_improvement",
+        snap("RUNNING", A_RUN),
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.804)),
+        DiffOptions(),
+        [],
+    ),
+    (
+        "exactly min_improvement",
+        snap("RUNNING", A_RUN),
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.805)),
+        DiffOptions(),
+        [new_best("BSEV01", 0.805, 0.80)],
+    ),
+    (
+        "custom min_improvement",
+        snap("RUNNING", A_RUN),
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.83)),
+        DiffOptions(min_improvement=0.05),
+        [],
+    ),
+    (
+        "zero min_improvement still needs a gain",
+        snap("RUNNING", A_RUN),
+        snap("RUNNING", A_RUN, algo("BSEV02", "RUNNING", 0.80)),
+        DiffOptions(min_improvement=0.0),
+        [algo_status("BSEV02", None, "RUNNING")],
+    ),
+    (
+        "performance drop",
+        snap("RUNNING", A_RUN),
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.60)),
+        DiffOptions(),
+        [],
+    ),
+    (
+        "reference_best holds back creeping gains",
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.849)),
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.853)),
+        DiffOptions(reference_best=0.85),
+        [],
+    ),
+    (
+        "reference_best sums small steps",
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.853)),
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.856)),
+        DiffOptions(reference_best=0.85),
+        [new_best("BSEV01", 0.856, 0.85)],
+    ),
+    (
+        "first best after no values",
+        snap("RUNNING", algo("BSEV01", "RUNNING")),
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.51, 0.51)),
+        DiffOptions(),
+        [new_best("BSEV01", 0.51, None)],
+    ),
+    (
+        "jump running to completed",
+        snap("RUNNING", A_RUN, B_RUN),
+        snap(
+            "COMPLETED",
+            algo("BSEV01", "NOT_COMPLETED", 0.85),
+            algo("BSEV02", "COMPLETED", 0.93),
+            model_key="model-9",
+            achieved_performance=0.931,
+        ),
+        DiffOptions(),
+        [
+            job_status("RUNNING", "COMPLETED"),
+            algo_status("BSEV01", "RUNNING", "NOT_COMPLETED"),
+            algo_status("BSEV02", "RUNNING", "COMPLETED"),
+            champion("BSEV02", 0.931, "model-9"),
+        ],
+    ),
+    (
+        "jump pending to completed",
+        snap("PENDING"),
+        snap("COMPLETED", algo("BSEV01", "COMPLETED", 0.91)),
+        DiffOptions(),
+        [
+            job_status("PENDING", "COMPLETED"),
+            algo_status("BSEV01", None, "COMPLETED"),
+            champion("BSEV01", 0.91),
+        ],
+    ),
+    (
+        "completed without a completed algorithm crowns the best",
+        snap("RUNNING", A_RUN, B_RUN),
+        snap("COMPLETED", A_RUN, B_RUN),
+        DiffOptions(),
+        [job_status("RUNNING", "COMPLETED"), champion("BSEV01", 0.80)],
+    ),
+    (
+        "completed with no algorithms at all",
+        snap("RUNNING"),
+        snap("COMPLETED"),
+        DiffOptions(),
+        [job_status("RUNNING", "COMPLETED"), champion(None, None)],
+    ),
+    (
+        "completed stays completed",
+        snap("COMPLETED", algo("BSEV01", "COMPLETED", 0.91)),
+        snap("COMPLETED", algo("BSEV01", "COMPLETED", 0.91)),
+        DiffOptions(),
+        [],
+    ),
+    (
+        "unknown statuses are just strings",
+        snap("PAUSED", algo("BSEV01", "WARMING_UP", 0.80)),
+        snap("RUNNING", algo("BSEV01", "PROCESSING", 0.80)),
+        DiffOptions(),
+        [job_status("PAUSED", "RUNNING"), algo_status("BSEV01", "WARMING_UP", "PROCESSING")],
+    ),
+    (
+        "no performances anywhere",
+        snap("RUNNING", algo("BSEV01", "RUNNING")),
+        snap("RUNNING", algo("BSEV01", "RUNNING")),
+        DiffOptions(),
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "options", "expected"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_diff_table(
+    previous: Snapshot | None, current: Snapshot, options: DiffOptions, expected: list[Event]
+) -> None:
+    assert diff(previous, current, options) == expected
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"algorithm": "BSEV01", "status": "RUNNING"},
+        {"algorithm": "BSEV01", "status": "RUNNING", "recentPerformances": None},
+        {"algorithm": "BSEV01", "status": "RUNNING", "recentPerformances": []},
+        {"algorithm": "BSEV01", "status": "RUNNING", "latestPerformance": None},
+    ],
+    ids=["missing", "null", "empty", "null latest"],
+)
+def test_missing_or_empty_performances(entry: dict[str, Any]) -> None:
+    before = Snapshot.from_api(KEY, TrainingProgress.model_validate({"status": "PENDING"}))
+    progress = TrainingProgress.model_validate({"status": "RUNNING", "jobs": [entry]})
+    current = Snapshot.from_api(KEY, progress)
+    assert diff(before, current) == [
+        job_status("PENDING", "RUNNING", target=None),
+        Event(
+            kind=K.ALGORITHM_STATUS,
+            job_key=KEY,
+            algorithm="BSEV01",
+            old_status=None,
+            new_status="RUNNING",
+        ),
+    ]
+    assert diff(current, current) == []
+
+
+# REFERENCE.md §5.3: the documented progress example, reproduced as data.
+SEED_PROGRESS = json.loads(
+    """
+{
+  "status": "COMPLETED",
+  "jobs": [
+    {"trainingJobKey": "bc9aa412-8d4f-4b00-89af-0e6e3dcf8e57", "algorithm": "BSEV01",
+     "status": "NOT_COMPLETED", "latestPerformance": 0.6199,
+     "recentPerformances": [0.6199, 0.6199, 0.6199, 0.6199, 0.6199]},
+    {"trainingJobKey": "d9ab4260-6416-45d6-91e4-7b0b8a0ad56b", "algorithm": "BFIF01",
+     "status": "NOT_COMPLETED", "latestPerformance": 0.7714,
+     "recentPerformances": [0.7713, 0.7713, 0.7714, 0.7714]},
+    {"trainingJobKey": "e7edd490-3ee2-49f8-a49c-e9f9759965e8", "algorithm": "BSIX01",
+     "status": "NOT_COMPLETED", "latestPerformance": 0.8595,
+     "recentPerformances": [0.8579, 0.8602, 0.866, 0.8595]},
+    {"trainingJobKey": "f2275fde-73ed-43d0-948a-17ff8f586874", "algorithm": "BSEV02",
+     "status": "COMPLETED", "latestPerformance": 0.92,
+     "recentPerformances": [0.9194, 0.92, 0.92, 0.9197, 0.92]}
+  ]
+}
+"""
+)
+SEED_ORDER = ("BSEV01", "BFIF01", "BSIX01", "BSEV02")
+
+
+def running_predecessor() -> Snapshot:
+    values = {"BSEV01": 0.6199, "BFIF01": 0.77, "BSIX01": 0.85, "BSEV02": 0.90}
+    return snap("RUNNING", *(algo(name, "RUNNING", values[name]) for name in SEED_ORDER))
+
+
+@pytest.mark.parametrize("with_summary", [True, False], ids=["with summary", "progress only"])
+def test_seed_payload_completed_with_champion(with_summary: bool) -> None:
+    progress = TrainingProgress.model_validate(SEED_PROGRESS)
+    summary = TrainingJob.model_validate(
+        {
+            "trainingJobKey": KEY,
+            "datasetKey": "dataset-1",
+            "status": "COMPLETED",
+            "targetPerformance": 0.9,
+            "modelKey": "model-42",
+        }
+    )
+    current = Snapshot.from_api(KEY, progress, summary if with_summary else None)
+    events = diff(running_predecessor(), current)
+    target = 0.9 if with_summary else None
+    assert events == [
+        job_status("RUNNING", "COMPLETED", target=target),
+        *(algo_status(name, "RUNNING", "NOT_COMPLETED") for name in SEED_ORDER[:3]),
+        algo_status("BSEV02", "RUNNING", "COMPLETED"),
+        Event(
+            kind=K.CHAMPION,
+            job_key=KEY,
+            algorithm="BSEV02",
+            performance=0.92,
+            target_performance=target,
+            model_key="model-42" if with_summary else None,
+        ),
+    ]
+    assert headline_kind(events) is K.CHAMPION
+
+
+# -- filter_for_subscription ------------------------------------------------------------
+
+WATCH = Event(kind=K.WATCH_STARTED, job_key=KEY)
+TO_RUNNING = job_status("PENDING", "RUNNING")
+TO_FAILED = job_status("RUNNING", "FAILED")
+TO_CANCELLED = job_status("RUNNING", "CANCELLED")
+ALGO = algo_status("BSEV01", "RUNNING", "NOT_COMPLETED")
+BEST = new_best("BSEV01", 0.9, 0.8)
+CHAMP = champion("BSEV01", 0.9)
+DOWN = job_unreachable(KEY, "HTTP 503")
+UP = job_recovered(KEY)
+ALL = [WATCH, TO_RUNNING, TO_FAILED, TO_CANCELLED, ALGO, BEST, CHAMP, DOWN, UP]
+
+
+@pytest.mark.parametrize(
+    ("events_filter", "muted_until", "expected"),
+    [
+        ("all", None, ALL),
+        ("status", None, [WATCH, TO_RUNNING, TO_FAILED, TO_CANCELLED, CHAMP, DOWN, UP]),
+        ("failures", None, [WATCH, TO_FAILED, DOWN]),
+        ("all", 2000.0, [WATCH, TO_FAILED, TO_CANCELLED, CHAMP]),
+        ("status", 2000.0, [WATCH, TO_FAILED, TO_CANCELLED, CHAMP]),
+        ("failures", 2000.0, [WATCH, TO_FAILED]),
+        ("all", 1000.0, ALL),  # a mute ending now is over
+        ("all", 10.0, ALL),
+    ],
+)
+def test_filter_for_subscription(
+    events_filter: str, muted_until: float | None, expected: list[Event]
+) -> None:
+    got = filter_for_subscription(
+        ALL, events_filter=events_filter, muted_until=muted_until, now=1000.0
+    )
+    assert got == expected
+
+
+def test_filter_rejects_unknown_filter() -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        filter_for_subscription(ALL, events_filter="bogus", muted_until=None, now=0.0)
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        (ALL, K.CHAMPION),
+        ([ALGO, BEST, TO_RUNNING], K.JOB_STATUS),
+        ([UP, DOWN, WATCH], K.UNREACHABLE),
+        ([WATCH, UP], K.RECOVERED),
+        ([ALGO, BEST], K.NEW_BEST),
+        ([WATCH, ALGO], K.ALGORITHM_STATUS),
+        ([WATCH], K.WATCH_STARTED),
+    ],
+)
+def test_headline_kind(events: list[Event], expected: EventKind) -> None:
+    assert headline_kind(events) is expected
+
+
+def test_headline_kind_needs_events() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        headline_kind([])
+
+
+def test_unreachable_and_recovered_events() -> None:
+    assert job_unreachable("j", "HTTP 404") == Event(
+        kind=K.UNREACHABLE, job_key="j", reason="HTTP 404"
+    )
+    assert job_recovered("j") == Event(kind=K.RECOVERED, job_key="j")
+
+
+def test_snapshot_hash_follows_content() -> None:
+    one = snap("RUNNING", A_RUN)
+    assert snapshot_hash(one) == snapshot_hash(snap("RUNNING", A_RUN))
+    assert len(snapshot_hash(one)) == 64
+    assert snapshot_hash(one) != snapshot_hash(snap("RUNNING", algo("BSEV01", "RUNNING", 0.81)))
+
+
+# -- properties ---------------------------------------------------------------------------
+
+STATUSES = st.sampled_from([*TRAINING_STATUSES, "PAUSED", "PROCESSING"])
+PERFORMANCE = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+ALGORITHMS = st.builds(
+    AlgorithmProgress,
+    algorithm=st.sampled_from(SEED_ORDER),
+    status=STATUSES,
+    latest_performance=st.none() | PERFORMANCE,
+    recent_performances=st.lists(PERFORMANCE, max_size=5).map(tuple),
+)
+SNAPSHOTS = st.builds(
+    Snapshot,
+    job_key=st.just(KEY),
+    status=STATUSES,
+    target_performance=st.none() | PERFORMANCE,
+    algorithms=st.lists(ALGORITHMS, max_size=4).map(tuple),
+    model_key=st.none() | st.just("model-1"),
+    achieved_performance=st.none() | PERFORMANCE,
+)
+OPTIONS = st.builds(
+    DiffOptions,
+    min_improvement=st.floats(min_value=0.0, max_value=0.1, allow_nan=False),
+    reference_best=st.none() | PERFORMANCE,
+)
+KIND_RANK = {K.JOB_STATUS: 0, K.ALGORITHM_STATUS: 1, K.NEW_BEST: 2, K.CHAMPION: 2}
+
+
+@given(SNAPSHOTS, st.floats(min_value=0.0, max_value=0.1, allow_nan=False))
+def test_same_snapshot_has_no_events(snapshot: Snapshot, min_improvement: float) -> None:
+    assert diff(snapshot, snapshot, DiffOptions(min_improvement=min_improvement)) == []
+
+
+@given(SNAPSHOTS, SNAPSHOTS, OPTIONS)
+def test_diff_is_deterministic_and_ordered(
+    previous: Snapshot, current: Snapshot, options: DiffOptions
+) -> None:
+    events = diff(previous, current, options)
+    assert events == diff(previous, current, options)
+    assert diff(None, current, options) == []
+    ranks = [KIND_RANK[event.kind] for event in events]
+    assert ranks == sorted(ranks)
+    kinds = [event.kind for event in events]
+    assert not (K.NEW_BEST in kinds and K.CHAMPION in kinds)
+    assert kinds.count(K.JOB_STATUS) <= 1
+    assert kinds.count(K.CHAMPION) <= 1
+
+
+@settings(max_examples=150)
+@given(st.lists(SNAPSHOTS, min_size=2, max_size=8))
+def test_transitions_reported_once_and_job_statuses_chain(snapshots: list[Snapshot]) -> None:
+    job_events: list[Event] = []
+    for previous, current in pairwise(snapshots):
+        events = diff(previous, current)
+        transitions = [
+            (event.kind, event.algorithm, event.old_status, event.new_status)
+            for event in events
+            if event.kind in (K.JOB_STATUS, K.ALGORITHM_STATUS)
+        ]
+        assert len(transitions) == len(set(transitions))
+        assert all(old != new for _, _, old, new in transitions)
+        job_events.extend(event for event in events if event.kind is K.JOB_STATUS)
+    if not job_events:
+        assert {snapshot.status for snapshot in snapshots} == {snapshots[0].status}
+        return
+    assert job_events[0].old_status == snapshots[0].status
+    assert job_events[-1].new_status == snapshots[-1].status
+    for before, after in pairwise(job_events):
+        assert before.new_status == after.old_status
+
+
+EVENTS = st.lists(st.sampled_from(ALL), max_size=12)
+FILTERS = st.sampled_from(["all", "status", "failures"])
+
+
+@given(EVENTS, FILTERS, st.none() | st.floats(min_value=0.0, max_value=2000.0))
+def test_filter_properties(events: list[Event], events_filter: str, muted: float | None) -> None:
+    now = 1000.0
+    got = filter_for_subscription(events, events_filter=events_filter, muted_until=muted, now=now)
+    remaining = iter(events)
+    assert all(any(event is other for other in remaining) for event in got)  # a subsequence
+    unmuted = filter_for_subscription(
+        events, events_filter=events_filter, muted_until=None, now=now
+    )
+    if muted is None or muted <= now:
+        assert got == unmuted
+    else:
+        assert [e for e in unmuted if e in got] == got
+        for event in got:
+            if event.kind is K.JOB_STATUS:
+                assert event.new_status is not None and is_terminal(event.new_status)
+            else:
+                assert event.kind in (K.CHAMPION, K.WATCH_STARTED)
+    by_filter = {
+        name: filter_for_subscription(events, events_filter=name, muted_until=muted, now=now)
+        for name in ("all", "status", "failures")
+    }
+    assert all(event in by_filter["status"] for event in by_filter["failures"])
+    assert all(event in by_filter["all"] for event in by_filter["status"])
+    for event in by_filter["failures"]:
+        if event.kind is K.JOB_STATUS:
+            assert event.new_status in ALERT_STATUSES

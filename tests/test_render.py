@@ -1,0 +1,526 @@
+"""Pure rendering: sparklines, the job card, notifications, errors; Block Kit limits hold."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from slack_sdk.models.blocks import Block
+
+from bot.events import Event, EventKind
+from bot.models import TRAINING_STATUSES, AlgorithmProgress, Snapshot, TrainingJob, TrainingProgress
+from bot.render import (
+    ACTION_MUTE,
+    ACTION_REFRESH,
+    ACTION_UNSUBSCRIBE,
+    Message,
+    escape_mrkdwn,
+    render_card,
+    render_error,
+    render_notification,
+    render_status,
+)
+from bot.sparkline import sparkline
+
+NOW = 1_700_000_000.0
+JOB = "5f0c2b1e-0000-4000-8000-00000000cafe"
+MODEL = "9a9a9a9a-1111-4222-8333-444444444444"
+REFERENCE_PROGRESS = {  # REFERENCE.md §5.3, as data
+    "status": "COMPLETED",
+    "jobs": [
+        {
+            "trainingJobKey": "bc9aa412-8d4f-4b00-89af-0e6e3dcf8e57",
+            "algorithm": "BSEV01",
+            "status": "NOT_COMPLETED",
+            "latestPerformance": 0.6199,
+            "recentPerformances": [0.6199, 0.6199, 0.6199, 0.6199, 0.6199],
+        },
+        {
+            "trainingJobKey": "d9ab4260-6416-45d6-91e4-7b0b8a0ad56b",
+            "algorithm": "BFIF01",
+            "status": "NOT_COMPLETED",
+            "latestPerformance": 0.7714,
+            "recentPerformances": [0.7713, 0.7713, 0.7714, 0.7714],
+        },
+        {
+            "trainingJobKey": "e7edd490-3ee2-49f8-a49c-e9f9759965e8",
+            "algorithm": "BSIX01",
+            "status": "NOT_COMPLETED",
+            "latestPerformance": 0.8595,
+            "recentPerformances": [0.8579, 0.8602, 0.866, 0.8595],
+        },
+        {
+            "trainingJobKey": "f2275fde-73ed-43d0-948a-17ff8f586874",
+            "algorithm": "BSEV02",
+            "status": "COMPLETED",
+            "latestPerformance": 0.92,
+            "recentPerformances": [0.9194, 0.92, 0.92, 0.9197, 0.92],
+        },
+    ],
+}
+EMOJI = {
+    "PENDING": "⏳",
+    "RUNNING": "🏃",
+    "COMPLETED": "🏆",
+    "TIMED_OUT": "⌛",
+    "NOT_COMPLETED": "🛑",
+    "CANCELLED": "🚫",
+    "FAILED": "❌",
+}
+
+
+def reference_snapshot() -> Snapshot:
+    job = TrainingJob.model_validate(
+        {
+            "trainingJobKey": JOB,
+            "datasetKey": "d0d0d0d0-0000-4000-8000-000000000000",
+            "status": "COMPLETED",
+            "targetPerformance": 0.85,
+            "achievedPerformance": 0.92,
+            "modelKey": MODEL,
+        }
+    )
+    return Snapshot.from_api(JOB, TrainingProgress.model_validate(REFERENCE_PROGRESS), job)
+
+
+def snapshot(status: str = "RUNNING", *, algorithms: int = 2, **extra: Any) -> Snapshot:
+    algos = tuple(
+        AlgorithmProgress(
+            algorithm=f"ALG{i:03d}",
+            status="RUNNING",
+            latest_performance=0.5 + i / 10_000,
+            recent_performances=(0.5, 0.5 + i / 10_000),
+        )
+        for i in range(algorithms)
+    )
+    fields: dict[str, Any] = {"job_key": JOB, "status": status, "target_performance": 0.85}
+    return Snapshot(**(fields | {"algorithms": algos} | extra))
+
+
+def texts(message: Message) -> list[str]:
+    """Every piece of text in the blocks (section text and fields, context, header, buttons)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "text" and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(message.blocks)
+    return found
+
+
+def everything(message: Message) -> str:
+    return "\n".join([message.text, *texts(message)])
+
+
+def assert_valid(message: Message) -> None:
+    """What Slack would accept: slack_sdk validators plus message-level limits."""
+    assert message.text.strip() and len(message.text) <= 40_000
+    assert 1 <= len(message.blocks) <= 50
+    for parsed in Block.parse_all(message.blocks):
+        assert parsed is not None
+        parsed.to_dict()  # runs slack_sdk's validators
+    for block in message.blocks:
+        if block["type"] == "section":
+            assert len(block.get("text", {}).get("text", "")) <= 3000
+            assert len(block.get("fields", [])) <= 10
+            assert all(len(f["text"]) <= 2000 for f in block.get("fields", []))
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= 150
+        if block["type"] == "context":
+            assert len(block["elements"]) <= 10
+    assert sum(len(text) for text in texts(message)) < 12_000  # margin for msg_blocks_too_long
+
+
+def sections(message: Message) -> list[dict[str, Any]]:
+    return [b for b in message.blocks if b["type"] == "section"]
+
+
+# ---- sparkline --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "width", "expected"),
+    [
+        ([], 12, ""),
+        ([0.5], 12, "▄"),
+        ([0.62] * 5, 12, "▄▄▄▄▄"),
+        ([1, 2, 3, 4, 5, 6, 7, 8], 12, "▁▂▃▄▅▆▇█"),
+        ([8, 7, 6, 5, 4, 3, 2, 1], 12, "█▇▆▅▄▃▂▁"),
+        ([0, 1], 12, "▁█"),
+        (list(range(20)), 3, "▁▄█"),
+        (list(range(20)), 12, "▁▂▂▃▄▄▅▅▆▇▇█"),
+        ([math.nan, 0, math.inf, 1], 12, "▁█"),
+        ([-1e308, 1e308], 12, "▁█"),
+    ],
+)
+def test_sparkline(values: list[float], width: int, expected: str) -> None:
+    assert sparkline(values, width=width) == expected
+
+
+def test_sparkline_min_span_keeps_noise_near_the_middle() -> None:
+    assert sparkline([0.9194, 0.92, 0.9197], min_span=0.01) == "▄▅▄"
+    assert sparkline([0.0, 1.0], min_span=0.01) == "▁█"
+
+
+def test_sparkline_refuses_zero_width() -> None:
+    with pytest.raises(ValueError, match="width"):
+        sparkline([1.0], width=0)
+
+
+# ---- the card ---------------------------------------------------------------------------
+
+
+def test_card_of_the_reference_payload_states_the_key_facts() -> None:
+    message = render_card(reference_snapshot(), now=NOW, last_improvement_at=NOW - 250)
+    assert_valid(message)
+    assert message.text == f"Training {JOB}: COMPLETED, best 0.9200 (BSEV02) of target 0.85"
+    body = everything(message)
+    for fact in (
+        JOB,
+        "🏆 COMPLETED",
+        "0.85",
+        "0.9200 by `BSEV02`",
+        MODEL,
+        "last improvement 4 min ago",
+    ):
+        assert fact in body
+    assert "▰▰▰▰▰▰▰▰▰▰ 100%" in body
+    lines = [
+        line for s in sections(message) for line in s.get("text", {}).get("text", "").split("\n")
+    ]
+    algorithm_lines = [line for line in lines if line.startswith("`") and "·" in line]
+    assert [line.split("`")[3] for line in algorithm_lines] == [
+        "BSEV02",
+        "BSIX01",
+        "BFIF01",
+        "BSEV01",
+    ]
+    assert algorithm_lines[0].endswith("*0.9200* · 🏆 COMPLETED")
+    assert algorithm_lines[3].startswith("`▄▄▄▄▄`") and "🛑 NOT_COMPLETED" in algorithm_lines[3]
+
+
+def test_card_buttons_carry_the_job_key() -> None:
+    message = render_card(snapshot(), now=NOW)
+    [actions] = [b for b in message.blocks if b["type"] == "actions"]
+    buttons = {b["action_id"]: b for b in actions["elements"]}
+    assert list(buttons) == [ACTION_MUTE, ACTION_UNSUBSCRIBE, ACTION_REFRESH]
+    assert [b["text"]["text"] for b in buttons.values()] == ["Mute 1 h", "Unsubscribe", "Refresh"]
+    assert all(b["value"] == JOB for b in buttons.values())
+    unsubscribe = buttons[ACTION_UNSUBSCRIBE]
+    assert unsubscribe["style"] == "danger" and JOB in unsubscribe["confirm"]["text"]["text"]
+
+
+def test_status_reply_is_the_card_without_buttons() -> None:
+    message = render_status(snapshot(), now=NOW, history={"ALG001": [1.0, 2.0, 3.0]})
+    assert_valid(message)
+    assert all(b["type"] != "actions" for b in message.blocks)
+    assert "`▁▄█` `ALG001`" in everything(message)
+
+
+@pytest.mark.parametrize("status", TRAINING_STATUSES)
+def test_every_status_has_its_emoji(status: str) -> None:
+    message = render_card(snapshot(status), now=NOW)
+    assert f"{EMOJI[status]} {status}" in everything(message)
+    assert message.blocks[0]["text"]["text"].startswith(EMOJI[status])
+
+
+def test_unknown_status_is_shown_raw_with_a_question_mark() -> None:
+    message = render_card(snapshot("PAUSED_BY_OPS"), now=NOW)
+    assert "❔ PAUSED_BY_OPS" in everything(message)
+    assert message.blocks[0]["text"]["text"] == "❔ MathFi training · unknown status"
+
+
+def test_progress_bar_and_missing_numbers() -> None:
+    algos = (AlgorithmProgress(algorithm="A", status="RUNNING", latest_performance=0.74),)
+    snap = Snapshot(job_key=JOB, status="RUNNING", target_performance=0.85, algorithms=algos)
+    running = render_card(snap, now=NOW)
+    assert "▰▰▰▰▰▰▰▰▱▱ 87%" in everything(running)
+    empty = render_card(Snapshot(job_key=JOB, status="PENDING"), now=NOW)
+    assert_valid(empty)
+    assert empty.text == f"Training {JOB}: PENDING, no performance yet"
+    assert "No algorithm has reported yet" in everything(empty)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (-5, "just now"),
+        (42, "42 s ago"),
+        (250, "4 min ago"),
+        (3600, "1 h ago"),
+        (3 * 3600 + 120, "3 h 2 min ago"),
+        (2 * 86400 + 3600, "2 d 1 h ago"),
+    ],
+)
+def test_time_since_last_improvement(seconds: float, expected: str) -> None:
+    message = render_card(snapshot(), now=NOW, last_improvement_at=NOW - seconds)
+    assert f"last improvement {expected}" in everything(message)
+
+
+def test_muted_card_says_so() -> None:
+    assert "🔕 muted" in everything(render_card(snapshot(), now=NOW, muted=True))
+    assert "🔕" not in everything(render_card(snapshot(), now=NOW))
+
+
+def test_history_replaces_recent_performances() -> None:
+    message = render_card(snapshot(), now=NOW, history={"ALG000": [3.0, 2.0, 1.0]})
+    assert "`█▄▁` `ALG000`" in everything(message)
+
+
+def test_fifty_algorithms_all_fit() -> None:
+    message = render_card(snapshot(algorithms=50), now=NOW)
+    assert_valid(message)
+    body = everything(message)
+    assert all(f"`ALG{i:03d}`" in body for i in range(50)) and "more algorithm" not in body
+
+
+def test_five_hundred_algorithms_are_cut_with_a_count() -> None:
+    message = render_card(snapshot(algorithms=500), now=NOW)
+    assert_valid(message)
+    body = everything(message)
+    shown = sum(f"`ALG{i:03d}`" in body for i in range(500))
+    assert 50 < shown < 500
+    assert f"… and {500 - shown} more algorithms" in body
+    assert "`ALG499`" in body  # best first: the highest performers are the ones kept
+
+
+def test_hostile_strings_are_escaped() -> None:
+    hostile = "<!channel> *bold* & co"
+    algos = (AlgorithmProgress(algorithm=hostile, status="<!here>", latest_performance=0.9),)
+    snap = Snapshot(job_key="<@U999>&", status="<!everyone>", algorithms=algos)
+    card = render_card(snap, now=NOW)
+    assert_valid(card)
+    body = everything(card)
+    for raw in ("<!channel>", "<!here>", "<@U999>", "<!everyone>", "& co"):
+        assert raw not in body
+    assert "`&lt;!channel&gt; *bold* &amp; co`" in body  # in code: the stars stay literal
+    assert "&lt;@U999&gt;&amp;" in card.text and "❔ &lt;!here&gt;" in body
+
+
+def test_foreign_line_breaks_cannot_break_the_layout() -> None:
+    algos = (AlgorithmProgress(algorithm="A\nB\x00C", status="RUNNING", latest_performance=0.5),)
+    body = everything(
+        render_card(Snapshot(job_key=JOB, status="RUNNING", algorithms=algos), now=NOW)
+    )
+    assert "`A B C` *0.5000*" in body
+
+
+def test_escape_mrkdwn_touches_only_the_three_characters() -> None:
+    assert escape_mrkdwn("a & <b> *c* _d_ `e`") == "a &amp; &lt;b&gt; *c* _d_ `e`"
+
+
+# ---- notifications ----------------------------------------------------------------------
+
+
+def event(kind: EventKind, **fields: Any) -> Event:
+    return Event(kind=kind, job_key=JOB, **fields)
+
+
+@pytest.mark.parametrize(
+    ("happened", "headline"),
+    [
+        (
+            event(
+                EventKind.CHAMPION,
+                algorithm="BSEV02",
+                performance=0.92,
+                target_performance=0.85,
+                model_key=MODEL,
+            ),
+            f"🏆 Champion: `BSEV02` reached 0.9200 (target 0.85) — model `{MODEL}`",
+        ),
+        (
+            event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="FAILED"),
+            "❌ Job FAILED (was RUNNING)",
+        ),
+        (
+            event(
+                EventKind.NEW_BEST,
+                algorithm="BSIX01",
+                performance=0.8123,
+                previous_performance=0.7973,
+            ),
+            "📈 New best 0.8123 by `BSIX01` (+0.0150)",
+        ),
+        (
+            event(
+                EventKind.ALGORITHM_STATUS,
+                algorithm="BSEV01",
+                old_status="RUNNING",
+                new_status="NOT_COMPLETED",
+            ),
+            "⚙️ `BSEV01`: RUNNING → NOT_COMPLETED",
+        ),
+        (
+            event(EventKind.UNREACHABLE, reason="HTTP 503 <b>"),
+            "🔌 MathFi cannot reach this job: HTTP 503 &lt;b&gt;",
+        ),
+        (event(EventKind.RECOVERED), "✅ Reachable again"),
+        (event(EventKind.WATCH_STARTED), f"👀 Watching `{JOB}` (🏃 RUNNING)"),
+    ],
+)
+def test_notification_headline_for_every_event_kind(happened: Event, headline: str) -> None:
+    message = render_notification([happened], snapshot=snapshot())
+    assert_valid(message)
+    assert message.text == headline
+    assert message.blocks[0]["text"]["text"] == headline
+
+
+def test_one_notification_per_poll_puts_the_weightiest_event_first() -> None:
+    events = [
+        event(
+            EventKind.ALGORITHM_STATUS,
+            algorithm="BSEV02",
+            old_status="RUNNING",
+            new_status="COMPLETED",
+        ),
+        event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="COMPLETED"),
+        event(EventKind.CHAMPION, algorithm="BSEV02", performance=0.92),
+    ]
+    message = render_notification(events, snapshot=reference_snapshot())
+    assert_valid(message)
+    first, second = (s["text"]["text"] for s in sections(message))
+    assert first.startswith("🏆 Champion: `BSEV02` reached 0.9200 (target 0.85)")
+    assert second.split("\n") == [
+        "🏆 Job COMPLETED (was RUNNING)",
+        "⚙️ `BSEV02`: RUNNING → COMPLETED",
+    ]
+    assert message.text.endswith("(and 2 more updates)")
+
+
+def test_many_events_are_cut_with_a_count() -> None:
+    events = [
+        event(
+            EventKind.ALGORITHM_STATUS,
+            algorithm=f"A{i:04d}",
+            old_status="RUNNING",
+            new_status="NOT_COMPLETED",
+        )
+        for i in range(400)
+    ]
+    message = render_notification(events, snapshot=snapshot())
+    assert_valid(message)
+    assert "more updates" in everything(message)
+
+
+@pytest.mark.parametrize(
+    ("happened", "alerts"),
+    [
+        (event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="FAILED"), True),
+        (event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="TIMED_OUT"), True),
+        (event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="NOT_COMPLETED"), True),
+        (event(EventKind.UNREACHABLE, reason="timeout"), True),
+        (event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="COMPLETED"), False),
+        (event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="CANCELLED"), False),
+        (event(EventKind.ALGORITHM_STATUS, algorithm="A", new_status="FAILED"), False),
+        (event(EventKind.NEW_BEST, performance=0.9), False),
+        (event(EventKind.RECOVERED), False),
+    ],
+)
+@pytest.mark.parametrize("mention", ["<@U123>", "<!subteam^S1>", "<!here>"])
+def test_mention_only_on_alerts(happened: Event, alerts: bool, mention: str) -> None:
+    calm = event(EventKind.NEW_BEST, performance=0.8)
+    message = render_notification([calm, happened], snapshot=snapshot(), mention=mention)
+    assert_valid(message)
+    if alerts:
+        assert message.text.startswith(mention + " ")
+        assert message.blocks[0]["text"]["text"].startswith(mention + " ")
+    else:
+        assert mention not in everything(message)
+
+
+def test_notification_needs_an_event() -> None:
+    with pytest.raises(ValueError, match="event"):
+        render_notification([], snapshot=snapshot())
+
+
+# ---- errors -----------------------------------------------------------------------------
+
+
+def test_error_reply_escapes_and_shows_usage_and_reference() -> None:
+    message = render_error(
+        "Unknown job <!channel>", usage="/mathfi subscribe <trainingJobKey>", reference="req-42"
+    )
+    assert_valid(message)
+    assert message.text == "⚠️ Unknown job &lt;!channel&gt;"
+    body = everything(message)
+    assert "`/mathfi subscribe &lt;trainingJobKey&gt;`" in body and "`req-42`" in body
+    assert len(render_error("x").blocks) == 1
+
+
+# ---- properties -------------------------------------------------------------------------
+
+floats = st.floats(allow_nan=False, allow_infinity=False)
+performances = st.none() | floats | st.floats(0, 1)
+statuses = st.sampled_from(TRAINING_STATUSES) | st.text(max_size=80)
+names = st.text(min_size=1, max_size=120)
+algorithms = st.builds(
+    AlgorithmProgress,
+    algorithm=names,
+    status=statuses,
+    latest_performance=performances,
+    recent_performances=st.lists(floats | st.floats(0, 1), max_size=15).map(tuple),
+)
+snapshots = st.builds(
+    Snapshot,
+    job_key=st.text(min_size=1, max_size=300),
+    status=statuses,
+    target_performance=performances,
+    algorithms=st.lists(algorithms, max_size=80).map(tuple),
+    model_key=st.none() | st.text(max_size=300),
+    achieved_performance=performances,
+    test_performance=performances,
+)
+events = st.builds(
+    Event,
+    kind=st.sampled_from(list(EventKind)),
+    job_key=st.text(min_size=1, max_size=300),
+    old_status=st.none() | statuses,
+    new_status=st.none() | statuses,
+    algorithm=st.none() | names,
+    performance=performances,
+    previous_performance=performances,
+    target_performance=performances,
+    model_key=st.none() | st.text(max_size=300),
+    reason=st.none() | st.text(max_size=1000),
+)
+PROPERTY_SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@PROPERTY_SETTINGS
+@given(
+    snap=snapshots,
+    now=st.floats(0, 4e9),
+    since=st.none() | st.floats(0, 4e9),
+    muted=st.booleans(),
+)
+def test_any_snapshot_renders_within_limits(
+    snap: Snapshot, now: float, since: float | None, muted: bool
+) -> None:
+    assert_valid(render_card(snap, now=now, last_improvement_at=since, muted=muted))
+    assert_valid(render_status(snap, now=now))
+
+
+@PROPERTY_SETTINGS
+@given(
+    snap=snapshots,
+    happened=st.lists(events, min_size=1, max_size=40),
+    mention=st.none() | st.sampled_from(["<@U1>", "<!here>"]),
+)
+def test_any_poll_renders_within_limits(
+    snap: Snapshot, happened: list[Event], mention: str | None
+) -> None:
+    assert_valid(render_notification(happened, snapshot=snap, mention=mention))
