@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the channel as Slack would show it",
     )
     demo.add_argument(
-        "--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)"
+        "--speed", type=float, default=30.0, help="simulated seconds per real second (default 30)"
     )
     demo.add_argument("--jobs", type=int, default=3, help="trainings to start (default 3)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")

@@ -112,9 +112,7 @@ class Demo:
                 key = self.sim.start_training(dataset, performance_threshold=0.85, fate=fate)
                 self.keys.append(key)
                 self.fates[key] = fate
-                text = f"subscribe {key} --min-improvement 0.01"
-                if i == 0:
-                    text += f" --mention {ONCALL}"
+                text = f"subscribe {key} --min-improvement 0.01 --mention {ONCALL}"
                 answer = await signed_command(
                     session,
                     self.events_url,

@@ -18,6 +18,8 @@ def slack_to_plain(text: str) -> str:
 
     def entity(match: re.Match[str]) -> str:
         target, label = match.group(1), match.group(2)
+        if target.startswith("!date^"):
+            return label or ""
         if label:
             return label if label.startswith(("@", "#")) else "@" + label
         if target.startswith("!subteam^"):
@@ -52,9 +54,9 @@ def blocks_to_lines(blocks: Sequence[dict[str, Any]], fallback: str) -> list[Tex
         elif kind == "section":
             if "text" in block:
                 lines.append(_styled(str(block["text"].get("text", ""))))
-            fields = [str(f.get("text", "")) for f in block.get("fields", [])]
-            if fields:
-                lines.append(_styled("   ".join(fields)))
+            fields = [str(f.get("text", "")).replace("\n", " ") for f in block.get("fields", [])]
+            for pair in range(0, len(fields), 2):
+                lines.append(_styled("   ".join(fields[pair : pair + 2])))
         elif kind == "context":
             texts = [str(e.get("text", "")) for e in block.get("elements", []) if "text" in e]
             lines.append(Text(slack_to_plain("  ".join(texts)), style="dim"))
@@ -84,7 +86,10 @@ def render_channel(
             )
         for reply in replies[-8:]:
             prefix = "  ↳ " + ("(also sent to channel) " if reply.reply_broadcast else "")
-            for i, line in enumerate(blocks_to_lines(reply.blocks, reply.text)):
+            lines = [
+                part for line in blocks_to_lines(reply.blocks, reply.text) for part in line.split()
+            ]
+            for i, line in enumerate(lines):
                 body.append(Text(prefix if i == 0 else "    ") + line)
         edited = f" (edited {card.edits}×)" if card.edits else ""
         panels.append(

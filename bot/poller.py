@@ -70,12 +70,17 @@ class PollerConfig:
     resync_every: float = 10.0
 
 
-def notification_payload(events: list[Event], *, version: int, mention: str | None) -> str:
+def notification_payload(
+    events: list[Event], *, version: int, mention: str | None, snapshot: Snapshot | None = None
+) -> str:
+    """The outbox payload: the events, who to alert, and the job as it was when they happened
+    (the reply is rendered from this, not from whatever the job looks like at send time)."""
     return json.dumps(
         {
             "version": version,
             "mention": mention,
             "events": [e.model_dump(mode="json", exclude_none=True) for e in events],
+            "snapshot": snapshot.model_dump(mode="json") if snapshot is not None else None,
         },
         sort_keys=True,
     )
@@ -310,7 +315,9 @@ class Poller:
                     channel_id=sub.channel_id,
                     job_key=state.key,
                     kind=headline_kind(events).value,
-                    payload=notification_payload(events, version=version, mention=sub.mention),
+                    payload=notification_payload(
+                        events, version=version, mention=sub.mention, snapshot=snapshot
+                    ),
                 )
             )
         best_now = snapshot.best()

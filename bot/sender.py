@@ -215,6 +215,8 @@ class Sender:
             return card.ts
         payload = json.loads(row.payload)
         events = [Event.model_validate(e) for e in payload.get("events", [])]
+        if payload.get("snapshot"):  # the job as it was when these events happened
+            snapshot = Snapshot.model_validate(payload["snapshot"])
         message = render_notification(
             events,
             snapshot=snapshot or Snapshot(job_key=row.job_key, status="UNKNOWN"),
