@@ -8,10 +8,12 @@ poller and the sender are background loops started and cancelled with it. Socket
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -156,12 +158,13 @@ class Service:
     # ----------------------------------------------------------------- bolt
     def _build_bolt(self) -> AsyncApp:
         s = self.settings
-        app = AsyncApp(
-            client=self.slack,
-            signing_secret=s.slack_signing_secret.get_secret_value(),
-            process_before_response=False,
-            logger=logging.getLogger("slack_bolt"),
-        )
+        with _hidden_slack_environment():
+            app = AsyncApp(
+                client=self.slack,
+                signing_secret=s.slack_signing_secret.get_secret_value(),
+                process_before_response=False,
+                logger=logging.getLogger("slack_bolt"),
+            )
         app.middleware(self._same_team_only)
         app.error(self._on_bolt_error)
         commands.register(
@@ -278,6 +281,20 @@ class Service:
         return web.Response(
             body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
+
+
+@contextlib.contextmanager
+def _hidden_slack_environment() -> Iterator[None]:
+    """bolt falls back on SLACK_BOT_TOKEN, SLACK_CLIENT_ID, ... from the environment (and
+    turns OAuth on when it finds a client id). Everything it needs is passed explicitly, so
+    it must not see those while the app is built."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("SLACK_")}
+    for name in saved:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _age(now: float, at: float | None) -> float | None:
