@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from simulator.slack_socket import SocketModeEndpoint
+
 log = logging.getLogger(__name__)
 
 FaultKind = Literal["ratelimit", "status", "error", "hang", "fail_after_commit"]
@@ -97,6 +99,7 @@ class SlackSink:
         team_id: str = "T0DEMO",
         team: str = "demo",
         bot_user_id: str = "U0BOT",
+        app_token: str = "xapp-test-token",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -111,6 +114,7 @@ class SlackSink:
         self._response_urls: dict[str, tuple[float, str | None]] = {}
         self._faults: list[list[Any]] = []  # [fault, calls left or None]
         self._listeners: list[Listener] = []
+        self.socket = SocketModeEndpoint(app_token=app_token)
         self._last_micros = 0
         self._methods: dict[str, Callable[[Params], Params]] = {
             "auth.test": self._auth_test,
@@ -141,6 +145,7 @@ class SlackSink:
         app.router.add_post("/_sink/faults", self._post_faults)
         app.router.add_delete("/_sink/faults", self._delete_faults)
         app.router.add_post("/_sink/archive/{channel}", self._post_archive)
+        self.socket.install(app)
         return app
 
     # ---- test controls -------------------------------------------------------------
@@ -181,6 +186,10 @@ class SlackSink:
         except ValueError:
             return _fail("invalid_json")
         self.calls.append((method, {k: v for k, v in params.items() if k != "token"}))
+        if method == "apps.connections.open":
+            return web.json_response(
+                self.socket.open_connection(request.headers.get("Authorization"))
+            )
         if request.headers.get("Authorization") != f"Bearer {self._token}":
             return _fail("invalid_auth")
         fault = self._take_fault(method, params.get("channel"))
@@ -436,7 +445,7 @@ async def start_in_background(
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     bound_port = runner.addresses[0][1]
-    sink.base_url = f"http://{host}:{bound_port}"
+    sink.base_url = sink.socket.base_url = f"http://{host}:{bound_port}"
     return runner, sink.base_url
 
 
