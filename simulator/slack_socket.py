@@ -41,7 +41,7 @@ class SocketModeEndpoint:
         return any(not ws.closed for ws in self._sockets)
 
     async def push(
-        self, kind: str, payload: dict[str, Any], *, timeout: float = 5.0
+        self, kind: str, payload: dict[str, Any], *, wait: float = 5.0
     ) -> dict[str, Any]:
         """Send an envelope to the connected app and wait for its acknowledgement."""
         envelope_id = secrets.token_hex(8)
@@ -58,7 +58,7 @@ class SocketModeEndpoint:
         if not live:
             raise RuntimeError("no Socket Mode connection")
         await live[-1].send_str(json.dumps(message))
-        await asyncio.wait_for(self._acked[envelope_id].wait(), timeout)
+        await asyncio.wait_for(self._acked[envelope_id].wait(), wait)
         return self.acks[envelope_id]
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
