@@ -162,10 +162,14 @@ class Demo:
             style="reverse",
         )
 
-    def view(self) -> Group:
-        return Group(
-            render_channel(CHANNEL_NAME, self.sink.channels.get(CHANNEL, [])), self.status_line()
-        )
+    def view(self, *, compact: bool = False) -> Group:
+        """The channel; `compact` (the live view) keeps each card's last replies' headlines."""
+        messages = self.sink.channels.get(CHANNEL, [])
+        if compact:
+            channel = render_channel(CHANNEL_NAME, messages, max_replies=3, max_lines=2)
+        else:
+            channel = render_channel(CHANNEL_NAME, messages)
+        return Group(channel, self.status_line())
 
     def summary(self) -> Table:
         service = self.service
@@ -229,7 +233,7 @@ async def run_demo(
         live_ok = console.is_terminal and not plain
         deadline = time.monotonic() + max_seconds
         with (
-            Live(demo.view(), console=console, refresh_per_second=4, transient=False)
+            Live(demo.view(compact=True), console=console, refresh_per_second=4, transient=False)
             if live_ok
             else contextlib.nullcontext() as live
         ):
@@ -239,14 +243,14 @@ async def run_demo(
                     finished = True
                     break
                 if live is not None:
-                    live.update(demo.view())
+                    live.update(demo.view(compact=True))
                 elif time.monotonic() - last_report > 5:
                     console.print(demo.status_line())
                     last_report = time.monotonic()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.25)
             if live is not None:
-                live.update(demo.view())
+                live.update(demo.view(compact=True))
         interrupted = stop.is_set()
         if not live_ok:
             console.print(demo.view())

@@ -45,7 +45,9 @@ def _styled(text: str) -> Text:
     return out
 
 
-def blocks_to_lines(blocks: Sequence[dict[str, Any]], fallback: str) -> list[Text]:
+def blocks_to_lines(
+    blocks: Sequence[dict[str, Any]], fallback: str, *, context: bool = True
+) -> list[Text]:
     lines: list[Text] = []
     for block in blocks:
         kind = block.get("type")
@@ -57,7 +59,7 @@ def blocks_to_lines(blocks: Sequence[dict[str, Any]], fallback: str) -> list[Tex
             fields = [str(f.get("text", "")).replace("\n", " ") for f in block.get("fields", [])]
             for pair in range(0, len(fields), 2):
                 lines.append(_styled("   ".join(fields[pair : pair + 2])))
-        elif kind == "context":
+        elif kind == "context" and context:
             texts = [str(e.get("text", "")) for e in block.get("elements", []) if "text" in e]
             lines.append(Text(slack_to_plain("  ".join(texts)), style="dim"))
         elif kind == "actions":
@@ -69,7 +71,12 @@ def blocks_to_lines(blocks: Sequence[dict[str, Any]], fallback: str) -> list[Tex
 
 
 def render_channel(
-    channel: str, messages: Iterable[Any], *, width_hint: int = 100
+    channel: str,
+    messages: Iterable[Any],
+    *,
+    width_hint: int = 100,
+    max_replies: int = 50,
+    max_lines: int = 50,
 ) -> RenderableType:
     """Cards (top-level messages) with their thread replies under them."""
     messages = list(messages)
@@ -84,13 +91,22 @@ def render_channel(
                     f"🧵 {len(replies)} repl{'y' if len(replies) == 1 else 'ies'}", style="bold dim"
                 )
             )
-        for reply in replies[-8:]:
+        hidden = max(len(replies) - max_replies, 0)
+        if hidden:
+            body.append(
+                Text(f"    … {hidden} earlier repl{'y' if hidden == 1 else 'ies'}", style="dim")
+            )
+        for reply in replies[hidden:]:
             prefix = "  ↳ " + ("(also sent to channel) " if reply.reply_broadcast else "")
             lines = [
-                part for line in blocks_to_lines(reply.blocks, reply.text) for part in line.split()
+                part
+                for line in blocks_to_lines(reply.blocks, reply.text, context=False)
+                for part in line.split()
             ]
-            for i, line in enumerate(lines):
+            for i, line in enumerate(lines[:max_lines]):
                 body.append(Text(prefix if i == 0 else "    ") + line)
+            if len(lines) > max_lines:
+                body.append(Text(f"    (+{len(lines) - max_lines} more lines)", style="dim"))
         edited = f" (edited {card.edits}×)" if card.edits else ""
         panels.append(
             Panel(
