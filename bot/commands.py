@@ -19,6 +19,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot import replies
 from bot.command_text import (
+    DEFAULT_COMMAND,
     USAGE,
     Command,
     CommandError,
@@ -70,7 +71,22 @@ class CommandContext:
 
 
 def _usage(ctx: CommandContext, name: str) -> str:
-    return USAGE[name].replace("/mathfi", ctx.command, 1)
+    return _for_command(ctx, USAGE[name])
+
+
+def _for_command(ctx: CommandContext, usage: str) -> str:
+    """A usage line (written for `/mathfi`) for the command name this app answers to."""
+    return ctx.command + usage.removeprefix(DEFAULT_COMMAND)
+
+
+def command_error(ctx: CommandContext, err: CommandError) -> Message:
+    """The reply to a text that is not a command: the parser's explanation and a usage line.
+
+    The parser's message is already mrkdwn-escaped and `render_error` escapes its text, so
+    one level is undone first (`&amp;` last), else `<` would show as `&lt;`.
+    """
+    text = err.message.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return render_error(text, usage=_for_command(ctx, err.usage or USAGE["help"]))
 
 
 async def fetch_snapshot(ctx: CommandContext, key: str) -> Snapshot:
@@ -177,6 +193,22 @@ def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Message:
     raise TypeError(f"not a local command: {cmd!r}")
 
 
+def run_refresh(ctx: CommandContext, key: str, *, channel_id: str) -> Message:
+    """The card's Refresh button: poll the job now and redraw this channel's card.
+
+    Only for a job this channel watches: an old card (after an unsubscribe) keeps its
+    buttons, and its Refresh must not start polling the job again.
+    """
+    sub = ctx.store.get_subscription(channel_id=channel_id, job_key=key)
+    if sub is None or not sub.active:
+        return render_error(
+            f"This channel is not watching `{key}`.", usage=_usage(ctx, "subscribe")
+        )
+    ctx.watch(key)
+    ctx.store.mark_card_dirty(channel_id=channel_id, job_key=key)
+    return replies.plain(f"Refreshing `{key}`…")
+
+
 # --------------------------------------------------------------------- bolt wiring
 def _reference() -> str:
     return secrets.token_hex(4)
@@ -205,7 +237,7 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
             cmd = parse_command(text)
         except CommandError as err:
             ctx.metrics.commands.labels(command="invalid", outcome="user_error").inc()
-            await ack(**_reply(render_error(err.message, usage=err.usage)))
+            await ack(**_reply(command_error(ctx, err)))
             return
         name = type(cmd).__name__.lower()
         if isinstance(cmd, Subscribe | Status):
@@ -259,10 +291,8 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
                 key = str(body["actions"][0]["value"])
                 channel_id = str(body["channel"]["id"])
                 cmd = make(key)
-                if isinstance(cmd, Status):  # Refresh: poll now, redraw the card
-                    ctx.watch(key)
-                    ctx.store.mark_card_dirty(channel_id=channel_id, job_key=key)
-                    message = replies.plain(f"Refreshing `{key}`…")
+                if isinstance(cmd, Status):
+                    message = run_refresh(ctx, key, channel_id=channel_id)
                 else:
                     message = run_local(ctx, cmd, channel_id=channel_id)
             except StoreUnavailable as err:

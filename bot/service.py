@@ -200,7 +200,7 @@ class Service:
                 "text": "This MathFi bot serves another Slack workspace.",
             }
             return BoltResponse(
-                status=403, body=json.dumps(body), headers={"content-type": "application/json"}
+                status=200, body=json.dumps(body), headers={"content-type": "application/json"}
             )
         return await next()
 
