@@ -56,3 +56,39 @@ CHAMPION_TRAINING = {
     "testPerformance": 0.85,
     "modelKey": "7d0c7c3e-0c1b-4b8e-9a51-1c5f8e2d9a10",
 }
+
+
+# REFERENCE.md §5.3 (the documented progress example), reproduced as data.
+REFERENCE_PROGRESS: dict[str, Any] = {
+    "status": "COMPLETED",
+    "jobs": [
+        {
+            "trainingJobKey": "bc9aa412-8d4f-4b00-89af-0e6e3dcf8e57",
+            "algorithm": "BSEV01",
+            "status": "NOT_COMPLETED",
+            "latestPerformance": 0.6199,
+            "recentPerformances": [0.6199, 0.6199, 0.6199, 0.6199, 0.6199],
+        },
+        {
+            "trainingJobKey": "d9ab4260-6416-45d6-91e4-7b0b8a0ad56b",
+            "algorithm": "BFIF01",
+            "status": "NOT_COMPLETED",
+            "latestPerformance": 0.7714,
+            "recentPerformances": [0.7713, 0.7713, 0.7714, 0.7714],
+        },
+        {
+            "trainingJobKey": "e7edd490-3ee2-49f8-a49c-e9f9759965e8",
+            "algorithm": "BSIX01",
+            "status": "NOT_COMPLETED",
+            "latestPerformance": 0.8595,
+            "recentPerformances": [0.8579, 0.8602, 0.866, 0.8595],
+        },
+        {
+            "trainingJobKey": "f2275fde-73ed-43d0-948a-17ff8f586874",
+            "algorithm": "BSEV02",
+            "status": "COMPLETED",
+            "latestPerformance": 0.92,
+            "recentPerformances": [0.9194, 0.92, 0.92, 0.9197, 0.92],
+        },
+    ],
+}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from itertools import pairwise
 from typing import Any
 
@@ -29,6 +28,7 @@ from bot.models import (
     TrainingProgress,
     is_terminal,
 )
+from tests.scripts import REFERENCE_PROGRESS
 
 KEY = "job-1"
 K = EventKind
@@ -288,28 +288,7 @@ def test_missing_or_empty_performances(entry: dict[str, Any]) -> None:
     assert diff(current, current) == []
 
 
-# REFERENCE.md §5.3: the documented progress example, reproduced as data.
-SEED_PROGRESS = json.loads(
-    """
-{
-  "status": "COMPLETED",
-  "jobs": [
-    {"trainingJobKey": "bc9aa412-8d4f-4b00-89af-0e6e3dcf8e57", "algorithm": "BSEV01",
-     "status": "NOT_COMPLETED", "latestPerformance": 0.6199,
-     "recentPerformances": [0.6199, 0.6199, 0.6199, 0.6199, 0.6199]},
-    {"trainingJobKey": "d9ab4260-6416-45d6-91e4-7b0b8a0ad56b", "algorithm": "BFIF01",
-     "status": "NOT_COMPLETED", "latestPerformance": 0.7714,
-     "recentPerformances": [0.7713, 0.7713, 0.7714, 0.7714]},
-    {"trainingJobKey": "e7edd490-3ee2-49f8-a49c-e9f9759965e8", "algorithm": "BSIX01",
-     "status": "NOT_COMPLETED", "latestPerformance": 0.8595,
-     "recentPerformances": [0.8579, 0.8602, 0.866, 0.8595]},
-    {"trainingJobKey": "f2275fde-73ed-43d0-948a-17ff8f586874", "algorithm": "BSEV02",
-     "status": "COMPLETED", "latestPerformance": 0.92,
-     "recentPerformances": [0.9194, 0.92, 0.92, 0.9197, 0.92]}
-  ]
-}
-"""
-)
+SEED_PROGRESS = REFERENCE_PROGRESS
 SEED_ORDER = ("BSEV01", "BFIF01", "BSIX01", "BSEV02")
 
 

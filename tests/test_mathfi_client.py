@@ -25,44 +25,10 @@ from bot.errors import (
 from bot.mathfi import MathFiClient
 from bot.mathfi_auth import renewal_delay
 from tests.fake_mathfi import PASSWORD, USERNAME, FakeMathFi, json_body, raw, slow, status
+from tests.scripts import REFERENCE_PROGRESS
 
 KEY = "3b8f5c1e-2d4a-4e6b-9c7d-0a1b2c3d4e5f"
 PROGRESS = f"/api/v1/training/{KEY}/progress"
-
-# REFERENCE.md §5.3, reproduced as data.
-REFERENCE_PROGRESS: dict[str, Any] = {
-    "status": "COMPLETED",
-    "jobs": [
-        {
-            "trainingJobKey": "bc9aa412-8d4f-4b00-89af-0e6e3dcf8e57",
-            "algorithm": "BSEV01",
-            "status": "NOT_COMPLETED",
-            "latestPerformance": 0.6199,
-            "recentPerformances": [0.6199, 0.6199, 0.6199, 0.6199, 0.6199],
-        },
-        {
-            "trainingJobKey": "d9ab4260-6416-45d6-91e4-7b0b8a0ad56b",
-            "algorithm": "BFIF01",
-            "status": "NOT_COMPLETED",
-            "latestPerformance": 0.7714,
-            "recentPerformances": [0.7713, 0.7713, 0.7714, 0.7714],
-        },
-        {
-            "trainingJobKey": "e7edd490-3ee2-49f8-a49c-e9f9759965e8",
-            "algorithm": "BSIX01",
-            "status": "NOT_COMPLETED",
-            "latestPerformance": 0.8595,
-            "recentPerformances": [0.8579, 0.8602, 0.866, 0.8595],
-        },
-        {
-            "trainingJobKey": "f2275fde-73ed-43d0-948a-17ff8f586874",
-            "algorithm": "BSEV02",
-            "status": "COMPLETED",
-            "latestPerformance": 0.92,
-            "recentPerformances": [0.9194, 0.92, 0.92, 0.9197, 0.92],
-        },
-    ],
-}
 
 
 class ManualClock:

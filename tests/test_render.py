@@ -24,43 +24,11 @@ from bot.render import (
     render_status,
 )
 from bot.sparkline import sparkline
+from tests.scripts import REFERENCE_PROGRESS
 
 NOW = 1_700_000_000.0
 JOB = "5f0c2b1e-0000-4000-8000-00000000cafe"
 MODEL = "9a9a9a9a-1111-4222-8333-444444444444"
-REFERENCE_PROGRESS = {  # REFERENCE.md §5.3, as data
-    "status": "COMPLETED",
-    "jobs": [
-        {
-            "trainingJobKey": "bc9aa412-8d4f-4b00-89af-0e6e3dcf8e57",
-            "algorithm": "BSEV01",
-            "status": "NOT_COMPLETED",
-            "latestPerformance": 0.6199,
-            "recentPerformances": [0.6199, 0.6199, 0.6199, 0.6199, 0.6199],
-        },
-        {
-            "trainingJobKey": "d9ab4260-6416-45d6-91e4-7b0b8a0ad56b",
-            "algorithm": "BFIF01",
-            "status": "NOT_COMPLETED",
-            "latestPerformance": 0.7714,
-            "recentPerformances": [0.7713, 0.7713, 0.7714, 0.7714],
-        },
-        {
-            "trainingJobKey": "e7edd490-3ee2-49f8-a49c-e9f9759965e8",
-            "algorithm": "BSIX01",
-            "status": "NOT_COMPLETED",
-            "latestPerformance": 0.8595,
-            "recentPerformances": [0.8579, 0.8602, 0.866, 0.8595],
-        },
-        {
-            "trainingJobKey": "f2275fde-73ed-43d0-948a-17ff8f586874",
-            "algorithm": "BSEV02",
-            "status": "COMPLETED",
-            "latestPerformance": 0.92,
-            "recentPerformances": [0.9194, 0.92, 0.92, 0.9197, 0.92],
-        },
-    ],
-}
 EMOJI = {
     "PENDING": "⏳",
     "RUNNING": "🏃",
