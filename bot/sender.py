@@ -200,6 +200,12 @@ class Sender:
         except Outcome as outcome:
             self._failed(row, outcome, posted_unknown=outcome.posted_unknown)
             return
+        except ValueError as err:  # bad payload or event (pydantic's errors are ValueErrors)
+            # Raised while rendering, before this row's message went out: left in `sending`,
+            # the row would block its channel for good. It can never be sent: drop it.
+            log.error("outbox row %s cannot be rendered, dropping it: %s", row.id, err)
+            self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
+            return
         self._store.mark_sent(row.id, ts=ts)
         self._metrics.messages_sent.labels(kind=row.kind).inc()
 
@@ -268,7 +274,12 @@ class Sender:
         return PostedCard(ts=ts, version=0)
 
     async def _refresh_card(self, card: Card) -> None:
-        if card.ts is None:
+        if card.ts is None or self._disabled(card.channel_id, card.job_key):
+            # Nothing to edit, or nowhere to edit it: left dirty, the card would be retried
+            # on every tick (a hot loop against a channel Slack has refused for good).
+            self._store.mark_card_clean(
+                channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
+            )
             return
         message = self._card_message(card.channel_id, card.job_key, self._snapshot(card.job_key))
         try:
@@ -289,6 +300,9 @@ class Sender:
                 )
             elif outcome.permanent:
                 self._disable(card.channel_id, outcome.error)
+                self._store.mark_card_clean(
+                    channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
+                )
             else:
                 self._paced(card.channel_id, extra=outcome.retry_after or 5.0)
             return
@@ -298,6 +312,10 @@ class Sender:
         self._store.mark_card_clean(
             channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
         )
+
+    def _disabled(self, channel: str, job_key: str) -> bool:
+        sub = self._store.get_subscription(channel_id=channel, job_key=job_key)
+        return sub is not None and sub.disabled_reason is not None
 
     def _card_message(self, channel: str, job_key: str, snapshot: Snapshot | None) -> Message:
         if snapshot is None:
@@ -429,7 +447,11 @@ class Sender:
         params = {k: v for k, v in params.items() if v is not None}
         started = time.perf_counter()
         try:
-            response = await getattr(self._client, method.replace(".", "_"))(**params)
+            # slack_sdk applies its `timeout` only to sessions it creates itself; with a
+            # shared aiohttp session (as the service passes) a hung call would wait for
+            # aiohttp's 5-minute default. Enforce the client's timeout here, always.
+            async with asyncio.timeout(self._client.timeout):
+                response = await getattr(self._client, method.replace(".", "_"))(**params)
         except SlackApiError as err:
             status = err.response.status_code
             error = str(err.response.get("error") or f"http_{status}")

@@ -1,0 +1,441 @@
+"""The sender against the Slack sink over real HTTP: nothing lost, nothing doubled.
+
+Each test drives `Sender.tick()` on the manual clock; outbox rows are enqueued the way the
+poller enqueues them (`notification_payload`), so what is under test is delivery alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.events import Event, EventKind
+from bot.metrics import Metrics
+from bot.poller import notification_payload
+from bot.sender import Sender, SenderConfig
+from simulator.slack import SinkMessage, SlackFault
+from store import NewOutboxRow, OutboxRow
+from tests.conftest import Env, wait_for
+from tests.scripts import CHAMPION_TRAINING, LIFECYCLE
+
+ONCALL = "<!subteam^S0ONCALL|@oncall>"
+Call = tuple[str, dict[str, Any]]
+
+
+# ----------------------------------------------------------------------------- helpers
+async def watch(env: Env, *channels: str, mention: str | None = None) -> str:
+    """A scripted job subscribed (by slash command) in each channel; returns its key."""
+    key = env.sim.script_job(LIFECYCLE, training=CHAMPION_TRAINING)
+    for channel in channels:
+        text = f"subscribe {key}" + (f" --mention {mention}" if mention else "")
+        status, _, url = await env.command(text, channel=channel)
+        assert status == 200
+        await env.reply(url)
+    return key
+
+
+def best(key: str, value: float) -> Event:
+    return Event(
+        kind=EventKind.NEW_BEST,
+        job_key=key,
+        algorithm="BSEV02",
+        performance=value,
+        previous_performance=round(value - 0.01, 4),
+    )
+
+
+def job_status(key: str, new: str, old: str = "RUNNING") -> Event:
+    return Event(kind=EventKind.JOB_STATUS, job_key=key, old_status=old, new_status=new)
+
+
+def algorithm_failed(key: str) -> Event:
+    return Event(
+        kind=EventKind.ALGORITHM_STATUS,
+        job_key=key,
+        algorithm="BSEV01",
+        old_status="RUNNING",
+        new_status="FAILED",
+    )
+
+
+def enqueue(env: Env, channel: str, *events: Event, mention: str | None = None) -> int:
+    """One notification row, as the poller writes it; returns its outbox id."""
+    row = NewOutboxRow(
+        dedupe_key=f"test:{uuid.uuid4()}",
+        channel_id=channel,
+        job_key=events[0].job_key,
+        kind=events[0].kind.value,
+        payload=notification_payload(list(events), version=1, mention=mention),
+    )
+    assert env.service.store.enqueue([row]) == 1
+    pending = env.service.store.rows_in_state("pending")
+    return next(r.id for r in pending if r.dedupe_key == row.dedupe_key)
+
+
+def outbox(env: Env, row_id: int) -> OutboxRow:
+    row = env.service.store.get_outbox_row(row_id)
+    assert row is not None
+    return row
+
+
+async def tick(env: Env, sender: Sender | None = None) -> list[Call]:
+    """One sender tick; returns the Slack calls it made."""
+    before = len(env.sink.calls)
+    await (sender or env.service.sender).tick()
+    return env.sink.calls[before:]
+
+
+def note_ids(env: Env, channel: str) -> list[int]:
+    """Outbox ids named by the thread replies in the channel, in the channel's order."""
+    return [
+        m.metadata["event_payload"]["outbox_id"]
+        for m in env.sink.channels.get(channel, [])
+        if m.metadata and m.metadata["event_type"] == "mathfi_notification"
+    ]
+
+
+def calls(env: Env, method: str, channel: str) -> list[dict[str, Any]]:
+    return [p for m, p in env.sink.calls if m == method and p.get("channel") == channel]
+
+
+def settled(env: Env) -> bool:
+    counts = env.service.store.outbox_counts()
+    return counts["pending"] + counts["sending"] == 0 and not env.service.store.dirty_cards()
+
+
+async def drain(env: Env, sender: Sender | None = None, *, step: float = 1.0) -> None:
+    for _ in range(60):
+        if settled(env):
+            return
+        env.clock.advance(step)
+        await tick(env, sender)
+    raise AssertionError(f"outbox not drained: {env.service.store.outbox_counts()}")
+
+
+def fresh_sender(env: Env, client: AsyncWebClient | None = None) -> Sender:
+    """A second Sender on the same store, as after a restart of the process."""
+    return Sender(
+        env.service.store,
+        client or env.service.slack,
+        metrics=Metrics(),
+        config=SenderConfig(pace=1.0, backoff_base=1.0, backoff_max=30.0),
+        clock=env.clock,
+    )
+
+
+# ----------------------------------------------------------------------------- 429 and 5xx
+async def test_429_storm_waits_retry_after_and_loses_nothing(env: Env) -> None:
+    key = await watch(env, "C1", "C2")
+    assert [p["channel"] for _, p in await tick(env)] == ["C1", "C2"]  # both cards, one tick
+    env.clock.advance(1.0)
+    ids: dict[str, list[int]] = {"C1": [], "C2": []}
+    for i in range(3):
+        for channel in ("C1", "C2"):
+            ids[channel].append(enqueue(env, channel, best(key, 0.70 + i / 100)))
+    for retry_after in (1, 2, 4):  # a storm with growing Retry-After values
+        env.sink.add_fault(
+            SlackFault(
+                kind="ratelimit",
+                method="chat.postMessage",
+                channel="C1",
+                count=1,
+                retry_after=retry_after,
+            )
+        )
+    posted: dict[str, list[float]] = {"C1": [], "C2": []}
+    limited: list[float] = []
+    for _ in range(80):
+        for method, params in await tick(env):
+            if method == "chat.postMessage":
+                posted[params["channel"]].append(env.clock())
+        head = outbox(env, ids["C1"][0])
+        if head.state == "pending" and head.attempts > len(limited):
+            limited.append(head.next_attempt_at - env.clock())
+        if settled(env):
+            break
+        env.clock.advance(0.25)
+    assert limited == [1.0, 2.0, 4.0]  # next_attempt_at = now + Retry-After, each time
+    t = posted["C1"]
+    assert [b - a for a, b in itertools.pairwise(t)] == [1.0, 2.0, 4.0, 1.0, 1.0]
+    assert posted["C2"] == [t[0], t[0] + 1.0, t[0] + 2.0]  # C2 was never held back
+    assert note_ids(env, "C1") == ids["C1"] and note_ids(env, "C2") == ids["C2"]
+    assert all(outbox(env, i).state == "sent" for i in ids["C1"] + ids["C2"])
+    assert not calls(env, "conversations.replies", "C1")  # a 429 certainly did not post
+
+
+async def test_5xx_burst_retries_with_backoff_and_loses_nothing(env: Env) -> None:
+    key = await watch(env, "C1")
+    await tick(env)
+    env.clock.advance(1.0)
+    ids = [enqueue(env, "C1", best(key, 0.70 + i / 100)) for i in range(3)]
+    for status in (500, 503):
+        env.sink.add_fault(
+            SlackFault(kind="status", status=status, method="chat.postMessage", count=2)
+        )
+    gate = 0.0
+    for _ in range(200):
+        made = await tick(env)
+        assert not made or env.clock() >= gate, "retried before its backoff ended"
+        head = outbox(env, ids[0])
+        if head.state == "pending" and any(m == "chat.postMessage" for m, _ in made):
+            delay = head.next_attempt_at - env.clock()
+            assert 0.0 <= delay <= 1.0 * 2**head.attempts  # full-jitter exponential backoff
+            gate = head.next_attempt_at
+        if settled(env):
+            break
+        env.clock.advance(0.5)
+    assert outbox(env, ids[0]).attempts == 5  # 4 failures, then the post
+    assert note_ids(env, "C1") == ids  # each exactly once, in order
+    assert len(calls(env, "conversations.replies", "C1")) == 4  # each unknown outcome looked up
+
+
+@pytest.mark.parametrize("shared_session", [False, True], ids=["own-session", "shared-session"])
+async def test_hang_past_timeout_is_looked_up_not_doubled(env: Env, shared_session: bool) -> None:
+    key = await watch(env, "C1")
+    await tick(env)
+    env.clock.advance(1.0)
+    row_id = enqueue(env, "C1", best(key, 0.75))
+    env.sink.add_fault(SlackFault(kind="hang", seconds=0.8, method="chat.postMessage", count=1))
+    async with aiohttp.ClientSession() as session:
+        client = AsyncWebClient(
+            token=env.sink.token,
+            base_url=env.sink.api_url,
+            timeout=0.3,  # type: ignore[arg-type]
+            session=session if shared_session else None,
+            retry_handlers=[],
+        )
+        sender = fresh_sender(env, client)
+        started = time.monotonic()
+        await tick(env, sender)
+        assert time.monotonic() - started < 0.7, "the client timeout was not honoured"
+        row = outbox(env, row_id)
+        assert row.state == "pending" and "Timeout" in (row.last_error or "")
+        # Slack did post it, late: the retry must find it rather than post again.
+        await wait_for(lambda: note_ids(env, "C1") == [row_id], timeout=3.0)
+        await drain(env, sender)
+    assert note_ids(env, "C1") == [row_id]
+    assert len(calls(env, "chat.postMessage", "C1")) == 2  # the card and the hung reply
+    assert calls(env, "conversations.replies", "C1")
+    assert outbox(env, row_id).slack_ts == env.sink.channels["C1"][-1].ts
+
+
+# ----------------------------------------------------------------------------- crashes
+@pytest.mark.parametrize("target", ["card", "reply"])
+async def test_answer_lost_after_commit_is_found_not_reposted(env: Env, target: str) -> None:
+    key = await watch(env, "C1")
+    fault = SlackFault(kind="fail_after_commit", method="chat.postMessage", count=1)
+    if target == "reply":
+        await tick(env)
+        env.clock.advance(1.0)
+        row_id = enqueue(env, "C1", best(key, 0.75))
+    else:
+        row_id = env.service.store.rows_in_state("pending")[0].id
+    env.sink.add_fault(fault)
+    await tick(env)
+    assert outbox(env, row_id).state == "pending"  # Slack stored it, we heard a 500
+    await drain(env)
+    row = outbox(env, row_id)
+    assert row.state == "sent"
+    card = env.sink.top_level("C1")
+    assert len(card) == 1
+    assert env.service.store.get_card(channel_id="C1", job_key=key).ts == card[0].ts  # type: ignore[union-attr]
+    if target == "reply":
+        assert note_ids(env, "C1") == [row_id]
+        assert row.slack_ts == env.sink.replies("C1", card[0].ts)[0].ts
+        assert len(calls(env, "conversations.replies", "C1")) == 1
+    else:
+        assert row.slack_ts == card[0].ts
+        assert len(calls(env, "conversations.history", "C1")) == 1
+    assert len(calls(env, "chat.postMessage", "C1")) == (2 if target == "reply" else 1)
+
+
+@pytest.mark.parametrize("reached_slack", [True, False], ids=["posted", "never-posted"])
+async def test_restart_reconciles_a_card_left_sending(env: Env, reached_slack: bool) -> None:
+    key = await watch(env, "C1")
+    (row,) = env.service.store.rows_in_state("pending")
+    env.service.store.mark_sending(row.id)
+    if reached_slack:  # the process died after Slack stored the card, before save_card
+        metadata = {
+            "event_type": "mathfi_card",
+            "event_payload": {"outbox_id": row.id, "job_key": key, "kind": row.kind},
+        }
+        await env.service.slack.chat_postMessage(channel="C1", text="card", metadata=metadata)
+    sender = fresh_sender(env)
+    assert await sender.reconcile() == 1
+    await tick(env, sender)
+    (card,) = env.sink.top_level("C1")
+    assert outbox(env, row.id).state == "sent" and outbox(env, row.id).slack_ts == card.ts
+    assert env.service.store.get_card(channel_id="C1", job_key=key).ts == card.ts  # type: ignore[union-attr]
+    assert len(calls(env, "chat.postMessage", "C1")) == 1
+    assert len(calls(env, "conversations.history", "C1")) == 1
+
+
+@pytest.mark.parametrize("reached_slack", [True, False], ids=["posted", "never-posted"])
+async def test_restart_reconciles_a_reply_left_sending(env: Env, reached_slack: bool) -> None:
+    key = await watch(env, "C1")
+    await tick(env)
+    env.clock.advance(1.0)
+    row_id = enqueue(env, "C1", best(key, 0.75))
+    env.service.store.mark_sending(row_id)
+    if reached_slack:  # the post went out; the process died before mark_sent
+        await env.service.sender._post_row(outbox(env, row_id))
+    assert note_ids(env, "C1") == ([row_id] if reached_slack else [])
+    sender = fresh_sender(env)
+    assert await sender.reconcile() == 1
+    await drain(env, sender)
+    assert note_ids(env, "C1") == [row_id]
+    assert outbox(env, row_id).state == "sent"
+    assert outbox(env, row_id).slack_ts == env.sink.channels["C1"][-1].ts
+    assert len(calls(env, "chat.postMessage", "C1")) == 2  # card + the one reply
+    assert len(calls(env, "conversations.replies", "C1")) == 1
+
+
+# ----------------------------------------------------------------------------- permanent errors
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        ("channel_not_found", "cannot find"),
+        ("not_in_channel", "/invite"),
+        ("is_archived", "archived"),
+    ],
+)
+async def test_permanent_error_disables_channel_and_others_go_on(
+    env: Env, error: str, hint: str
+) -> None:
+    key = await watch(env, "CBAD", "COK")
+    await tick(env)
+    env.clock.advance(1.0)
+    bad = [enqueue(env, "CBAD", best(key, 0.70 + i / 100)) for i in range(2)]
+    ok = enqueue(env, "COK", best(key, 0.70))
+    if error == "is_archived":
+        env.sink.archive("CBAD")
+    else:
+        env.sink.add_fault(SlackFault(kind="error", error=error, channel="CBAD"))
+    await tick(env)
+    (view,) = env.service.store.list_subscriptions(channel_id="CBAD")
+    assert view.subscription.disabled_reason and hint in view.subscription.disabled_reason
+    assert [(outbox(env, i).state, outbox(env, i).last_error) for i in bad] == [("dead", error)] * 2
+    assert outbox(env, ok).state == "sent"
+    bad_calls = len(env.sink.calls)
+    # The job moves on: the poller marks every card of the job stale, COK gets a reply.
+    env.sim.advance(key)
+    env.clock.advance(20.0)
+    await env.service.poller.tick()
+    await drain(env)
+    for _ in range(5):
+        env.clock.advance(1.0)
+        await tick(env)
+    assert not [p for _, p in env.sink.calls[bad_calls:] if p.get("channel") == "CBAD"]
+    assert len(note_ids(env, "COK")) == 2
+    (cok,) = env.service.store.list_subscriptions(channel_id="COK")
+    assert cok.subscription.delivering
+
+
+async def test_unrenderable_row_is_dropped_and_does_not_block_its_channel(env: Env) -> None:
+    key = await watch(env, "C1")
+    await tick(env)
+    env.clock.advance(1.0)
+    broken = NewOutboxRow(
+        dedupe_key="test:broken", channel_id="C1", job_key=key, kind="new_best", payload="{}"
+    )
+    env.service.store.enqueue([broken])
+    after = enqueue(env, "C1", best(key, 0.75))
+    await drain(env)
+    (dead,) = env.service.store.rows_in_state("dead")
+    assert dead.dedupe_key == "test:broken" and (dead.last_error or "").startswith("unrenderable")
+    assert note_ids(env, "C1") == [after]
+
+
+# ----------------------------------------------------------------------------- pacing and edits
+async def test_pacing_per_channel_not_across_channels(env: Env) -> None:
+    key = await watch(env, "C1", "C2")
+    await tick(env)
+    env.clock.advance(1.0)
+    first, second = enqueue(env, "C1", best(key, 0.7)), enqueue(env, "C1", best(key, 0.71))
+    other = enqueue(env, "C2", best(key, 0.7))
+    at: dict[int, float] = {}
+
+    def record(kind: str, message: SinkMessage) -> None:
+        if kind == "post" and message.metadata:
+            at.setdefault(message.metadata["event_payload"]["outbox_id"], env.clock())
+
+    env.sink.subscribe(record)
+    start = env.clock()
+    made = await tick(env)
+    assert sorted(p["channel"] for _, p in made) == ["C1", "C2"]  # one tick, both channels
+    for _ in range(3):  # 0.75 s later: C1 is still paced
+        env.clock.advance(0.25)
+        assert not await tick(env)
+    env.clock.advance(0.25)
+    await tick(env)
+    assert at == {first: start, other: start, second: start + 1.0}
+
+
+async def test_several_card_edits_due_at_once_are_one_update(env: Env) -> None:
+    key = await watch(env, "C1", "C2")
+    await tick(env)
+    env.clock.advance(1.0)
+    for _ in range(3):  # three polls changed the job before the sender came round
+        for channel in ("C1", "C2"):
+            env.service.store.mark_card_dirty(channel_id=channel, job_key=key)
+    made = await tick(env)
+    assert sorted((m, p["channel"]) for m, p in made) == [
+        ("chat.update", "C1"),
+        ("chat.update", "C2"),
+    ]
+    env.clock.advance(1.0)
+    assert not await tick(env)
+    # Two replies in a row make the card stale twice: it is edited once, after both.
+    ids = [enqueue(env, "C1", best(key, 0.7)), enqueue(env, "C1", best(key, 0.71))]
+    before = len(env.sink.calls)
+    await drain(env)
+    methods = [m for m, p in env.sink.calls[before:] if p.get("channel") == "C1"]
+    assert methods == ["chat.postMessage", "chat.postMessage", "chat.update"]
+    assert note_ids(env, "C1") == ids
+    assert env.sink.top_level("C1")[0].edits == 2
+
+
+# ----------------------------------------------------------------------------- what is posted
+async def test_metadata_broadcast_and_on_call_mention(env: Env) -> None:
+    key = await watch(env, "C1", mention=ONCALL)
+    (watch_row,) = env.service.store.rows_in_state("pending")
+    await tick(env)
+    (card,) = env.sink.top_level("C1")
+    assert card.metadata == {
+        "event_type": "mathfi_card",
+        "event_payload": {"outbox_id": watch_row.id, "job_key": key, "kind": "watch_started"},
+    }
+    sub = env.service.store.get_subscription(channel_id="C1", job_key=key)
+    assert sub is not None and sub.mention == ONCALL
+    cases = [  # (events, broadcast, mention)
+        ([best(key, 0.75)], False, False),
+        ([job_status(key, "FAILED")], True, True),
+        ([job_status(key, "TIMED_OUT")], True, True),
+        ([job_status(key, "NOT_COMPLETED")], True, True),
+        ([job_status(key, "COMPLETED"), best(key, 0.86)], True, False),
+        ([job_status(key, "CANCELLED")], True, False),
+        ([job_status(key, "RUNNING", old="PENDING")], False, False),
+        ([algorithm_failed(key)], False, False),  # one algorithm failing is no alert
+    ]
+    expected = {enqueue(env, "C1", *ev, mention=sub.mention): (b, m) for ev, b, m in cases}
+    await drain(env)
+    replies = env.sink.replies("C1", card.ts)
+    assert [r.metadata["event_payload"]["outbox_id"] for r in replies if r.metadata] == list(
+        expected
+    )
+    for reply in replies:
+        assert reply.metadata is not None
+        row = outbox(env, reply.metadata["event_payload"]["outbox_id"])
+        assert reply.metadata == {
+            "event_type": "mathfi_notification",
+            "event_payload": {"outbox_id": row.id, "job_key": key, "kind": row.kind},
+        }
+        broadcast, mention = expected[row.id]
+        assert (reply.reply_broadcast, reply.text.startswith(ONCALL)) == (broadcast, mention)
+        assert row.slack_ts == reply.ts
