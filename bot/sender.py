@@ -109,6 +109,8 @@ class Sender:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._channel_ready: dict[str, float] = {}
+        self._edit_ready: dict[str, float] = {}
+        self._edits_paused_until = 0.0
         self._stopping = asyncio.Event()
         self.last_cycle_at: float | None = None
         self.posts = 0
@@ -149,11 +151,19 @@ class Sender:
         by_channel: dict[str, OutboxRow] = {}
         for row in rows:
             by_channel.setdefault(row.channel_id, row)
-        cards = [
-            c
-            for c in self._store.dirty_cards(limit=200)
-            if c.channel_id not in by_channel and self._ready(c.channel_id)
-        ]
+        busy = {(r.channel_id, r.job_key) for r in by_channel.values()}
+        cards = (
+            []
+            if now < self._edits_paused_until
+            else [
+                c
+                for c in self._store.dirty_cards(limit=200)
+                if (c.channel_id, c.job_key) not in busy
+                and self._edit_ready.get(c.channel_id, 0.0) <= now
+            ]
+        )
+        # One edit per channel per tick; edits have their own pace (chat.update is rate
+        # limited apart from chat.postMessage), so a busy thread never starves its card.
         cards = list({c.channel_id: c for c in reversed(cards)}.values())
         work: list[Awaitable[None]] = [self._deliver(r) for r in by_channel.values()]
         work += [self._refresh_card(c) for c in cards]
@@ -191,9 +201,18 @@ class Sender:
             try:
                 if await self._already_posted(row):
                     return
-            except Outcome as outcome:  # could not look: still unknown, look again next time
-                self._failed(row, outcome, posted_unknown=True)
-                return
+            except Outcome as outcome:
+                if outcome.retry_after is not None or outcome.posted_unknown:
+                    # could not look right now: still unknown, look again next time
+                    self._failed(row, outcome, posted_unknown=True)
+                    return
+                # Slack refused the lookup itself (e.g. missing_scope, thread_not_found):
+                # looking again cannot help, so post rather than block the channel forever.
+                log.warning(
+                    "cannot check whether outbox row %s reached Slack (%s); posting it",
+                    row.id,
+                    outcome.error,
+                )
         try:
             self._store.mark_sending(row.id)
             ts = await self._post_row(row)
@@ -234,17 +253,23 @@ class Sender:
             and is_terminal(e.new_status)
             for e in events
         )
-        answer = await self._call(
-            "chat.postMessage",
-            channel=row.channel_id,
-            thread_ts=card.ts,
-            reply_broadcast=broadcast,
-            text=message.text,
-            blocks=message.blocks,
-            metadata=_metadata(NOTE_EVENT, row),
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        try:
+            answer = await self._call(
+                "chat.postMessage",
+                channel=row.channel_id,
+                thread_ts=card.ts,
+                reply_broadcast=broadcast,
+                text=message.text,
+                blocks=message.blocks,
+                metadata=_metadata(NOTE_EVENT, row),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except Outcome as outcome:
+            if outcome.error == "thread_not_found":  # somebody deleted the card
+                self._store.forget_card(channel_id=row.channel_id, job_key=row.job_key)
+                raise Outcome("card deleted; posting a new one", retry_after=0.0) from None
+            raise
         self.posts += 1
         self._paced(row.channel_id)
         self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
@@ -303,12 +328,14 @@ class Sender:
                 self._store.mark_card_clean(
                     channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
                 )
+            elif outcome.retry_after is not None:  # chat.update is limited app-wide
+                self._edits_paused_until = self._clock() + outcome.retry_after
             else:
-                self._paced(card.channel_id, extra=outcome.retry_after or 5.0)
+                self._edit_ready[card.channel_id] = self._clock() + 5.0
             return
         self.edits += 1
         self._metrics.messages_sent.labels(kind="card_update").inc()
-        self._paced(card.channel_id)
+        self._edit_ready[card.channel_id] = self._clock() + self._config.pace
         self._store.mark_card_clean(
             channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
         )

@@ -71,7 +71,8 @@ class Service:
         """Open everything; `run_loops=False` leaves the poller and sender to be ticked by tests."""
         s = self.settings
         self.store = Store(s.database_path, clock=self.clock)
-        self._session = aiohttp.ClientSession()
+        # A backstop: each client also sets its own, shorter, per-request timeout.
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self.mathfi = MathFiClient.from_settings(s, session=self._session)
         self.slack = AsyncWebClient(
             token=s.slack_bot_token.get_secret_value(),

@@ -537,6 +537,12 @@ class Store:
             (channel_id, job_key, ts),
         )
 
+    def forget_card(self, *, channel_id: str, job_key: str) -> None:
+        """The card's message is gone from Slack (deleted): the next row posts a new one."""
+        self._update_row(
+            "DELETE FROM cards WHERE channel_id = ? AND job_key = ?", (channel_id, job_key)
+        )
+
     def dirty_cards(self, *, limit: int = 100) -> list[Card]:
         with self._read() as conn:
             rows = conn.execute(

@@ -369,9 +369,9 @@ async def test_pacing_per_channel_not_across_channels(env: Env) -> None:
     start = env.clock()
     made = await tick(env)
     assert sorted(p["channel"] for _, p in made) == ["C1", "C2"]  # one tick, both channels
-    for _ in range(3):  # 0.75 s later: C1 is still paced
+    for _ in range(3):  # 0.75 s later: C1 is still paced (card edits have a pace of their own)
         env.clock.advance(0.25)
-        assert not await tick(env)
+        assert not [call for call in await tick(env) if call[0] == "chat.postMessage"]
     env.clock.advance(0.25)
     await tick(env)
     assert at == {first: start, other: start, second: start + 1.0}
@@ -439,3 +439,44 @@ async def test_metadata_broadcast_and_on_call_mention(env: Env) -> None:
         broadcast, mention = expected[row.id]
         assert (reply.reply_broadcast, reply.text.startswith(ONCALL)) == (broadcast, mention)
         assert row.slack_ts == reply.ts
+
+
+async def test_a_deleted_card_is_posted_again_with_the_reply(env: Env) -> None:
+    key = await watch(env, "C1")
+    await tick(env)
+    old = env.service.store.get_card(channel_id="C1", job_key=key)
+    assert old is not None and old.ts is not None
+    # Somebody deleted the card in Slack: its thread no longer exists.
+    env.service.store.save_card(channel_id="C1", job_key=key, ts="1000000000.000001")
+    env.clock.advance(1.0)
+    row = enqueue(env, "C1", best(key, 0.7))
+    await tick(env)  # thread_not_found: the card is forgotten, the row retried at once
+    assert outbox(env, row).state == "pending"
+    assert env.service.store.get_card(channel_id="C1", job_key=key) is None
+    env.clock.advance(1.0)
+    await tick(env)
+    env.clock.advance(1.0)
+    await tick(env)
+    assert outbox(env, row).state == "sent"
+    cards = [m for m in env.sink.top_level("C1")]
+    assert len(cards) == 2  # the original (now "deleted" for us) and the new one
+    assert note_ids(env, "C1") == [row]
+    assert env.sink.replies("C1", cards[-1].ts)[0].metadata["event_payload"]["outbox_id"] == row
+
+
+async def test_a_busy_thread_does_not_starve_its_card(env: Env) -> None:
+    key = await watch(env, "C1")
+    await tick(env)
+    updates_before = len(calls(env, "chat.update", "C1"))
+    other = env.sim.script_job(LIFECYCLE, training=CHAMPION_TRAINING)
+    _, _, url = await env.command(f"subscribe {other}", channel="C1")
+    await env.reply(url)
+    for value in (0.70, 0.71, 0.72, 0.73):  # a long queue in C1 for the other job
+        enqueue(env, "C1", best(other, value))
+    env.service.store.mark_card_dirty(channel_id="C1", job_key=key)
+    for _ in range(3):
+        env.clock.advance(1.0)
+        await tick(env)
+    # The first job's card was edited while the other job's replies were still queued.
+    assert len(calls(env, "chat.update", "C1")) > updates_before
+    assert env.service.store.outbox_counts()["pending"] > 0
