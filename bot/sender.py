@@ -20,38 +20,25 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.events import Event, EventKind
 from bot.metrics import Metrics
-from bot.models import ALERT_STATUSES, Snapshot, is_terminal
+from bot.models import Snapshot, is_terminal
 from bot.render import Message, render_card, render_notification
+from bot.slack_api import (
+    CARD_EVENT,
+    NOTE_EVENT,
+    Outcome,
+    SlackCaller,
+    disable_reason,
+    metadata,
+)
 from store import Card, OutboxRow, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-PERMANENT_ERRORS = frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "account_inactive",
-        "invalid_auth",
-        "token_revoked",
-        "token_expired",
-        "no_permission",
-        "missing_scope",
-        "team_access_not_granted",
-        "ekm_access_denied",
-        "restricted_action",
-    }
-)
-CARD_EVENT = "mathfi_card"
-NOTE_EVENT = "mathfi_notification"
 # A row whose last attempt certainly did not reach Slack needs no lookup before a retry.
 NOT_POSTED = "not_posted: "
 
@@ -71,24 +58,6 @@ class PostedCard:
     version: int
 
 
-class Outcome(Exception):
-    """How a Slack call failed, classified for the outbox."""
-
-    def __init__(
-        self,
-        error: str,
-        *,
-        retry_after: float | None = None,
-        permanent: bool = False,
-        posted_unknown: bool = False,
-    ) -> None:
-        super().__init__(error)
-        self.error = error
-        self.retry_after = retry_after
-        self.permanent = permanent
-        self.posted_unknown = posted_unknown
-
-
 class Sender:
     def __init__(
         self,
@@ -102,7 +71,7 @@ class Sender:
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
-        self._client = client
+        self._slack = SlackCaller(client, metrics=metrics)
         self._metrics = metrics
         self._config = config
         self._clock = clock
@@ -254,14 +223,14 @@ class Sender:
             for e in events
         )
         try:
-            answer = await self._call(
+            answer = await self._slack.call(
                 "chat.postMessage",
                 channel=row.channel_id,
                 thread_ts=card.ts,
                 reply_broadcast=broadcast,
                 text=message.text,
                 blocks=message.blocks,
-                metadata=_metadata(NOTE_EVENT, row),
+                metadata=metadata(NOTE_EVENT, row),
                 unfurl_links=False,
                 unfurl_media=False,
             )
@@ -283,12 +252,12 @@ class Sender:
 
     async def _post_card(self, row: OutboxRow, snapshot: Snapshot | None) -> PostedCard:
         message = self._card_message(row.channel_id, row.job_key, snapshot)
-        answer = await self._call(
+        answer = await self._slack.call(
             "chat.postMessage",
             channel=row.channel_id,
             text=message.text,
             blocks=message.blocks,
-            metadata=_metadata(CARD_EVENT, row),
+            metadata=metadata(CARD_EVENT, row),
             unfurl_links=False,
             unfurl_media=False,
         )
@@ -308,7 +277,7 @@ class Sender:
             return
         message = self._card_message(card.channel_id, card.job_key, self._snapshot(card.job_key))
         try:
-            await self._call(
+            await self._slack.call(
                 "chat.update",
                 channel=card.channel_id,
                 ts=card.ts,
@@ -397,7 +366,7 @@ class Sender:
         )
 
     def _disable(self, channel: str, error: str) -> None:
-        reason = _disable_reason(error)
+        reason = disable_reason(error)
         count = self._store.disable_channel(channel_id=channel, reason=reason)
         dead = self._store.dead_channel_rows(channel_id=channel, error=error)
         log.warning(
@@ -425,7 +394,7 @@ class Sender:
         """Look the row up in Slack; True (and marked sent) if it is there."""
         card = self._posted_card(row.channel_id, row.job_key)
         if card is None:
-            found = await self._find_message(
+            found = await self._slack.find_message(
                 row, CARD_EVENT, "conversations.history", channel=row.channel_id
             )
             if found is None:
@@ -438,7 +407,7 @@ class Sender:
         elif row.kind == EventKind.WATCH_STARTED.value:
             self._store.mark_sent(row.id, ts=card.ts)
             return True
-        found = await self._find_message(
+        found = await self._slack.find_message(
             row, NOTE_EVENT, "conversations.replies", channel=row.channel_id, ts=card.ts
         )
         if found is None:
@@ -447,76 +416,5 @@ class Sender:
         self._store.mark_sent(row.id, ts=found)
         return True
 
-    async def _find_message(
-        self, row: OutboxRow, event_type: str, method: str, **params: Any
-    ) -> str | None:
-        cursor: str | None = None
-        for _ in range(20):
-            answer = await self._call(
-                method, include_all_metadata=True, limit=200, cursor=cursor, **params
-            )
-            for message in answer.get("messages", []):
-                meta = message.get("metadata") or {}
-                payload = meta.get("event_payload") or {}
-                if meta.get("event_type") != event_type:
-                    continue
-                if event_type == CARD_EVENT and payload.get("job_key") == row.job_key:
-                    return str(message["ts"])
-                if payload.get("outbox_id") == row.id:
-                    return str(message["ts"])
-            cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
-            if not cursor:
-                return None
-        return None
 
-    # ----------------------------------------------------------------- the one Slack call
-    async def _call(self, method: str, **params: Any) -> dict[str, Any]:
-        params = {k: v for k, v in params.items() if v is not None}
-        started = time.perf_counter()
-        try:
-            # slack_sdk applies its `timeout` only to sessions it creates itself; with a
-            # shared aiohttp session (as the service passes) a hung call would wait for
-            # aiohttp's 5-minute default. Enforce the client's timeout here, always.
-            async with asyncio.timeout(self._client.timeout):
-                response = await getattr(self._client, method.replace(".", "_"))(**params)
-        except SlackApiError as err:
-            status = err.response.status_code
-            error = str(err.response.get("error") or f"http_{status}")
-            self._metrics.slack_errors.labels(error=error).inc()
-            if status == 429:
-                self._metrics.slack_ratelimited.inc()
-                retry_after = float(err.response.headers.get("Retry-After", "1") or 1)
-                raise Outcome("ratelimited", retry_after=retry_after) from None
-            if status >= 500:
-                raise Outcome(error, posted_unknown=True) from None
-            raise Outcome(error, permanent=error in PERMANENT_ERRORS) from None
-        except (aiohttp.ClientError, TimeoutError) as err:
-            self._metrics.slack_errors.labels(error="connection").inc()
-            raise Outcome(f"connection: {type(err).__name__}", posted_unknown=True) from None
-        finally:
-            self._metrics.slack_send_latency.labels(method=method).observe(
-                time.perf_counter() - started
-            )
-        return dict(response.data) if isinstance(response.data, dict) else {}
-
-
-def _metadata(event_type: str, row: OutboxRow) -> dict[str, Any]:
-    return {
-        "event_type": event_type,
-        "event_payload": {"outbox_id": row.id, "job_key": row.job_key, "kind": row.kind},
-    }
-
-
-def _disable_reason(error: str) -> str:
-    hints = {
-        "not_in_channel": "the bot is not in this channel: invite it with /invite @MathFi",
-        "channel_not_found": "Slack cannot find this channel (deleted, or private without the bot)",
-        "is_archived": "the channel is archived: unarchive it and subscribe again",
-        "invalid_auth": "the bot token was refused: an admin must reinstall the app",
-        "token_revoked": "the bot token was revoked: an admin must reinstall the app",
-        "account_inactive": "the bot account is inactive: an admin must reinstall the app",
-    }
-    return hints.get(error, f"Slack refused to post here ({error})")
-
-
-__all__ = ["ALERT_STATUSES", "Sender", "SenderConfig"]
+__all__ = ["Sender", "SenderConfig"]
