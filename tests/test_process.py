@@ -190,3 +190,40 @@ async def test_no_secret_reaches_a_log_line(world: tuple[Simulator, SlackSink, B
         assert secret not in log, f"a secret reached the log: {secret[:6]}…"
     for line in log.splitlines():
         json.loads(line)  # LOG_FORMAT=json: one object a line
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, "MATHFI_USERNAME is not set"),
+        (
+            {
+                "MATHFI_USERNAME": "a",
+                "MATHFI_PASSWORD": "b",
+                "SLACK_BOT_TOKEN": "x",
+                "SLACK_SIGNING_SECRET": "s",
+                "POLL_INTERVAL": "soon",
+            },
+            "POLL_INTERVAL is invalid",
+        ),
+    ],
+)
+async def test_run_with_bad_settings_says_which_in_one_line(
+    tmp_path: Path, extra: dict[str, str], expected: str
+) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **extra}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err.decode()
+    assert "Traceback" not in err.decode() and out == b""
