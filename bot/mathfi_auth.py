@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bot.errors import MathFiAuthError
 from bot.models import LoginResponse
 
 Login = Callable[[], Awaitable[LoginResponse]]
@@ -35,12 +36,24 @@ class Token:
 class TokenKeeper:
     """Hands out a valid token, logging in when there is none or it is about to expire."""
 
-    def __init__(self, login: Login, *, margin: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        login: Login,
+        *,
+        margin: float,
+        clock: Callable[[], float],
+        refused_cooldown: float = 30.0,
+        refused_cooldown_max: float = 600.0,
+    ) -> None:
         self._login = login
         self._margin = margin
         self._clock = clock
         self._current: Token | None = None
         self._inflight: asyncio.Task[Token] | None = None
+        # After MathFi refused our credentials, asking again at once cannot help: every
+        # caller gets the same refusal until the cooldown (doubling each time) has passed.
+        self._cooldown = (refused_cooldown, refused_cooldown_max)
+        self._refused: tuple[float, float, MathFiAuthError] | None = None  # (until, wait, error)
 
     @property
     def current(self) -> str | None:
@@ -71,7 +84,16 @@ class TokenKeeper:
 
     async def _fetch(self) -> Token:
         started = self._clock()
-        response = await self._login()
+        if self._refused is not None and started < self._refused[0]:
+            raise self._refused[2]
+        try:
+            response = await self._login()
+        except MathFiAuthError as err:
+            wait = self._cooldown[0] if self._refused is None else self._refused[1] * 2
+            wait = min(wait, self._cooldown[1])
+            self._refused = (started + wait, wait, err)
+            raise
+        self._refused = None
         token = Token(
             value=response.access_token,
             renew_at=started + renewal_delay(response.expires_in, margin=self._margin),

@@ -18,8 +18,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -80,6 +81,9 @@ class Sender:
         self._channel_ready: dict[str, float] = {}
         self._edit_ready: dict[str, float] = {}
         self._edits_paused_until = 0.0
+        self._busy: set[tuple[str, str]] = set()  # ("post" | "edit", channel) in flight
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(config.concurrency)
         self._stopping = asyncio.Event()
         self.last_cycle_at: float | None = None
         self.posts = 0
@@ -90,15 +94,20 @@ class Sender:
         log.info("sender started")
         while not self._stopping.is_set():
             try:
-                worked = await self.tick()
+                worked = await self.tick(wait=False)
             except StoreUnavailable as err:
                 log.error("sender cannot read the outbox: %s", err)
                 worked = 0
             except Exception:  # the one broad except of this loop
                 log.exception("sender cycle failed; continuing")
                 worked = 0
-            if not worked:
-                await self._idle(0.2)
+            await self._idle(0.02 if worked else 0.2)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for the deliveries in flight (they finish or fail on their own timeout)."""
+        if self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     async def _idle(self, seconds: float) -> None:
         sleeper = asyncio.ensure_future(self._sleep(seconds))
@@ -110,13 +119,18 @@ class Sender:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def tick(self) -> int:
-        """Send what is due now: outbox rows first, then dirty cards. Returns calls made."""
+    async def tick(self, *, wait: bool = True) -> int:
+        """Start sending what is due now (rows and card edits, per channel) and, with `wait`,
+        wait for it; returns how many deliveries were started."""
         now = self._clock()
         self.last_cycle_at = now
         counts = self._store.outbox_counts()
         self._metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
-        rows = [r for r in self._store.due_outbox(now=now, limit=200) if self._ready(r.channel_id)]
+        rows = [
+            r
+            for r in self._store.due_outbox(now=now, limit=200)
+            if self._ready(r.channel_id) and ("post", r.channel_id) not in self._busy
+        ]
         by_channel: dict[str, OutboxRow] = {}
         for row in rows:
             by_channel.setdefault(row.channel_id, row)
@@ -128,24 +142,36 @@ class Sender:
                 c
                 for c in self._store.dirty_cards(limit=200)
                 if (c.channel_id, c.job_key) not in busy
+                and ("edit", c.channel_id) not in self._busy
                 and self._edit_ready.get(c.channel_id, 0.0) <= now
             ]
         )
         # One edit per channel per tick; edits have their own pace (chat.update is rate
         # limited apart from chat.postMessage), so a busy thread never starves its card.
         cards = list({c.channel_id: c for c in reversed(cards)}.values())
-        work: list[Awaitable[None]] = [self._deliver(r) for r in by_channel.values()]
-        work += [self._refresh_card(c) for c in cards]
-        if not work:
-            return 0
-        sem = asyncio.Semaphore(self._config.concurrency)
+        work = [(("post", r.channel_id), self._deliver(r)) for r in by_channel.values()]
+        work += [(("edit", c.channel_id), self._refresh_card(c)) for c in cards]
+        started = [self._start(lane, job) for lane, job in work]
+        if wait:
+            await asyncio.gather(*started)
+        return len(started)
 
-        async def bounded(job: Awaitable[None]) -> None:
-            async with sem:
-                await job
+    def _start(self, lane: tuple[str, str], job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run one delivery as a task; a channel has one post and one edit in flight at most,
+        so a Slack call that hangs holds up its own channel, never the others."""
 
-        await asyncio.gather(*(bounded(w) for w in work))
-        return len(work)
+        async def bounded() -> None:
+            try:
+                async with self._slots:
+                    await job
+            finally:
+                self._busy.discard(lane)
+
+        self._busy.add(lane)
+        task = asyncio.create_task(bounded())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
 
     async def flush(self, *, within: float = 10.0) -> None:
         """Send what is due until nothing due is left or `within` seconds pass (shutdown)."""
@@ -359,6 +385,10 @@ class Sender:
             delay = self._rng.uniform(
                 0, min(self._config.backoff_max, self._config.backoff_base * 2**attempts)
             )
+        if outcome.timed_out:
+            # Slack may still be working on the call we gave up on: give it one more client
+            # timeout to land before we look for it, or the lookup misses it and we post twice.
+            delay = max(delay, self._slack.timeout)
         self._paced(row.channel_id, extra=delay)
         prefix = "" if posted_unknown else NOT_POSTED
         self._store.mark_retry(

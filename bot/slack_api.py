@@ -52,8 +52,10 @@ class Outcome(Exception):
         retry_after: float | None = None,
         permanent: bool = False,
         posted_unknown: bool = False,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(error)
+        self.timed_out = timed_out
         self.error = error
         self.retry_after = retry_after
         self.permanent = permanent
@@ -64,6 +66,11 @@ class SlackCaller:
     def __init__(self, client: AsyncWebClient, *, metrics: Metrics) -> None:
         self._client = client
         self._metrics = metrics
+
+    @property
+    def timeout(self) -> float:
+        """Seconds before a call is given up (the client's timeout)."""
+        return float(self._client.timeout)
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         params = {k: v for k, v in params.items() if v is not None}
@@ -87,7 +94,11 @@ class SlackCaller:
             raise Outcome(error, permanent=error in PERMANENT_ERRORS) from None
         except (aiohttp.ClientError, TimeoutError) as err:
             self._metrics.slack_errors.labels(error="connection").inc()
-            raise Outcome(f"connection: {type(err).__name__}", posted_unknown=True) from None
+            raise Outcome(
+                f"connection: {type(err).__name__}",
+                posted_unknown=True,
+                timed_out=isinstance(err, TimeoutError),
+            ) from None
         finally:
             self._metrics.slack_send_latency.labels(method=method).observe(
                 time.perf_counter() - started

@@ -468,3 +468,26 @@ async def test_from_settings_and_owned_session(fake: FakeMathFi, server: BaseTes
     async with MathFiClient.from_settings(settings) as client:
         assert (await client.get_progress(KEY)).status == "COMPLETED"
     assert client.logins == 1
+
+
+async def test_a_refused_login_is_not_repeated_until_a_cooldown_has_passed(
+    fake: FakeMathFi, make_client: MakeClient
+) -> None:
+    clock = ManualClock()
+    fake.login_answers.extend([status(401), status(401)])
+    client = make_client(clock=clock)
+    for _ in range(5):  # every watched job asking: one login, not five
+        with pytest.raises(MathFiAuthError):
+            await client.get_progress(KEY)
+    assert fake.logins == 1
+    clock.now += 31
+    with pytest.raises(MathFiAuthError):
+        await client.get_progress(KEY)
+    assert fake.logins == 2
+    clock.now += 31  # the cooldown doubled to 60 s
+    with pytest.raises(MathFiAuthError):
+        await client.get_progress(KEY)
+    assert fake.logins == 2
+    clock.now += 30
+    await client.get_progress(KEY)  # the credentials were fixed: a login goes through
+    assert fake.logins == 3
