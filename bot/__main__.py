@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -17,8 +18,10 @@ from collections.abc import Sequence
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import configure_logging
+from store import StoreUnavailable
 
 log = logging.getLogger("bot")
+_LISTEN_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -133,6 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as err:
         print(f"mathfi-bot: configuration error: {err}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as err:
+        print(f"mathfi-bot: the database (DATABASE_PATH) cannot be used: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. the port is taken
+        hint = " (check HTTP_HOST and HTTP_PORT)" if err.errno in _LISTEN_ERRORS else ""
+        print(f"mathfi-bot: {err.strerror or err}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

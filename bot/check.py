@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, MathFiAuthError, MathFiError
 from bot.mathfi import MathFiClient
+from bot.service import socket_mode_problem
 from store import Store, StoreUnavailable
 
 
@@ -61,6 +62,13 @@ async def check_slack(settings: Settings, session: aiohttp.ClientSession) -> Che
         answer = await client.auth_test()
     except SlackApiError as err:
         error = err.response.get("error")
+        if error is None:  # not a Slack Web API answer at all
+            return Check(
+                name,
+                False,
+                f"SLACK_API_URL answered HTTP {err.response.status_code}, not like the Slack API",
+                "Check SLACK_API_URL (normally https://slack.com/api/).",
+            )
         return Check(
             name,
             False,
@@ -109,16 +117,17 @@ def check_database(settings: Settings) -> Check:
     return Check(name, True, "opened for writing, migrations applied")
 
 
-def check_socket_mode(settings: Settings) -> Check | None:
+async def check_socket_mode(settings: Settings, session: aiohttp.ClientSession) -> Check | None:
     if settings.slack_app_token is None:
         return None
-    token = settings.slack_app_token.get_secret_value()
-    if token.startswith("xapp-"):
-        return Check("Socket Mode token", True, "SLACK_APP_TOKEN looks like an app-level token")
+    slack = AsyncWebClient(base_url=settings.slack_api_url, session=session, timeout=10)
+    problem = await socket_mode_problem(settings.slack_app_token.get_secret_value(), slack)
+    if problem is None:
+        return Check("Socket Mode token", True, "Slack accepts SLACK_APP_TOKEN")
     return Check(
         "Socket Mode token",
         False,
-        "SLACK_APP_TOKEN does not start with xapp-",
+        f"SLACK_APP_TOKEN is {problem}",
         "Create an app-level token with the connections:write scope (Basic "
         "Information → App-Level Tokens), or unset SLACK_APP_TOKEN to use HTTP.",
     )
@@ -137,10 +146,10 @@ async def collect(settings_loader: Callable[[], Settings] = load_settings) -> li
             )
         ]
     checks = [Check("Settings", True, "every required variable is set and valid")]
-    socket = check_socket_mode(settings)
-    if socket is not None:
-        checks.append(socket)
     async with aiohttp.ClientSession() as session:
+        socket = await check_socket_mode(settings, session)
+        if socket is not None:
+            checks.append(socket)
         checks.append(await check_mathfi(settings, session))
         checks.append(await check_slack(settings, session))
     checks.append(check_database(settings))

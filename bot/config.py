@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     mathfi_token_margin: float = Field(
         300.0, ge=0, description="Log in again this many seconds before the token expires"
     )
+    mathfi_login_cooldown: float = Field(
+        30.0,
+        ge=0,
+        description="After MathFi refused the login, wait this long before trying again "
+        "(doubles each time, up to 10 minutes)",
+    )
     mathfi_max_retries: int = Field(
         4, ge=0, description="Retries of a failed MathFi request (connection, 5xx, 429)"
     )

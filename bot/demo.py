@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -59,6 +60,22 @@ async def signed_command(
         return {"status": response.status, "body": text}
 
 
+class DemoSettings(Settings):
+    """The demo's settings come from the demo alone: not from the environment or `.env`
+    (a developer's SLACK_APP_TOKEN or SLACK_COMMAND must not leak into it)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 class Demo:
     def __init__(self, *, speed: float, jobs: int, seed: int, console: Console) -> None:
         self.speed, self.jobs, self.seed, self.console = speed, jobs, seed, console
@@ -77,7 +94,7 @@ class Demo:
         sim_runner, sim_url = await start_simulator(self.sim)
         sink_runner, _ = await start_sink(self.sink)
         self._runners += [sim_runner, sink_runner]
-        settings = Settings(
+        settings = DemoSettings(
             mathfi_base_url=sim_url,
             mathfi_username="demo@mathfi.ai",
             mathfi_password="demo-password",
@@ -88,7 +105,6 @@ class Demo:
             poll_interval=0.5,
             http_host="127.0.0.1",
             http_port=0,
-            _env_file=None,
         )
         # Local Slack has no rate limit; pace a little faster than Slack's 1 post/s.
         self.service = Service(

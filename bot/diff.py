@@ -150,15 +150,22 @@ def _passes_filter(event: Event, events_filter: str) -> bool:
     if events_filter == "failures":
         if event.kind is EventKind.JOB_STATUS:
             return event.new_status in ALERT_STATUSES
-        return event.kind in (EventKind.UNREACHABLE, EventKind.WATCH_STARTED)
+        # whoever was told a job is unreachable is told when it is back
+        return event.kind in (EventKind.UNREACHABLE, EventKind.RECOVERED, EventKind.WATCH_STARTED)
     raise ValueError(f"unknown events filter {events_filter!r}; expected one of {EVENT_FILTERS}")
 
 
 def _passes_mute(event: Event) -> bool:
-    """What a muted subscription still hears: terminal statuses, champion, watch started."""
+    """What a muted subscription still hears: terminal statuses, the champion, and whether
+    MathFi can reach the job at all (an alert, like a failure); mute silences progress."""
     if event.kind is EventKind.JOB_STATUS:
         return event.new_status is not None and is_terminal(event.new_status)
-    return event.kind in (EventKind.CHAMPION, EventKind.WATCH_STARTED)
+    return event.kind in (
+        EventKind.CHAMPION,
+        EventKind.WATCH_STARTED,
+        EventKind.UNREACHABLE,
+        EventKind.RECOVERED,
+    )
 
 
 def filter_for_subscription(

@@ -82,6 +82,7 @@ class Sender:
         self._edit_ready: dict[str, float] = {}
         self._edits_paused_until = 0.0
         self._busy: set[tuple[str, str]] = set()  # ("post" | "edit", channel) in flight
+        self._store_failing = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.concurrency)
         self._stopping = asyncio.Event()
@@ -124,6 +125,8 @@ class Sender:
         wait for it; returns how many deliveries were started."""
         now = self._clock()
         self.last_cycle_at = now
+        if not self._inflight and self._store.rows_in_state("sending"):
+            await self.reconcile()  # orphaned by a failed write: outcome unknown, look it up
         counts = self._store.outbox_counts()
         self._metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
         rows = [
@@ -164,6 +167,15 @@ class Sender:
             try:
                 async with self._slots:
                     await job
+                self._store_failing = False
+            except StoreUnavailable as err:
+                # e.g. Slack took the message but the database refused "sent": the row stays
+                # `sending` and is looked up again once nothing is in flight (see tick).
+                if not self._store_failing:
+                    self._store_failing = True
+                    log.error("database refused the sender's write (%s); will retry", err)
+            except Exception:  # the one broad except of a delivery
+                log.exception("delivery to %s failed unexpectedly", lane[1])
             finally:
                 self._busy.discard(lane)
 
@@ -430,6 +442,8 @@ class Sender:
             if found is None:
                 return False
             self._store.save_card(channel_id=row.channel_id, job_key=row.job_key, ts=found)
+            # drawn when first posted: the job may have moved since
+            self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
             card = PostedCard(ts=found, version=0)
             if row.kind == EventKind.WATCH_STARTED.value:
                 self._store.mark_sent(row.id, ts=found)

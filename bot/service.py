@@ -105,12 +105,21 @@ class Service:
                 asyncio.create_task(self.sender.run(), name="sender"),
             ]
         if s.slack_app_token is not None:
-            self._socket = AsyncSocketModeHandler(
-                self.bolt, app_token=s.slack_app_token.get_secret_value(), web_client=self.slack
-            )
-            await self._socket.connect_async()  # type: ignore[no-untyped-call]
-            log.info("connected to Slack in Socket Mode")
+            await self._start_socket_mode(s.slack_app_token.get_secret_value())
         self.accepting = True
+
+    async def _start_socket_mode(self, app_token: str) -> None:
+        """One `apps.connections.open` first: a refused token is a configuration error (the
+        SDK would retry it forever); then connect in the background so that /healthz and
+        /metrics answer while Slack is slow."""
+        problem = await socket_mode_problem(app_token, self.slack)
+        if problem is not None:
+            raise ConfigError(f"SLACK_APP_TOKEN: {problem}; run `mathfi-bot check`")
+        self._socket = AsyncSocketModeHandler(self.bolt, app_token=app_token, web_client=self.slack)
+        self._tasks.append(
+            asyncio.create_task(self._socket.connect_async(), name="socket-mode")  # type: ignore[no-untyped-call]
+        )
+        log.info("connecting to Slack in Socket Mode")
 
     async def _identify(self) -> None:
         """auth.test: which team the bot belongs to (commands from others are refused)."""
@@ -141,19 +150,26 @@ class Service:
         deadline = time.monotonic() + grace
         if self._socket is not None:
             await _quietly(self._socket.close_async())  # type: ignore[no-untyped-call]
-        self.poller.stop()
-        self.sender.stop()
-        await _within(
-            asyncio.gather(*self._tasks, return_exceptions=True),
-            max(deadline - time.monotonic() - 4.0, 1.0),
-        )
-        if self._tasks:  # loops ran: send what is due while Slack answers
-            await _within(self.sender.flush(within=3.0), max(deadline - time.monotonic() - 1, 0.5))
+        started = hasattr(self, "sender")  # False when start() failed early
+        if started:
+            self.poller.stop()
+            self.sender.stop()
+            await _within(
+                asyncio.gather(*self._tasks, return_exceptions=True),
+                max(deadline - time.monotonic() - 4.0, 1.0),
+            )
+            if self._tasks:  # loops ran: send what is due while Slack answers
+                await _within(
+                    self.sender.flush(within=3.0), max(deadline - time.monotonic() - 1, 0.5)
+                )
         for task in self._tasks:
             task.cancel()
-        await self.mathfi.close()
-        await self._session.close()
-        self.store.close()
+        if hasattr(self, "mathfi"):
+            await self.mathfi.close()
+        if hasattr(self, "_session"):
+            await self._session.close()
+        if hasattr(self, "store"):
+            self.store.close()
         log.info("stopped")
 
     # ----------------------------------------------------------------- bolt
@@ -284,6 +300,22 @@ class Service:
         )
 
 
+async def socket_mode_problem(app_token: str, slack: AsyncWebClient) -> str | None:
+    """None when Slack accepts the app-level token for Socket Mode, else what is wrong."""
+    if not app_token.startswith("xapp-"):
+        return "not an app-level token (xapp-…)"
+    probe = AsyncWebClient(base_url=slack.base_url, session=slack.session, timeout=10)
+    try:
+        await probe.apps_connections_open(app_token=app_token)
+    except SlackApiError as err:
+        if err.response.status_code >= 500 or err.response.status_code == 429:
+            return None  # Slack's trouble, not ours: the SDK keeps trying
+        return f"Slack refused it ({err.response.get('error')})"
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    return None
+
+
 @contextlib.contextmanager
 def _hidden_slack_environment() -> Iterator[None]:
     """bolt falls back on SLACK_BOT_TOKEN, SLACK_CLIENT_ID, ... from the environment (and
@@ -319,19 +351,21 @@ async def _within(awaitable: Awaitable[Any], seconds: float) -> None:
 async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     """Run until `stop` is set: the HTTP server plus the loops."""
     service = Service(settings)
-    await service.start()
-    runner = web.AppRunner(service.web_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
-    await site.start()
-    log.info(
-        "listening on http://%s:%d (POST /slack/events, GET /healthz, GET /metrics)",
-        settings.http_host,
-        settings.http_port,
-    )
+    runner: web.AppRunner | None = None
     try:
+        await service.start()
+        runner = web.AppRunner(service.web_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        log.info(
+            "listening on http://%s:%d (POST /slack/events, GET /healthz, GET /metrics)",
+            settings.http_host,
+            settings.http_port,
+        )
         await stop.wait()
-    finally:
         log.info("shutting down")
+    finally:
         await service.stop(grace=9.0)
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()

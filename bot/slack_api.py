@@ -38,6 +38,11 @@ PERMANENT_ERRORS = frozenset(
         "restricted_action",
     }
 )
+# Slack's own trouble, answered with HTTP 200 and ok:false: part of the call may have
+# happened (Slack says so of fatal_error), so it is retried like a 5xx, after a lookup.
+SERVER_TROUBLE = frozenset(
+    {"fatal_error", "internal_error", "service_unavailable", "request_timeout"}
+)
 CARD_EVENT = "mathfi_card"
 NOTE_EVENT = "mathfi_notification"
 
@@ -89,7 +94,7 @@ class SlackCaller:
                 self._metrics.slack_ratelimited.inc()
                 retry_after = float(err.response.headers.get("Retry-After", "1") or 1)
                 raise Outcome("ratelimited", retry_after=retry_after) from None
-            if status >= 500:
+            if status >= 500 or error in SERVER_TROUBLE:
                 raise Outcome(error, posted_unknown=True) from None
             raise Outcome(error, permanent=error in PERMANENT_ERRORS) from None
         except (aiohttp.ClientError, TimeoutError) as err:

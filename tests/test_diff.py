@@ -347,10 +347,10 @@ ALL = [WATCH, TO_RUNNING, TO_FAILED, TO_CANCELLED, ALGO, BEST, CHAMP, DOWN, UP]
     [
         ("all", None, ALL),
         ("status", None, [WATCH, TO_RUNNING, TO_FAILED, TO_CANCELLED, CHAMP, DOWN, UP]),
-        ("failures", None, [WATCH, TO_FAILED, DOWN]),
-        ("all", 2000.0, [WATCH, TO_FAILED, TO_CANCELLED, CHAMP]),
-        ("status", 2000.0, [WATCH, TO_FAILED, TO_CANCELLED, CHAMP]),
-        ("failures", 2000.0, [WATCH, TO_FAILED]),
+        ("failures", None, [WATCH, TO_FAILED, DOWN, UP]),  # told it is down, told it is back
+        ("all", 2000.0, [WATCH, TO_FAILED, TO_CANCELLED, CHAMP, DOWN, UP]),  # mute: progress
+        ("status", 2000.0, [WATCH, TO_FAILED, TO_CANCELLED, CHAMP, DOWN, UP]),
+        ("failures", 2000.0, [WATCH, TO_FAILED, DOWN, UP]),
         ("all", 1000.0, ALL),  # a mute ending now is over
         ("all", 10.0, ALL),
     ],
@@ -496,7 +496,7 @@ def test_filter_properties(events: list[Event], events_filter: str, muted: float
             if event.kind is K.JOB_STATUS:
                 assert event.new_status is not None and is_terminal(event.new_status)
             else:
-                assert event.kind in (K.CHAMPION, K.WATCH_STARTED)
+                assert event.kind in (K.CHAMPION, K.WATCH_STARTED, K.UNREACHABLE, K.RECOVERED)
     by_filter = {
         name: filter_for_subscription(events, events_filter=name, muted_until=muted, now=now)
         for name in ("all", "status", "failures")

@@ -27,6 +27,13 @@ PASSWORD = "pw-Zq81-very-secret"
 BOT_TOKEN = "xoxb-4242-secret-bot-token"
 SIGNING = "signing-secret-5f3a9c-known"
 ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = {
+    "MATHFI_USERNAME": "a",
+    "MATHFI_PASSWORD": "b",
+    "SLACK_BOT_TOKEN": "xoxb-x",
+    "SLACK_SIGNING_SECRET": "s",
+    "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing listens: start goes on regardless
+}
 
 
 def free_port() -> int:
@@ -196,16 +203,8 @@ async def test_no_secret_reaches_a_log_line(world: tuple[Simulator, SlackSink, B
     ("extra", "expected"),
     [
         ({}, "MATHFI_USERNAME is not set"),
-        (
-            {
-                "MATHFI_USERNAME": "a",
-                "MATHFI_PASSWORD": "b",
-                "SLACK_BOT_TOKEN": "x",
-                "SLACK_SIGNING_SECRET": "s",
-                "POLL_INTERVAL": "soon",
-            },
-            "POLL_INTERVAL is invalid",
-        ),
+        ({**REQUIRED, "POLL_INTERVAL": "soon"}, "POLL_INTERVAL is invalid"),
+        ({**REQUIRED, "DATABASE_PATH": "/proc/nope/bot.db"}, "the database (DATABASE_PATH)"),
     ],
 )
 async def test_run_with_bad_settings_says_which_in_one_line(
@@ -225,5 +224,35 @@ async def test_run_with_bad_settings_says_which_in_one_line(
     out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 2
     lines = err.decode().strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], err.decode()
+    assert lines[-1].startswith("mathfi-bot: ") and expected in lines[-1], err.decode()
+    assert sum(line.startswith("mathfi-bot: ") for line in lines) == 1
     assert "Traceback" not in err.decode() and out == b""
+
+
+async def test_run_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(ROOT),
+            **REQUIRED,
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(taken.getsockname()[1]),
+            "DATABASE_PATH": str(tmp_path / "bot.db"),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 2
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith("mathfi-bot: ") and "HTTP_PORT" in last, err.decode()
+    assert "Traceback" not in err.decode()

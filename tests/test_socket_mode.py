@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.check import collect
+from bot.errors import ConfigError
 from bot.poller import PollerConfig
 from bot.service import Service
 from simulator.mathfi import Simulator
@@ -86,3 +88,29 @@ async def test_help_over_socket_mode_answers_in_the_ack(
         },
     )
     assert "subscribe" in str(ack["payload"])
+
+
+@pytest.mark.parametrize("token", ["xapp-1-not-the-right-one", "xoxb-not-an-app-token"])
+async def test_a_refused_app_token_stops_start_with_one_clear_error(
+    tmp_path: Path, token: str
+) -> None:
+    sim, sink = Simulator(), SlackSink(token=BOT_TOKEN, team_id="T0DEMO", app_token=APP_TOKEN)
+    sim_runner, sim_url = await start_simulator(sim)
+    sink_runner, _ = await start_sink(sink)
+    settings = make_settings(
+        mathfi_base_url=sim_url,
+        slack_api_url=sink.api_url,
+        slack_app_token=token,
+        database_path=tmp_path / "bot.db",
+    )
+    service = Service(settings, clock=ManualClock())
+    try:
+        with pytest.raises(ConfigError, match="SLACK_APP_TOKEN"):
+            await service.start(run_loops=False)
+        checks = await collect(lambda: settings)
+        socket = next(c for c in checks if c.name == "Socket Mode token")
+        assert not socket.ok and "connections:write" in socket.fix
+    finally:
+        await service.stop(grace=1.0)
+        await sim_runner.cleanup()
+        await sink_runner.cleanup()
