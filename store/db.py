@@ -67,7 +67,10 @@ def _connect(path: str | Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
     """`path` may be a `file:` URI (e.g. `file:/x.db?mode=ro`); otherwise its dir is created."""
     text = str(path)
     if not text.startswith("file:") and text != ":memory:":
-        Path(text).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(text).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreUnavailable(f"cannot create {Path(text).parent}: {err.strerror}") from err
     conn = sqlite3.connect(
         text,
         uri=text.startswith("file:"),
@@ -91,7 +94,9 @@ class Store:
         path: str | Path,
         *,
         clock: Callable[[], float] = time.time,
-        busy_timeout_ms: int = 5000,
+        # Short on purpose: calls run on the event loop, so a write lock held by another
+        # process must not freeze the service; callers treat StoreUnavailable as "try again".
+        busy_timeout_ms: int = 250,
     ) -> None:
         self._clock = clock
         self._lock = threading.RLock()
