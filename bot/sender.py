@@ -97,7 +97,9 @@ class Sender:
             try:
                 worked = await self.tick(wait=False)
             except StoreUnavailable as err:
-                log.error("sender cannot read the outbox: %s", err)
+                if not self._store_failing:  # logged on the edge, not every 0.2 s
+                    self._store_failing = True
+                    log.error("sender cannot read the outbox (%s); will retry", err)
                 worked = 0
             except Exception:  # the one broad except of this loop
                 log.exception("sender cycle failed; continuing")
