@@ -158,7 +158,8 @@ def test_resubscribe_is_one_row(store: Store, clock: ManualClock) -> None:
     back = subscribe(store, n=2, best_performance=0.7)
     assert back.id == first.id and back.active and back.last_best == 0.7
     assert back.created_at == 2000.0
-    assert store.outbox_counts()["pending"] == 2
+    counts = store.outbox_counts()
+    assert (counts["pending"], counts["dead"]) == (1, 1)  # the unsent first card was dropped
     rows = store.db.execute("SELECT count(*) FROM subscriptions").fetchone()
     assert rows[0] == 1
 
@@ -409,3 +410,34 @@ def test_open_on_a_locked_new_database_raises_store_unavailable(
     finally:
         holder.close()
     Store(db_path, clock=clock).close()  # the failed open left nothing half-applied
+
+
+def test_resubscribing_a_disabled_subscription_starts_afresh_with_a_card(store: Store) -> None:
+    subscribe(store, n=1)
+    store.mark_sent(store.rows_in_state("pending")[0].id, ts="1.0")
+    store.disable_channel(channel_id="C1", reason="the bot is not in this channel")
+    again, created = store.subscribe(
+        team_id="T1",
+        channel_id="C1",
+        job_key="J1",
+        user_id="U2",
+        min_improvement=0.005,
+        mention=None,
+        events="all",
+        snapshot_json="{}",
+        snapshot_hash="h",
+        status="RUNNING",
+        best_performance=None,
+        best_algorithm=None,
+        terminal=False,
+        next_poll_at=0.0,
+        watch_row=NewOutboxRow(
+            dedupe_key="watch-again",
+            channel_id="C1",
+            job_key="J1",
+            kind="watch_started",
+            payload="{}",
+        ),
+    )
+    assert created and again.delivering
+    assert [r.dedupe_key for r in store.rows_in_state("pending")] == ["watch-again"]
