@@ -188,15 +188,8 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture
-async def env(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Env]:
-    sim = Simulator(seed=1)
-    sink = SlackSink(token=BOT_TOKEN, team_id=TEAM)
-    sim_runner, sim_url = await start_simulator(sim)
-    sink_runner, _ = await start_sink(sink)
-    settings = make_settings(
-        mathfi_base_url=sim_url, slack_api_url=sink.api_url, database_path=tmp_path / "bot.db"
-    )
+async def serve_service(settings: Settings, clock: ManualClock) -> tuple[Service, web.AppRunner]:
+    """The service with the tests' timing, its loops left to `tick`, served on a free port."""
     service = Service(
         settings,
         clock=clock,
@@ -209,7 +202,24 @@ async def env(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Env]:
     runner = web.AppRunner(service.web_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    return service, runner
+
+
+def url_of(runner: web.AppRunner) -> str:
+    return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+@pytest.fixture
+async def env(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Env]:
+    sim = Simulator(seed=1)
+    sink = SlackSink(token=BOT_TOKEN, team_id=TEAM)
+    sim_runner, sim_url = await start_simulator(sim)
+    sink_runner, _ = await start_sink(sink)
+    settings = make_settings(
+        mathfi_base_url=sim_url, slack_api_url=sink.api_url, database_path=tmp_path / "bot.db"
+    )
+    service, runner = await serve_service(settings, clock)
+    base_url = url_of(runner)
     async with aiohttp.ClientSession() as http:
         environment = Env(
             sim=sim,

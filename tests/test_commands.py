@@ -16,16 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import web
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.poller import PollerConfig
 from bot.render import ACTION_MUTE, ACTION_REFRESH, ACTION_UNSUBSCRIBE
-from bot.sender import SenderConfig
-from bot.service import Service
 from simulator.faults import Fault
-from tests.conftest import Env, make_settings, sign, wait_for
+from tests.conftest import Env, make_settings, serve_service, sign, url_of, wait_for
 from tests.scripts import CHAMPION_TRAINING, LIFECYCLE, payload
 
 UNKNOWN_KEY = "0f0f0f0f-1111-4222-8333-444444444444"
@@ -97,22 +93,9 @@ async def other_service(env: Env, tmp_path: Path, **overrides: Any) -> AsyncIter
         "slack_api_url": env.sink.api_url,
         "database_path": tmp_path / "other.db",
     }
-    service = Service(
-        make_settings(**(values | overrides)),
-        clock=env.clock,
-        poller_config=PollerConfig(
-            interval=10.0, jitter=0.0, concurrency=8, unreachable_after=60.0, resync_every=3600.0
-        ),
-        sender_config=SenderConfig(pace=1.0, backoff_base=1.0, backoff_max=30.0),
-    )
-    await service.start(run_loops=False)
-    runner = web.AppRunner(service.web_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    service, runner = await serve_service(make_settings(**(values | overrides)), env.clock)
     try:
-        yield replace(
-            env, service=service, base_url=f"http://127.0.0.1:{runner.addresses[0][1]}", runners=[]
-        )
+        yield replace(env, service=service, base_url=url_of(runner), runners=[])
     finally:
         await service.stop(grace=3.0)
         await runner.cleanup()
