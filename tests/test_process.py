@@ -199,18 +199,10 @@ async def test_no_secret_reaches_a_log_line(world: tuple[Simulator, SlackSink, B
         json.loads(line)  # LOG_FORMAT=json: one object a line
 
 
-@pytest.mark.parametrize(
-    ("extra", "expected"),
-    [
-        ({}, "MATHFI_USERNAME is not set"),
-        ({**REQUIRED, "POLL_INTERVAL": "soon"}, "POLL_INTERVAL is invalid"),
-        ({**REQUIRED, "DATABASE_PATH": "/proc/nope/bot.db"}, "the database (DATABASE_PATH)"),
-    ],
-)
-async def test_run_with_bad_settings_says_which_in_one_line(
-    tmp_path: Path, extra: dict[str, str], expected: str
-) -> None:
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **extra}
+async def refused_run(tmp_path: Path, **variables: str) -> str:
+    """`mathfi-bot run` that must refuse to start: exit 2 and, as its last line, one
+    `mathfi-bot: …` message and no traceback. Returns that line."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **variables}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -222,37 +214,38 @@ async def test_run_with_bad_settings_says_which_in_one_line(
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 2
-    lines = err.decode().strip().splitlines()
-    assert lines[-1].startswith("mathfi-bot: ") and expected in lines[-1], err.decode()
-    assert sum(line.startswith("mathfi-bot: ") for line in lines) == 1
-    assert "Traceback" not in err.decode() and out == b""
+    text = err.decode()
+    assert proc.returncode == 2, text
+    lines = text.strip().splitlines()
+    assert sum(line.startswith("mathfi-bot: ") for line in lines) == 1, text
+    assert lines[-1].startswith("mathfi-bot: ") and "Traceback" not in text, text
+    assert out == b""
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, "MATHFI_USERNAME is not set"),
+        ({**REQUIRED, "POLL_INTERVAL": "soon"}, "POLL_INTERVAL is invalid"),
+        ({**REQUIRED, "DATABASE_PATH": "/proc/nope/bot.db"}, "the database (DATABASE_PATH)"),
+    ],
+)
+async def test_run_with_bad_settings_says_which_in_one_line(
+    tmp_path: Path, extra: dict[str, str], expected: str
+) -> None:
+    assert expected in await refused_run(tmp_path, **extra)
 
 
 async def test_run_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(ROOT),
+        line = await refused_run(
+            tmp_path,
             **REQUIRED,
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(taken.getsockname()[1]),
-            "DATABASE_PATH": str(tmp_path / "bot.db"),
-        }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            cwd=tmp_path,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            HTTP_HOST="127.0.0.1",
+            HTTP_PORT=str(taken.getsockname()[1]),
+            DATABASE_PATH=str(tmp_path / "bot.db"),
         )
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 2
-    last = err.decode().strip().splitlines()[-1]
-    assert last.startswith("mathfi-bot: ") and "HTTP_PORT" in last, err.decode()
-    assert "Traceback" not in err.decode()
+    assert "HTTP_PORT" in line
