@@ -28,12 +28,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from bot.commands import subscribe_snapshot
 from bot.config import Settings
-from bot.diff import snapshot_hash
-from bot.events import EventKind
 from bot.mathfi import MathFiClient
 from bot.models import Snapshot, TrainingJob, TrainingProgress
-from store import NewOutboxRow, Store
+from store import Store
 
 USERNAME = "demo@mathfi.ai"
 PASSWORD = "demo-password"
@@ -294,34 +293,18 @@ def bench_settings(servers: Servers, *, database: Path, interval: float) -> Sett
     )
 
 
-def subscribe(
-    store: Store, snapshot: Snapshot, *, channel: str, next_poll_at: float, now: float
-) -> None:
-    """Watch `snapshot.job_key` in `channel` through `Store.subscribe`, as the command does."""
-    best = snapshot.best()
-    store.subscribe(
+def subscribe(store: Store, snapshot: Snapshot, *, channel: str, next_poll_at: float) -> None:
+    """Watch `snapshot.job_key` in `channel` exactly as the slash command does."""
+    subscribe_snapshot(
+        store,
+        snapshot,
         team_id="T0BENCH",
         channel_id=channel,
-        job_key=snapshot.job_key,
         user_id="U0BENCH",
         min_improvement=0.005,
         mention=None,
         events="all",
-        snapshot_json=snapshot.canonical_json(),
-        snapshot_hash=snapshot_hash(snapshot),
-        status=snapshot.status,
-        best_performance=best.latest_performance if best else None,
-        best_algorithm=best.algorithm if best else None,
-        terminal=snapshot.terminal,
         next_poll_at=next_poll_at,
-        watch_row=NewOutboxRow(
-            dedupe_key=f"{snapshot.job_key}:watch:{channel}",
-            channel_id=channel,
-            job_key=snapshot.job_key,
-            kind=EventKind.WATCH_STARTED.value,
-            payload='{"events": []}',
-        ),
-        now=now,
     )
 
 
@@ -338,7 +321,6 @@ def subscribe_all(
             Snapshot(job_key=key, status="RUNNING"),
             channel=f"C{i:09d}",
             next_poll_at=now + rng.uniform(0, interval),
-            now=now,
         )
 
 

@@ -52,7 +52,7 @@ async def start_service(servers: Servers, *, database: Path, interval: float) ->
     for i, key in enumerate(servers.scripted_keys):
         snapshot = Snapshot.from_api(key, await service.mathfi.get_progress(key))
         channel = f"CLAT{i:05d}"
-        subscribe(service.store, snapshot, channel=channel, next_poll_at=now, now=now)
+        subscribe(service.store, snapshot, channel=channel, next_poll_at=now)
         service.poller.watch(key, due_at=now + random.uniform(0, interval))
     return service
 

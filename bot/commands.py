@@ -46,7 +46,7 @@ from bot.render import (
     render_error,
     render_status,
 )
-from store import NewOutboxRow, Store, StoreUnavailable
+from store import NewOutboxRow, Store, StoreUnavailable, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,48 @@ def mathfi_problem(err: MathFiError, key: str) -> str:
 
 
 # --------------------------------------------------------------------- the work
+def subscribe_snapshot(
+    store: Store,
+    snapshot: Snapshot,
+    *,
+    team_id: str,
+    channel_id: str,
+    user_id: str,
+    min_improvement: float,
+    mention: str | None,
+    events: str,
+    next_poll_at: float,
+) -> tuple[Subscription, bool]:
+    """Watch `snapshot.job_key` in a channel (the store's one transaction), with a watch row
+    that posts the card when the subscription is new."""
+    best = snapshot.best()
+    key, when = snapshot.job_key, time.time()
+    return store.subscribe(
+        team_id=team_id,
+        channel_id=channel_id,
+        job_key=key,
+        user_id=user_id,
+        min_improvement=min_improvement,
+        mention=mention,
+        events=events,
+        snapshot_json=snapshot.canonical_json(),
+        snapshot_hash=snapshot_hash(snapshot),
+        status=snapshot.status,
+        best_performance=best.latest_performance if best else None,
+        best_algorithm=best.algorithm if best else None,
+        terminal=snapshot.terminal,
+        next_poll_at=next_poll_at,
+        watch_row=NewOutboxRow(
+            # unique per (re)subscription: a channel that comes back gets a new card
+            dedupe_key=f"{key}:watch:{channel_id}:{when:.6f}:{secrets.token_hex(4)}",
+            channel_id=channel_id,
+            job_key=key,
+            kind=EventKind.WATCH_STARTED.value,
+            payload='{"events": []}',
+        ),
+    )
+
+
 async def run_subscribe(
     ctx: CommandContext, cmd: Subscribe, *, team_id: str, channel_id: str, user_id: str
 ) -> Message:
@@ -121,30 +163,16 @@ async def run_subscribe(
         snapshot = await fetch_snapshot(ctx, cmd.key)
     except MathFiError as err:
         return render_error(mathfi_problem(err, cmd.key))
-    now = ctx.clock()
-    best = snapshot.best()
-    sub, created = ctx.store.subscribe(
+    sub, created = subscribe_snapshot(
+        ctx.store,
+        snapshot,
         team_id=team_id,
         channel_id=channel_id,
-        job_key=cmd.key,
         user_id=user_id,
         min_improvement=cmd.min_improvement if cmd.min_improvement is not None else 0.005,
         mention=cmd.mention,
         events=cmd.events or "all",
-        snapshot_json=snapshot.canonical_json(),
-        snapshot_hash=snapshot_hash(snapshot),
-        status=snapshot.status,
-        best_performance=best.latest_performance if best else None,
-        best_algorithm=best.algorithm if best else None,
-        terminal=snapshot.terminal,
-        next_poll_at=now + ctx.poll_interval,
-        watch_row=NewOutboxRow(
-            dedupe_key=f"{cmd.key}:watch:{channel_id}:{now:.6f}:{secrets.token_hex(4)}",
-            channel_id=channel_id,
-            job_key=cmd.key,
-            kind=EventKind.WATCH_STARTED.value,
-            payload='{"events": []}',
-        ),
+        next_poll_at=ctx.clock() + ctx.poll_interval,
     )
     ctx.watch(cmd.key)
     ctx.metrics.active_subscriptions.set(ctx.store.count_all_active())

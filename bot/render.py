@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import Block
 
+from bot.command_text import escape_mrkdwn
 from bot.events import Event, EventKind
 from bot.models import ALERT_STATUSES, Snapshot
 from bot.render_card import (
@@ -22,7 +23,6 @@ from bot.render_card import (
     clip,
     code,
     context,
-    escape_mrkdwn,
     fold,
     perf,
     plural,

@@ -26,6 +26,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.command_text import escape_mrkdwn
 from bot.models import COMPLETED, AlgorithmProgress, Snapshot
 from bot.sparkline import sparkline
 
@@ -59,11 +60,6 @@ class Message:
 
     text: str
     blocks: list[dict[str, Any]]
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Escape the three characters Slack asks for (`&`, `<`, `>`), nothing else."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def cut(escaped: str, limit: int) -> str:
