@@ -19,6 +19,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 pytest: install
 	$(BIN)/pytest

@@ -28,10 +28,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.commands import subscribe_snapshot
 from bot.config import Settings
-from bot.mathfi import MathFiClient
-from bot.models import Snapshot, TrainingJob, TrainingProgress
+from bot.core.models import Snapshot, TrainingJob, TrainingProgress
+from bot.mathfi.client import MathFiClient
+from bot.slack.commands import subscribe_snapshot
 from store import Store
 
 USERNAME = "demo@mathfi.ai"

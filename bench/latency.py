@@ -1,7 +1,7 @@
 """Notification latency: from a state change in the simulator to the reply in Slack.
 
 The simulator and the Slack sink run in a child process (bench.common.ServerProcess); the
-full service (poller + sender, bot/service.py's Service) runs here. Each of `--jobs`
+full service (poller + sender, bot/app/service.py's Service) runs here. Each of `--jobs`
 scripted jobs is watched in a channel of its own (the sender paces posts at 1 a second
 per channel) and advanced `--changes` times, at random moments at least an interval and
 `--settle` seconds apart, so every change is seen by its own poll and delivered on its own.
@@ -38,9 +38,9 @@ from bench.common import (
     spread,
     subscribe,
 )
-from bot.models import Snapshot
-from bot.poller import PollerConfig
-from bot.service import Service
+from bot.app.service import Service
+from bot.core.models import Snapshot
+from bot.engine.poller import PollerConfig
 
 
 async def start_service(servers: Servers, *, database: Path, interval: float) -> Service:

@@ -3,7 +3,7 @@
 The simulator runs in a child process (bench.common.ServerProcess) with N jobs that never
 end and change every simulated tick (10 s by default, so nearly every poll at S = 10 s
 finds a change and writes). The benchmark process is the bot: MathFiClient + Store +
-Poller wired as bot/service.py wires them, with no sender (the outbox keeps filling).
+Poller wired as bot/app/service.py wires them, with no sender (the outbox keeps filling).
 
 Phases, one after the other, against the same simulator:
   steady     the Poller at interval S for D seconds after a warm-up of about one interval:
@@ -50,9 +50,9 @@ from bench.common import (
     subscribe_all,
 )
 from bench.common import cpu_seconds as bot_cpu
-from bot.mathfi import MathFiClient
+from bot.engine.poller import Poller, PollerConfig
+from bot.mathfi.client import MathFiClient
 from bot.metrics import Metrics
-from bot.poller import Poller, PollerConfig
 from store import Store
 
 TARGETS = {
@@ -128,7 +128,7 @@ def compare(before: Sample, after: Sample) -> dict[str, Any]:
 
 
 class Bot:
-    """Store + MathFi client + metrics, as bot/service.py builds them."""
+    """Store + MathFi client + metrics, as bot/app/service.py builds them."""
 
     def __init__(self, servers: Servers, *, database: Path, interval: float) -> None:
         self.settings = bench_settings(servers, database=database, interval=interval)

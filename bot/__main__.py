@@ -10,10 +10,12 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import importlib
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
@@ -38,10 +40,24 @@ def _install_stop(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
+def _optional(module: str) -> Any:
+    """The demo and the simulator sit outside the product package (the production image
+    may leave them out), so they are imported by name, and their absence is one line."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name not in {module, module.partition(".")[0]}:
+            raise
+        raise ConfigError(
+            f"{module.partition('.')[0]}/ is not installed here (a production image leaves "
+            "it out; install the project with it to use this command)"
+        ) from err
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=_secrets(settings))
-    from bot.service import serve
+    from bot.app.service import serve
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -54,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_simulator(args: argparse.Namespace) -> int:
     configure_logging(level=args.log_level)
-    from simulator.mathfi import serve
+    serve = _optional("simulator.mathfi").serve
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -80,13 +96,14 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(level="WARNING" if not args.verbose else "INFO")
-    from bot.demo import run_demo
-
-    return asyncio.run(run_demo(speed=args.speed, jobs=args.jobs, seed=args.seed, plain=args.plain))
+    run_demo = _optional("demo.run").run_demo
+    return int(
+        asyncio.run(run_demo(speed=args.speed, jobs=args.jobs, seed=args.seed, plain=args.plain))
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.check import run_check
+    from bot.app.check import run_check
 
     return asyncio.run(run_check())
 

@@ -18,10 +18,10 @@ import pytest
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from bot.app.service import Service
 from bot.config import Settings
-from bot.poller import PollerConfig
-from bot.sender import SenderConfig
-from bot.service import Service
+from bot.engine.poller import PollerConfig
+from bot.slack.sender import SenderConfig
 from simulator.mathfi import Simulator
 from simulator.mathfi import start_in_background as start_simulator
 from simulator.slack import SlackSink

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.command_text import (
+from bot.slack.command_text import (
     HELP_TEXT,
     USAGE,
     Command,

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.render import ACTION_MUTE, ACTION_REFRESH, ACTION_UNSUBSCRIBE
+from bot.slack.render import ACTION_MUTE, ACTION_REFRESH, ACTION_UNSUBSCRIBE
 from simulator.faults import Fault
 from tests.conftest import Env, make_settings, serve_service, sign, url_of, wait_for
 from tests.scripts import CHAMPION_TRAINING, LIFECYCLE, payload

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from bot.demo import run_demo
+from demo.run import run_demo
 
 
 async def test_demo_runs_three_fates_and_exits_zero() -> None:

@@ -1,4 +1,4 @@
-"""bot.diff: parametrized tables, the MathFi seed payload, and hypothesis properties."""
+"""bot.core.diff: parametrized tables, the MathFi seed payload, and hypothesis properties."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.diff import (
+from bot.core.diff import (
     DiffOptions,
     diff,
     filter_for_subscription,
@@ -18,8 +18,8 @@ from bot.diff import (
     job_unreachable,
     snapshot_hash,
 )
-from bot.events import Event, EventKind
-from bot.models import (
+from bot.core.events import Event, EventKind
+from bot.core.models import (
     ALERT_STATUSES,
     TRAINING_STATUSES,
     AlgorithmProgress,

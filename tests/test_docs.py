@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from bot.__main__ import build_parser
-from bot.command_text import USAGE
 from bot.config import Settings
+from bot.slack.command_text import USAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

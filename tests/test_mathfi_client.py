@@ -22,8 +22,8 @@ from bot.errors import (
     MathFiUnavailable,
     TrainingJobNotFound,
 )
-from bot.mathfi import MathFiClient
-from bot.mathfi_auth import renewal_delay
+from bot.mathfi.auth import renewal_delay
+from bot.mathfi.client import MathFiClient
 from tests.fake_mathfi import PASSWORD, USERNAME, FakeMathFi, json_body, raw, slow, status
 from tests.scripts import REFERENCE_PROGRESS
 
@@ -92,7 +92,7 @@ async def test_login_posts_credentials_and_calls_carry_the_bearer_token(
     fake: FakeMathFi, make_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = make_client()
-    with caplog.at_level(logging.INFO, logger="bot.mathfi"):
+    with caplog.at_level(logging.INFO, logger="bot.mathfi.client"):
         await client.login()
         await client.get_progress(KEY)
     login, progress = fake.seen

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from bot.models import Snapshot
+from bot.core.models import Snapshot
 from simulator.faults import Fault
 from tests.conftest import Env
 from tests.scripts import CHAMPION_TRAINING, LIFECYCLE, payload
@@ -83,7 +83,7 @@ async def test_errors_back_off_and_log_once_then_recover_once(
     await subscribe(env, key)
     await env.cycle()
     env.sim.add_fault(Fault(kind="status", status=503, path_prefix=f"/api/v1/training/{key}"))
-    caplog.set_level(logging.INFO, logger="bot.poller")
+    caplog.set_level(logging.INFO, logger="bot.engine.poller")
     attempts = []
     for _ in range(12):
         before = polls(env)

@@ -10,9 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
-from bot.events import Event, EventKind
-from bot.models import TRAINING_STATUSES, AlgorithmProgress, Snapshot, TrainingJob, TrainingProgress
-from bot.render import (
+from bot.core.events import Event, EventKind
+from bot.core.models import (
+    TRAINING_STATUSES,
+    AlgorithmProgress,
+    Snapshot,
+    TrainingJob,
+    TrainingProgress,
+)
+from bot.core.sparkline import sparkline
+from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
     ACTION_UNSUBSCRIBE,
@@ -23,7 +30,6 @@ from bot.render import (
     render_notification,
     render_status,
 )
-from bot.sparkline import sparkline
 from tests.scripts import REFERENCE_PROGRESS
 
 NOW = 1_700_000_000.0

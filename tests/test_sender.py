@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.events import Event, EventKind
+from bot.core.events import Event, EventKind
+from bot.engine.poller import notification_payload
 from bot.metrics import Metrics
-from bot.poller import notification_payload
-from bot.sender import Sender, SenderConfig
+from bot.slack.sender import Sender, SenderConfig
 from simulator.slack import SinkMessage, SlackFault
 from store import NewOutboxRow, OutboxRow
 from tests.conftest import Env, wait_for

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.check import collect, print_checks, run_check
+from bot.app.check import collect, print_checks, run_check
 from bot.logs import JsonFormatter, RedactSecrets, configure_logging
 from simulator.faults import Fault
 from simulator.slack import SlackFault

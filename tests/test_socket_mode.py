@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.check import collect
+from bot.app.check import collect
+from bot.app.service import Service
+from bot.engine.poller import PollerConfig
 from bot.errors import ConfigError
-from bot.poller import PollerConfig
-from bot.service import Service
 from simulator.mathfi import Simulator
 from simulator.mathfi import start_in_background as start_simulator
 from simulator.slack import SlackSink

@@ -189,7 +189,7 @@ async def test_database_locked_by_another_process(tmp_path: Path) -> None:
         # sender's mark-as-sending), as an error, once.
         errors = [r for r in h.service.records() if "database is locked" in str(r["message"])]
         assert [r["level"] for r in errors] == ["ERROR"], errors
-        if errors[0]["logger"] == "bot.poller":
+        if errors[0]["logger"] == "bot.engine.poller":
             assert h.service.messages(containing="database writable again")
         print("\nthe lock was reported by", errors[0]["logger"])
 

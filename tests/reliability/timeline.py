@@ -1,6 +1,6 @@
 """Scripted MathFi timelines and the events each step must produce (the suite's oracle).
 
-The oracle is written by construction, not by calling `bot.diff`: every step of `climb`
+The oracle is written by construction, not by calling `bot.core.diff`: every step of `climb`
 raises the best performance by `gain` (a new best), some steps retire an algorithm
 (RUNNING -> NOT_COMPLETED), and the last step completes the job (status change, the
 winner's status change, champion). An event is compared as (kind, algorithm, new status,

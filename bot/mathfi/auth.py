@@ -14,8 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bot.core.models import LoginResponse
 from bot.errors import MathFiAuthError
-from bot.models import LoginResponse
 
 Login = Callable[[], Awaitable[LoginResponse]]
 

@@ -24,11 +24,10 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.events import Event, EventKind
+from bot.core.events import Event, EventKind
+from bot.core.models import Snapshot, is_terminal
 from bot.metrics import Metrics
-from bot.models import Snapshot, is_terminal
-from bot.render import Message, render_card, render_notification
-from bot.slack_api import (
+from bot.slack.api import (
     CARD_EVENT,
     NOTE_EVENT,
     Outcome,
@@ -36,6 +35,7 @@ from bot.slack_api import (
     disable_reason,
     metadata,
 )
+from bot.slack.render import Message, render_card, render_notification
 from store import Card, OutboxRow, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -27,11 +27,11 @@ from rich.table import Table
 from rich.text import Text
 from slack_sdk.signature import SignatureVerifier
 
+from bot.app.service import Service
 from bot.config import Settings
-from bot.demo_view import render_channel
-from bot.poller import PollerConfig
-from bot.sender import SenderConfig
-from bot.service import Service
+from bot.engine.poller import PollerConfig
+from bot.slack.sender import SenderConfig
+from demo.view import render_channel
 from simulator.mathfi import Simulator
 from simulator.mathfi import start_in_background as start_simulator
 from simulator.slack import SlackSink

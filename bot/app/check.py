@@ -14,10 +14,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.app.service import socket_mode_problem
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, MathFiAuthError, MathFiError
-from bot.mathfi import MathFiClient
-from bot.service import socket_mode_problem
+from bot.mathfi.client import MathFiClient
 from store import Store, StoreUnavailable
 
 

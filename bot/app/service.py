@@ -26,13 +26,13 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import commands
 from bot.config import Settings
+from bot.engine.poller import Poller, PollerConfig
 from bot.errors import ConfigError
-from bot.mathfi import MathFiClient
+from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
-from bot.poller import Poller, PollerConfig
-from bot.sender import Sender, SenderConfig
+from bot.slack import commands
+from bot.slack.sender import Sender, SenderConfig
 from store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,13 @@ from typing import Any, Protocol
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot import replies
-from bot.command_text import (
+from bot.core.diff import snapshot_hash
+from bot.core.events import EventKind
+from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
+from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
+from bot.metrics import Metrics
+from bot.slack import replies
+from bot.slack.command_text import (
     DEFAULT_COMMAND,
     USAGE,
     Command,
@@ -33,12 +38,7 @@ from bot.command_text import (
     help_text,
     parse_command,
 )
-from bot.diff import snapshot_hash
-from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
-from bot.events import EventKind
-from bot.metrics import Metrics
-from bot.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
-from bot.render import (
+from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
     ACTION_UNSUBSCRIBE,

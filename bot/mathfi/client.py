@@ -37,16 +37,7 @@ from tenacity import (
 )
 
 from bot.config import Settings
-from bot.errors import (
-    MathFiAuthError,
-    MathFiParseError,
-    MathFiRequestError,
-    MathFiUnavailable,
-    TrainingJobNotFound,
-)
-from bot.logs import redactor
-from bot.mathfi_auth import TokenKeeper
-from bot.models import (
+from bot.core.models import (
     CancelTrainingResponse,
     CreateDatasetResponse,
     Dataset,
@@ -56,6 +47,15 @@ from bot.models import (
     TrainingJob,
     TrainingProgress,
 )
+from bot.errors import (
+    MathFiAuthError,
+    MathFiParseError,
+    MathFiRequestError,
+    MathFiUnavailable,
+    TrainingJobNotFound,
+)
+from bot.logs import redactor
+from bot.mathfi.auth import TokenKeeper
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The job card (and `/mathfi status`), plus the text primitives all rendering shares. Pure.
 
-Import the public names from `bot.render`. Every string that comes from MathFi or a
+Import the public names from `bot.slack.render`. Every string that comes from MathFi or a
 user goes through `clip` (escape + cut) or `code` before it reaches mrkdwn; blocks are
 built with slack_sdk models so their validators run on `to_dict()`.
 """
@@ -26,9 +26,9 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.command_text import escape_mrkdwn
-from bot.models import COMPLETED, AlgorithmProgress, Snapshot
-from bot.sparkline import sparkline
+from bot.core.models import COMPLETED, AlgorithmProgress, Snapshot
+from bot.core.sparkline import sparkline
+from bot.slack.command_text import escape_mrkdwn
 
 SECTION_LIMIT = 3000  # Slack: section text
 ALGORITHM_BUDGET = 7000  # all algorithm lines together; keeps the payload well under ~12k chars

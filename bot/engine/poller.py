@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from bot.diff import (
+from bot.core.diff import (
     DiffOptions,
     diff,
     filter_for_subscription,
@@ -35,10 +35,10 @@ from bot.diff import (
     job_unreachable,
     snapshot_hash,
 )
+from bot.core.events import Event, EventKind
+from bot.core.models import PENDING, Snapshot, TrainingJob, TrainingProgress, is_terminal
 from bot.errors import MathFiAuthError, MathFiError, MathFiUnavailable, TrainingJobNotFound
-from bot.events import Event, EventKind
 from bot.metrics import Metrics
-from bot.models import PENDING, Snapshot, TrainingJob, TrainingProgress, is_terminal
 from store import HistoryPoint, NewOutboxRow, Store, StoreUnavailable
 from store.db import PollRecord, refused_row
 

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import Block
 
-from bot.command_text import format_duration
-from bot.models import Snapshot
-from bot.render_card import (
+from bot.core.models import Snapshot
+from bot.slack.card import (
     Message,
     clip,
     code,
@@ -19,6 +18,7 @@ from bot.render_card import (
     status_text,
     to_message,
 )
+from bot.slack.command_text import format_duration
 from store import Subscription, SubscriptionView
 
 LIST_BUDGET = 11000  # Slack refuses messages whose blocks total much more (msg_blocks_too_long)

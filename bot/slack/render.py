@@ -1,7 +1,7 @@
 """Events and snapshots → Slack messages (fallback text + Block Kit). Pure: no I/O, no clock.
 
 The public rendering API: `render_card` and `render_status` (the job card, built in
-`bot.render_card`), `render_notification` (one thread reply per poll), `render_error`.
+`bot.slack.card`), `render_notification` (one thread reply per poll), `render_error`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import Block
 
-from bot.command_text import escape_mrkdwn
-from bot.events import Event, EventKind
-from bot.models import ALERT_STATUSES, Snapshot
-from bot.render_card import (
+from bot.core.events import Event, EventKind
+from bot.core.models import ALERT_STATUSES, Snapshot
+from bot.slack.card import (
     ACTION_MUTE,
     ACTION_REFRESH,
     ACTION_UNSUBSCRIBE,
@@ -34,6 +33,7 @@ from bot.render_card import (
     target_text,
     to_message,
 )
+from bot.slack.command_text import escape_mrkdwn
 
 __all__ = [
     "ACTION_MUTE",

@@ -11,8 +11,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.events import STATUS_KINDS, Event, EventKind
-from bot.models import ALERT_STATUSES, COMPLETED, AlgorithmProgress, Snapshot, is_terminal
+from bot.core.events import STATUS_KINDS, Event, EventKind
+from bot.core.models import ALERT_STATUSES, COMPLETED, AlgorithmProgress, Snapshot, is_terminal
 
 # Float noise must not hide an improvement of exactly `min_improvement`; a new best
 # is always strictly higher than the reference, even with `min_improvement=0`.

@@ -1,0 +1,1 @@
+"""The application: service wiring, HTTP routes, `check`."""

@@ -1,0 +1,1 @@
+"""The watch engine: the poller (scheduling, polling, group commit of changed polls)."""

@@ -1,0 +1,1 @@
+"""The Slack side: Web API calls, the sender, rendering, slash commands and buttons."""
