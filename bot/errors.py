@@ -15,6 +15,8 @@ BotError
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class BotError(Exception):
     """Base of every error the service raises on purpose."""
@@ -64,16 +66,38 @@ class MathFiParseError(MathFiError):
         self.field = field
 
 
+class SlackFailure(StrEnum):
+    """How a Slack Web API call failed, as the outbox must treat it."""
+
+    RATE_LIMITED = "rate_limited"  # 429: try again after `retry_after`
+    OUTCOME_UNKNOWN = "outcome_unknown"  # 5xx, Slack's own trouble, connection: may be posted
+    TIMED_OUT = "timed_out"  # no answer in time: may be posted, and may still land
+    THREAD_GONE = "thread_gone"  # the card was deleted: post a new one at once
+    PERMANENT = "permanent"  # the channel or the token is gone: stop posting there
+    REFUSED = "refused"  # Slack refused this request (e.g. invalid_blocks)
+
+
 class SlackDeliveryError(BotError):
-    """A Slack Web API call failed; `error` is Slack's error code when there is one."""
+    """A Slack Web API call failed; `error` is Slack's error code (or what went wrong)."""
 
-    def __init__(self, message: str, *, error: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, error: str, *, kind: SlackFailure, retry_after: float | None = None) -> None:
+        super().__init__(error)
         self.error = error
+        self.kind = kind
+        self.retry_after = retry_after
 
+    @property
+    def posted_unknown(self) -> bool:
+        """The message may have reached Slack: look it up before posting it again."""
+        return self.kind in (SlackFailure.OUTCOME_UNKNOWN, SlackFailure.TIMED_OUT)
 
-class PermanentSlackError(SlackDeliveryError):
-    """A Slack error that retrying cannot fix (the channel is gone, the bot was removed...)."""
+    @property
+    def transient(self) -> bool:
+        """Trouble that passes: retried without limit (a refusal is retried a few times)."""
+        return self.posted_unknown or self.kind in (
+            SlackFailure.RATE_LIMITED,
+            SlackFailure.THREAD_GONE,
+        )
 
 
 class StoreError(BotError):

@@ -98,7 +98,7 @@ class Service:
         )
         self.bolt = self._build_bolt()
         self.metrics.active_subscriptions.set(self.store.count_all_active())
-        await self.sender.reconcile()
+        self.sender.reconcile()
         if run_loops:
             self._tasks = [
                 asyncio.create_task(self.poller.run(), name="poller"),

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from bot.core.events import EventsFilter
+
 DEFAULT_COMMAND = "/mathfi"
 MAX_TEXT_LENGTH = 2000
 MAX_ECHO = 40
 MAX_MUTE_SECONDS = 30 * 86400
 EXAMPLE_KEY = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
-EVENT_FILTERS = ("all", "status", "failures")
+EVENT_FILTERS = tuple(EventsFilter)
 
 USAGE: dict[str, str] = {
     "subscribe": "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
