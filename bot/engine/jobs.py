@@ -18,7 +18,7 @@ from bot.core.events import EventsFilter
 from bot.core.fanout import Recipient
 from bot.core.models import PENDING, Snapshot, TrainingJob, TrainingProgress
 from bot.core.notification import Notification
-from bot.errors import MathFiError, MathFiUnavailable, TrainingJobNotFound
+from bot.errors import MathFiAuthError, MathFiError, MathFiUnavailable, TrainingJobNotFound
 from store import HistoryPoint, NewOutboxRow, Subscription
 from store.db import PollRecord
 
@@ -76,6 +76,18 @@ def next_due(config: PollerConfig, state: JobState, now: float, rng: random.Rand
     if slot + base > now:
         return slot + base
     return slot + base * (math.floor((now - slot) / base) + 1)
+
+
+def lost_for_good(config: PollerConfig, state: JobState, err: MathFiError, now: float) -> bool:
+    """This failure makes the job unreachable: it has failed at least 3 times in a row for
+    `unreachable_after` seconds (a refused login is our credentials, not the job)."""
+    return (
+        not state.unreachable
+        and not isinstance(err, MathFiAuthError)
+        and state.errors >= 3
+        and state.failing_since is not None
+        and now - state.failing_since >= config.unreachable_after
+    )
 
 
 def error_kind(err: MathFiError) -> str:

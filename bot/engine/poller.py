@@ -1,5 +1,10 @@
 """The poller: one loop, due-time scheduling, bounded concurrency, group commit.
 
+(About 340 lines, kept whole: the loop and one poll share the heap and the per-job state.
+What needs no loop is elsewhere: the schedule and the records a poll writes in
+`bot.engine.jobs`, the shared transaction in `bot.engine.group_commit`, the health log in
+`bot.engine.health`, who is told what in `bot.core.fanout`.)
+
 Model: Home Assistant's update coordinator: one shared poll feeds every channel watching the
 job; health is logged on the edge from healthy to failing and on recovery, not every tick.
 
@@ -28,17 +33,19 @@ from bot.core.events import EventKind
 from bot.core.fanout import Unreachable, fan_out
 from bot.core.models import Snapshot, is_terminal
 from bot.engine.group_commit import GroupCommit
+from bot.engine.health import Health
 from bot.engine.jobs import (
     JobState,
     PollerConfig,
     ProgressSource,
     error_kind,
+    lost_for_good,
     next_due,
     outbox_row,
     poll_record,
     recipient,
 )
-from bot.errors import MathFiAuthError, MathFiError, MathFiUnavailable
+from bot.errors import MathFiError
 from bot.metrics import Metrics
 from store import Store, StoreUnavailable
 
@@ -76,8 +83,7 @@ class Poller:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._sleep_until = math.inf
-        self._mathfi_down_since: float | None = None
-        self._store_failing = False
+        self._health = Health(clock)
         self.last_cycle_at: float | None = None
         self.polls_completed = 0
 
@@ -232,7 +238,7 @@ class Poller:
             self._on_error(state, err)
             return
         self._metrics.polls.inc()
-        self._mathfi_recovered()
+        self._health.mathfi_answered()
         snapshot = Snapshot.from_api(state.key, progress, job)
         digest = snapshot_hash(snapshot)
         now = self._clock()
@@ -278,7 +284,7 @@ class Poller:
         self, state: JobState, snapshot: Snapshot, digest: str, now: float, version: int
     ) -> None:
         """The poll is in the database: remember it and schedule the next one."""
-        self._store_recovered()
+        self._health.store_written()
         state.version = version
         state.snapshot, state.hash = snapshot, digest
         state.errors, state.failing_since, state.unreachable = 0, None, False
@@ -297,19 +303,8 @@ class Poller:
         state.errors += 1
         if state.failing_since is None:
             state.failing_since = now
-        if isinstance(err, MathFiUnavailable | MathFiAuthError):  # MathFi-wide, logged once
-            if self._mathfi_down_since is None:
-                self._mathfi_down_since = now
-                what = "refused the login" if isinstance(err, MathFiAuthError) else "unreachable"
-                log.warning("MathFi %s: %s (will keep retrying with backoff)", what, err)
-        elif state.errors == 1:
-            log.warning("job %s: polling failed: %s", state.key, err)
-        goes_unreachable = (
-            not state.unreachable
-            and not isinstance(err, MathFiAuthError)  # our credentials, not the job
-            and state.errors >= 3
-            and now - state.failing_since >= self._config.unreachable_after
-        )
+        self._health.mathfi_failed(err, job_key=state.key, first=state.errors == 1)
+        goes_unreachable = lost_for_good(self._config, state, err, now)
         notifications = []
         if goes_unreachable:
             lost = Unreachable(state.key, str(err))
@@ -340,24 +335,10 @@ class Poller:
 
     def _on_store_error(self, state: JobState, err: StoreUnavailable) -> None:
         self._metrics.poll_errors.labels(kind="database").inc()
-        if not self._store_failing:
-            self._store_failing = True
-            log.error(
-                "database refused a write (%s); keeping the last good state and retrying", err
-            )
+        self._health.store_failed(err)
         state.errors += 1
         self._schedule(state.key, self._next_due(state, self._clock()))
 
-    def _store_recovered(self) -> None:
-        if self._store_failing:
-            self._store_failing = False
-            log.info("database writable again")
-
-    def _mathfi_recovered(self) -> None:
-        if self._mathfi_down_since is not None:
-            log.info("MathFi reachable again after %.0f s", self._clock() - self._mathfi_down_since)
-            self._mathfi_down_since = None
-
     @property
     def mathfi_down(self) -> bool:
-        return self._mathfi_down_since is not None
+        return self._health.mathfi_down
