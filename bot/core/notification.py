@@ -56,7 +56,7 @@ class Notification(BaseModel):
 
     def to_json(self) -> str:
         """The outbox payload: compact, keys sorted, events without their empty fields."""
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", exclude={"events"})
         data["events"] = [e.model_dump(mode="json", exclude_none=True) for e in self.events]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
