@@ -21,7 +21,8 @@ from bot.slack.reconcile import already_posted
 from bot.slack.render import render_notification
 from store import OutboxRow, Store
 
-log = logging.getLogger(__name__)
+# The sender's logger: these lines read as before the sender was split.
+log = logging.getLogger("bot.slack.sender")
 
 # A row whose last attempt certainly did not reach Slack needs no lookup before a retry.
 NOT_POSTED = "not_posted: "

@@ -17,7 +17,8 @@ from bot.slack.api import SlackCaller
 from bot.slack.render import Message, render_card
 from store import Card, Store
 
-log = logging.getLogger(__name__)
+# The sender's logger: these lines read as before the sender was split.
+log = logging.getLogger("bot.slack.sender")
 
 # After an edit failed for a reason that may pass: wait this long before the next one.
 EDIT_RETRY = 5.0

@@ -14,7 +14,8 @@ from bot.core.events import EventKind
 from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller
 from store import OutboxRow, Store
 
-log = logging.getLogger(__name__)
+# The sender's logger: these lines read as before the sender was split.
+log = logging.getLogger("bot.slack.sender")
 
 
 def requeue_interrupted(store: Store, *, now: float) -> int:
