@@ -1,4 +1,7 @@
-"""Everything that touches SQLite. Imports nothing from `bot`."""
+"""Everything that touches SQLite. Imports nothing from `bot`.
+
+`Store` is synchronous and used from the thread that opened it.
+"""
 
 from store.db import Store
 from store.records import (
@@ -7,8 +10,10 @@ from store.records import (
     JobRecord,
     NewOutboxRow,
     OutboxRow,
+    StoreError,
     StoreUnavailable,
     Subscription,
+    SubscriptionLimitReached,
     SubscriptionView,
 )
 
@@ -19,7 +24,9 @@ __all__ = [
     "NewOutboxRow",
     "OutboxRow",
     "Store",
+    "StoreError",
     "StoreUnavailable",
     "Subscription",
+    "SubscriptionLimitReached",
     "SubscriptionView",
 ]
