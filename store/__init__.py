@@ -1,8 +1,10 @@
 """Everything that touches SQLite. Imports nothing from `bot`.
 
-`Store` is synchronous and used from the thread that opened it.
+`Store` (synchronous, used from the thread that opened it) and `AsyncStore` (the same
+methods, run on the store's own thread and awaited from the event loop).
 """
 
+from store.async_store import AsyncStore
 from store.db import Store
 from store.records import (
     Card,
@@ -18,6 +20,7 @@ from store.records import (
 )
 
 __all__ = [
+    "AsyncStore",
     "Card",
     "HistoryPoint",
     "JobRecord",
