@@ -77,9 +77,9 @@ def connect(path: str | Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
             create_private(Path(text))
         except OSError as err:
             raise StoreUnavailable(f"cannot create {text}: {err.strerror}") from err
+    # `timeout` is SQLite's busy timeout: how long a write waits for another's lock.
     conn = sqlite3.connect(text, uri=text.startswith("file:"), timeout=busy_timeout_ms / 1000)
     try:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")

@@ -17,7 +17,8 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """SQLite refused a read or a write: locked, read-only, disk full, closed.
 
-    The message is SQLite's own, on one line (e.g. "database is locked").
+    The message is SQLite's own, on one line (e.g. "database is locked"), or the store's
+    when it never reached SQLite ("cannot create ...", "the store is closed").
     """
 
 
