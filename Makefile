@@ -13,7 +13,8 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --all-buil
 	--no-emit-index-url --no-emit-find-links
 # `make lock UPGRADE=aiohttp` moves one package (or several, space-separated) to its newest
 # allowed release; `make lock UPGRADE=all` moves every package; plain `make lock` only follows
-# pyproject.toml and keeps every other pin.
+# pyproject.toml and keeps every other pin. The dev lock is constrained by the runtime lock, so
+# the image runs the very versions the tests ran with.
 UPGRADE ?=
 ifeq ($(UPGRADE),all)
 LOCK_UPGRADE := --upgrade
@@ -33,8 +34,8 @@ $(STAMP): $(DEV_LOCK) pyproject.toml
 
 lock: $(STAMP)
 	$(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_UPGRADE) --output-file=requirements.lock pyproject.toml
-	$(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra=dev --output-file=$(DEV_LOCK) \
-		pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra=dev --constraint=requirements.lock \
+		--output-file=$(DEV_LOCK) pyproject.toml
 	$(MAKE) install
 
 lint: install
