@@ -119,6 +119,11 @@ class MathFiClient:
         self._password = password
         self._session = session
         self._owns_session = session is None
+        # Requests that change something each go on a new connection, closed after the
+        # answer: a pooled connection the server closed while idle would otherwise make a
+        # start's outcome unknown (was it read before the close?). They are rare; the
+        # handshake is cheap next to a training.
+        self._write_session: aiohttp.ClientSession | None = None
         self._timeout = timeout
         self._max_body = max_body
         self._semaphore = asyncio.Semaphore(max_concurrency)
@@ -159,6 +164,9 @@ class MathFiClient:
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
+        if self._write_session is not None:
+            await self._write_session.close()
+            self._write_session = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -286,7 +294,8 @@ class MathFiClient:
         they are used up, MathFiOutcomeUnknown when MathFi may have acted on it."""
 
         def attempt() -> Awaitable[Reply]:
-            return self._attempt(method, path, token, body=body, params=params)
+            session = self._ensure_session() if replayable else self._ensure_write_session()
+            return self._attempt(session, method, path, token, body=body, params=params)
 
         result = await self._retry.run(attempt, replayable=replayable)
         if isinstance(result, Failure):
@@ -295,6 +304,7 @@ class MathFiClient:
 
     async def _attempt(
         self,
+        session: aiohttp.ClientSession,
         method: str,
         path: str,
         token: str | None,
@@ -309,7 +319,6 @@ class MathFiClient:
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        session = self._ensure_session()
         async with self._semaphore:
             if self._limiter is not None:
                 await self._limiter.acquire()
@@ -373,3 +382,9 @@ class MathFiClient:
             self._session = aiohttp.ClientSession()
             self._owns_session = True
         return self._session
+
+    def _ensure_write_session(self) -> aiohttp.ClientSession:
+        if self._write_session is None:
+            connector = aiohttp.TCPConnector(force_close=True)
+            self._write_session = aiohttp.ClientSession(connector=connector)
+        return self._write_session
