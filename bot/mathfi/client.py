@@ -1,6 +1,6 @@
 """MathFiClient: the only code that speaks HTTP to MathFi.
 
-(About 370 lines, kept whole: the endpoints and their one choke point `_send` belong
+(About 390 lines, kept whole: the endpoints and their one choke point `_send` belong
 together; the policies it applies live beside it in body.py, failures.py and retry.py.)
 
 Every request goes through one private `_send`, which owns the timeout, the concurrency
