@@ -26,6 +26,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.app.replay import ReplayGuard
 from bot.config import Settings
 from bot.engine.poller import Poller, PollerConfig
 from bot.errors import ConfigError
@@ -97,6 +98,8 @@ class Service:
             clock=self.clock,
         )
         self.bolt = self._build_bolt()
+        # Slack's timestamps are wall-clock time, whatever clock the loops run on.
+        self._replays = ReplayGuard(s.slack_signing_secret.get_secret_value(), clock=time.time)
         self.metrics.active_subscriptions.set(self.store.count_all_active())
         self.sender.reconcile()
         if run_loops:
@@ -251,6 +254,9 @@ class Service:
     async def _slack_events(self, request: web.Request) -> web.Response:
         if not self.accepting:
             return web.json_response({"error": "shutting down"}, status=503)
+        if self._replays.is_replay(await request.read(), request.headers):
+            log.warning("refused a replayed Slack request (same timestamp and signature)")
+            return web.json_response({"error": "replayed request"}, status=401)
         bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 
