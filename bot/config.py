@@ -20,6 +20,9 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         case_sensitive=False,
+        # `inf` and `nan` parse as floats; no setting here means anything by them (an
+        # infinite POLL_INTERVAL polled a job twice, then never again).
+        allow_inf_nan=False,
     )
 
     # --- DESIGN.md interface contract ---
@@ -105,4 +108,5 @@ def load_settings(**overrides: Any) -> Settings:
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         if first["type"] == "missing":
             raise ConfigError(f"{name} is not set (see .env.example)") from None
-        raise ConfigError(f"{name} is invalid: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name} is invalid: {message}") from None
