@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     )
     poll_concurrency: int = Field(50, ge=1, description="Most job polls in flight at once")
     subscription_limit: int = Field(200, ge=1, description="Most subscriptions per channel")
+    standby: bool = Field(
+        False,
+        description="When another mathfi-bot holds DATABASE_PATH: wait as a standby and take "
+        "over when it stops (default: refuse to start)",
+    )
     stale_after: float = Field(
         120.0, gt=0, description="/healthz answers 503 when a loop has not ticked for this long"
     )

@@ -3,6 +3,8 @@
 Import the public names from `bot.slack.render`. Every string that comes from MathFi or a
 user goes through `clip` (escape + cut) or `code` before it reaches mrkdwn; blocks are
 built with slack_sdk models so their validators run on `to_dict()`.
+
+Longer than 300 lines: the card and the text primitives every message shares.
 """
 
 from __future__ import annotations

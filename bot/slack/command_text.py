@@ -5,6 +5,8 @@ Pure: no I/O, no clock. `parse_command` raises `CommandError` and nothing else. 
 user input, and is Slack-mrkdwn safe (`&`, `<`, `>` escaped), so it can be posted as is.
 `USAGE` lines and `CommandError.usage` are plain text written for the default command name
 `/mathfi`; escape them (`escape_mrkdwn`) before posting. `help_text` is already escaped.
+
+Longer than 300 lines: one parser, its messages and its grammar tables, kept together.
 """
 
 from __future__ import annotations
