@@ -33,7 +33,7 @@ def test_env_example_defaults_match_the_code() -> None:
             continue
         default = field.default
         if isinstance(default, bool):
-            assert value == str(default).lower(), name
+            assert value.lower() == str(default).lower(), name
         elif isinstance(default, Path):
             assert Path(value) == default, name
         elif isinstance(default, float):

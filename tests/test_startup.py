@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,9 @@ def test_the_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
     assert second.holder() == os.getpid()
     second.release()
     assert first.path.exists()  # never deleted: see the module's docstring
+    # owner-only, like the store's own files and folders
+    assert stat.S_IMODE(first.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(first.path.parent.stat().st_mode) == 0o700
 
 
 def test_the_lock_of_a_uri_database_sits_beside_its_file(tmp_path: Path) -> None:

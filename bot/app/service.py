@@ -29,6 +29,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.app.replay import ReplayGuard
 from bot.app.startup import InstanceLock, InstanceLocked, check_writable
 from bot.config import Settings
 from bot.engine.poller import Poller, PollerConfig
@@ -102,6 +103,8 @@ class Service:
             clock=self.clock,
         )
         self.bolt = self._build_bolt()
+        # Slack's timestamps are wall-clock time, whatever clock the loops run on.
+        self._replays = ReplayGuard(s.slack_signing_secret.get_secret_value(), clock=time.time)
         self.metrics.active_subscriptions.set(self.store.count_all_active())
         await self.sender.reconcile()
         if run_loops:
@@ -257,6 +260,9 @@ class Service:
         if not self.accepting:
             state = "starting" if not hasattr(self, "bolt") else "shutting down"
             return web.json_response({"error": state}, status=503)
+        if self._replays.is_replay(await request.read(), request.headers):
+            log.warning("refused a replayed Slack request (same timestamp and signature)")
+            return web.json_response({"error": "replayed request"}, status=401)
         bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 

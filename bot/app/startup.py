@@ -95,9 +95,14 @@ class InstanceLock:
             os.close(fd)
 
     def _open(self) -> int:
+        """Owner-only, like the store's files: missing folders 0700, the file 0600 (the lock
+        is taken before the store opens, so it may be the one creating the folder)."""
+        parent = self.path.parent
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            missing = [folder for folder in (parent, *parent.parents) if not folder.exists()]
+            for folder in reversed(missing):
+                folder.mkdir(mode=0o700, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as err:
             raise StoreUnavailable(
                 f"cannot open the lock file {self.path}: {err.strerror} "
