@@ -22,6 +22,9 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         case_sensitive=False,
+        # `inf` and `nan` parse as floats; no setting here means anything by them (an
+        # infinite POLL_INTERVAL polled a job twice, then never again).
+        allow_inf_nan=False,
     )
 
     # A tuning knob, declared first because the check of MATHFI_BASE_URL reads it.
@@ -84,6 +87,11 @@ class Settings(BaseSettings):
     )
     poll_concurrency: int = Field(50, ge=1, description="Most job polls in flight at once")
     subscription_limit: int = Field(200, ge=1, description="Most subscriptions per channel")
+    standby: bool = Field(
+        False,
+        description="When another mathfi-bot holds DATABASE_PATH: wait as a standby and take "
+        "over when it stops (default: refuse to start)",
+    )
     stale_after: float = Field(
         120.0, gt=0, description="/healthz answers 503 when a loop has not ticked for this long"
     )
@@ -137,4 +145,5 @@ def load_settings(**overrides: Any) -> Settings:
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         if first["type"] == "missing":
             raise ConfigError(f"{name} is not set (see .env.example)") from None
-        raise ConfigError(f"{name} is invalid: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name} is invalid: {message}") from None

@@ -193,7 +193,10 @@ def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Message:
         return Message(text=help_text(ctx.command), blocks=[])
     if isinstance(cmd, ListSubs):
         return replies.subscription_list(
-            store.list_subscriptions(channel_id=channel_id), now=ctx.clock(), command=ctx.command
+            store.list_subscriptions(channel_id=channel_id),
+            now=ctx.clock(),
+            command=ctx.command,
+            page=cmd.page,
         )
     if isinstance(cmd, Unsubscribe):
         if cmd.all:
@@ -210,13 +213,14 @@ def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Message:
             return replies.plain(f"Stopped watching `{cmd.key}` in this channel.")
         return render_error(f"This channel is not watching `{cmd.key}`.", usage=_usage(ctx, "list"))
     if isinstance(cmd, Mute | Unmute):
-        until = ctx.clock() + cmd.seconds if isinstance(cmd, Mute) else None
+        now = ctx.clock()  # one reading: the reply says exactly the duration asked for
+        until = now + cmd.seconds if isinstance(cmd, Mute) else None
         if not store.set_muted_until(channel_id=channel_id, job_key=cmd.key, until=until):
             return render_error(
                 f"This channel is not watching `{cmd.key}`.", usage=_usage(ctx, "subscribe")
             )
         store.mark_card_dirty(channel_id=channel_id, job_key=cmd.key)
-        return replies.muted(cmd.key, until=until, now=ctx.clock())
+        return replies.muted(cmd.key, until=until, now=now)
     raise TypeError(f"not a local command: {cmd!r}")
 
 

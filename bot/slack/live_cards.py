@@ -119,7 +119,6 @@ class LiveCards:
         record = self._store.get_job(job_key)
         sub = self._store.get_subscription(channel_id=channel, job_key=job_key)
         now = self._clock()
-        muted = bool(sub and sub.muted_until and sub.muted_until > now)
         history: dict[str, list[float]] = {}
         for point in self._store.history(job_key):
             history.setdefault(point.algorithm, []).append(point.value)
@@ -128,7 +127,7 @@ class LiveCards:
             now=now,
             last_improvement_at=record.last_improvement_at if record else None,
             history=history or None,
-            muted=muted,
+            muted_until=sub.muted_until if sub else None,
         )
 
     def snapshot(self, job_key: str) -> Snapshot | None:
