@@ -2,12 +2,11 @@
 
 Input: the algorithm's performance points (time, value), oldest first. MathFi's stall rule
 looks at the running best, so everything here works on the best-so-far step function B.
-The recent trend comes from two equal spans ending now, of length h = min(window, span/2):
-g1 = B(now) - B(now - h), g2 = B(now - h) - B(now - 2h). Their ratio is how much the gain
-shrinks per span: below RATIO_LINEAR the curve is decelerating and is projected as an
-exponential approach (tau = -h / ln ratio, the remaining headroom g1 * ratio / (1 - ratio));
-otherwise as a straight line at g1 / h, which is the conservative reading of a curve that
-climbs steadily or is speeding up.
+The trend is a least-squares fit of the last `fit_span` seconds of B: a straight line,
+or an exponential approach H - A e^(-t/tau) over a grid of tau; a bend is preferred only
+when it fits clearly better than the line (noise on a steady climb must not read as a
+plateau). Its rate is scaled down by how long the best has not risen (a fit across a jump
+must not outlive the flat stretch that follows).
 
 The stall rule stops the algorithm at the first moment its best gained less than `delta`
 over the last `window`. Within the next window, part of that window is known history: the
