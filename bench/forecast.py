@@ -176,7 +176,7 @@ def _track_stops(
 
 def _decisive_family(families: tuple[str, ...], best: dict[str, float]) -> str:
     if not families:
-        return "failed-forced"
+        return "failed"  # planned to fail: no curve family decided it
     top = max(range(len(ALGORITHMS)), key=lambda i: best[ALGORITHMS[i]])
     return families[top]
 
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.summary_only:
         for job in jobs:
             out.write(json.dumps(job.row()) + "\n")
-    for family in FAMILIES:
+    for family in (*FAMILIES, "failed"):
         chosen = [j for j in jobs if j.family == family]
         if chosen:
             out.write(json.dumps(summarise(family, chosen, args.cooldown)) + "\n")

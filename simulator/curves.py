@@ -38,9 +38,9 @@ class Curve:
 
     saturating/early_plateau/noisy: height - (height - start) * exp(-t / tau).
     slow_climber: start + slope * t up to height.
-    late_bloomer: start + slope * t, plus (height - start) * sigmoid((t - delay) / width),
-    the whole held below height. step_wise: start plus each (time, jump) of `steps` once
-    its time has passed (a 5-second ramp).
+    late_bloomer: start + slope * t, plus a bloom of (height - start - slope * delay) *
+    sigmoid((t - delay) / width), the whole held below height.
+    step_wise: start plus each (time, jump) of `steps` once its time has passed (5 s ramp).
     """
 
     start: float
@@ -59,7 +59,8 @@ class Curve:
             return min(self.height, self.start + self.slope * seconds)
         if self.family == "late_bloomer":
             z = max(-60.0, min(60.0, (seconds - self.delay) / self.width))
-            bloom = (self.height - self.start) / (1.0 + math.exp(-z))
+            amplitude = self.height - self.start - self.slope * self.delay
+            bloom = amplitude / (1.0 + math.exp(-z))
             return min(self.height, self.start + self.slope * seconds + bloom)
         if self.family == "step_wise":
             climbed = sum(
@@ -92,6 +93,7 @@ def draw_curve(rng: random.Random, algorithm: str, family: str) -> Curve:
     if family == "late_bloomer":
         slope = rng.uniform(0.022, 0.03) / 300.0
         delay, width = rng.uniform(400.0, 1500.0), rng.uniform(60.0, 200.0)
+        height = min(0.99, start + slope * delay + max(0.05, height - start - slope * delay))
         return Curve(
             start, height, 1.0, noise=0.003, family=family, slope=slope, delay=delay, width=width
         )

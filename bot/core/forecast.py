@@ -160,7 +160,7 @@ def forecast_job(
     hopeful = max(f.projected for f in scenarios[1])
     first = _first_arrival(forecasts)
     return JobForecast(
-        verdict=_verdict(best.projected - target, hopeful - target, previous, rules),
+        verdict=verdict_after(best.projected - target, hopeful - target, previous, rules),
         target=target,
         algorithms=tuple(forecasts),
         eta=first.eta if first else None,
@@ -213,7 +213,7 @@ def _project(
     return AlgorithmForecast(name, best, trend.rate, stops_in, stopped_by, projected, eta)
 
 
-def _verdict(
+def verdict_after(
     margin: float, hopeful: float, previous: Verdict | None, rules: ForecastRules
 ) -> Verdict:
     """Hysteresis: at risk once even the hopeful reading misses by more than enter_margin;
