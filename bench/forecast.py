@@ -90,6 +90,8 @@ def simulate(index: int, *, seed: int, poll: float, cooldown: float) -> JobResul
     plan = plan_job(rng, threshold=0.8, rules=rules, fate=None, failure_rate=0.03)
     pick = random.Random(f"threshold:{seed}:{index}")
     threshold = round(min(0.99, max(c.height for c in plan.curves) + pick.uniform(-0.1, 0.04)), 2)
+    if not plan.families:  # doomed (failure_rate): its capped curves were drawn for 0.8
+        threshold = 0.8
     run = TrainingRun(
         f"job-{index}",
         dataset_key="d",
