@@ -95,6 +95,22 @@ class Settings(BaseSettings):
     stale_after: float = Field(
         120.0, gt=0, description="/healthz answers 503 when a loop has not ticked for this long"
     )
+    # --- forecast: MathFi's stop rules (REFERENCE.md 5.5) and the warning pace ---
+    mathfi_stall_window: float = Field(
+        300.0,
+        gt=0,
+        description="MathFi stops an algorithm that improved by less than "
+        "MATHFI_STALL_DELTA over this many seconds",
+    )
+    mathfi_stall_delta: float = Field(
+        0.02, gt=0, le=1, description="Least improvement over the stall window"
+    )
+    mathfi_time_budget: float = Field(
+        3600.0, gt=0, description="Seconds each algorithm may run before TIMED_OUT"
+    )
+    warning_cooldown: float = Field(
+        600.0, ge=0, description="At most one forecast warning per job per this many seconds"
+    )
 
     @field_validator("slack_api_url")
     @classmethod

@@ -48,6 +48,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from simulator.curves import FAMILIES
 from simulator.faults import CONTROL_PREFIX, Fault, FaultBook, fault_middleware
 from simulator.training import (
     FATES,
@@ -166,11 +167,19 @@ class Simulator:
         stall_delta: float = 0.02,
         time_limit: float = 3600.0,
         tick_seconds: float = 10.0,
+        time_scale: float = 1.0,
+        families: Sequence[str] = FAMILIES,
     ) -> None:
         self._clock, self._speed, self._seed = clock, speed, seed
         self._token_lifetime, self._failure_rate = token_lifetime, failure_rate
         self.users = dict(users)
-        self._rules = Rules(pending_seconds, stall_window, stall_delta, time_limit, tick_seconds)
+        self._rules = Rules(
+            pending_seconds, stall_window, stall_delta, time_limit, tick_seconds, time_scale
+        )
+        unknown = set(families) - set(FAMILIES)
+        if unknown or not families:
+            raise ValueError(f"families must be a non-empty subset of {FAMILIES}")
+        self._families = tuple(families)
         self._rng = random.Random(f"mathfi-simulator:{seed}")
         self._datasets: dict[str, _Dataset] = {}
         self._names: set[str] = set()
@@ -212,6 +221,7 @@ class Simulator:
             rules=self._rules,
             fate=fate,
             failure_rate=self._failure_rate,
+            families=self._families,
         )
         run = TrainingRun(
             key,

@@ -28,9 +28,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from simulator.curves import FAMILIES, Curve, draw_curve
+
 ALGORITHMS = ("BSEV01", "BSEV02", "BSIX01", "BFIF01")
-# Centre of each algorithm's natural plateau: they level off at different heights.
-_PLATEAUS = {"BSEV01": 0.72, "BSEV02": 0.82, "BSIX01": 0.80, "BFIF01": 0.76}
 TERMINAL_STATUSES = frozenset({"COMPLETED", "TIMED_OUT", "NOT_COMPLETED", "CANCELLED", "FAILED"})
 FATES = frozenset({"COMPLETED", "NOT_COMPLETED", "TIMED_OUT", "FAILED"})
 RECENT = 5
@@ -50,6 +50,21 @@ class Rules:
     stall_delta: float = 0.02
     time_limit: float = 3600.0
     tick_seconds: float = 10.0
+    time_scale: float = 1.0  # curves play 1 / time_scale times faster (see curves.py)
+
+    @classmethod
+    def compressed(cls, factor: float, **overrides: float) -> Rules:
+        """MathFi's rules and curves played `factor` times faster (a lifecycle in seconds)."""
+        base = cls()
+        values = {
+            "pending_seconds": base.pending_seconds / factor,
+            "stall_window": base.stall_window / factor,
+            "stall_delta": base.stall_delta,
+            "time_limit": base.time_limit / factor,
+            "tick_seconds": base.tick_seconds / factor,
+            "time_scale": 1.0 / factor,
+        }
+        return cls(**(values | overrides))
 
     @property
     def window_ticks(self) -> int:
@@ -60,27 +75,12 @@ class Rules:
 
 
 @dataclass(frozen=True)
-class Curve:
-    """Noisy exponential approach from `start` to `height`, clipped to [0, cap]."""
-
-    start: float
-    height: float
-    tau: float
-    noise: float = 0.004
-    cap: float = 1.0
-
-    def sample(self, seconds: float, rng: random.Random) -> float:
-        value = self.height - (self.height - self.start) * math.exp(-seconds / self.tau)
-        value += rng.gauss(0.0, self.noise)
-        return round(min(max(value, 0.0), self.cap), 4)
-
-
-@dataclass(frozen=True)
 class Plan:
     curves: tuple[Curve, ...]
     fail_tick: int | None = None
     limit_ticks: int | None = None
     stall: bool = True
+    families: tuple[str, ...] = ()  # one per algorithm for natural jobs, empty when forced
 
 
 def _capped(rng: random.Random, threshold: float, *, tau: tuple[float, float]) -> Curve:
@@ -89,12 +89,6 @@ def _capped(rng: random.Random, threshold: float, *, tau: tuple[float, float]) -
     start = min(rng.uniform(0.45, 0.55), 0.7 * height)
     cap = max(0.0, threshold - 0.001)
     return Curve(start, height, rng.uniform(*tau), cap=cap)
-
-
-def _natural(rng: random.Random, algorithm: str) -> Curve:
-    height = min(0.99, _PLATEAUS[algorithm] + rng.uniform(-0.12, 0.12))
-    start = min(rng.uniform(0.45, 0.55), height - 0.01)
-    return Curve(start, height, rng.uniform(60.0, 400.0))
 
 
 def _winner(rng: random.Random, threshold: float) -> Curve:
@@ -107,15 +101,27 @@ def _winner(rng: random.Random, threshold: float) -> Curve:
 
 
 def plan_job(
-    rng: random.Random, *, threshold: float, rules: Rules, fate: str | None, failure_rate: float
+    rng: random.Random,
+    *,
+    threshold: float,
+    rules: Rules,
+    fate: str | None,
+    failure_rate: float,
+    families: Sequence[str] = FAMILIES,
 ) -> Plan:
-    """Draw a job's curves and forced events from its own RNG."""
+    """Draw a job's curves and forced events from its own RNG.
+
+    A natural job draws each algorithm's curve family from `families` (curves.py).
+    """
     doomed = rng.random() < failure_rate
     if fate is None and doomed:
         fate = "FAILED"
     if fate is None:
-        curves = tuple(_natural(rng, name) for name in ALGORITHMS)
-        return Plan(curves, limit_ticks=rules.ticks_for(rules.time_limit))
+        chosen = tuple(rng.choice(tuple(families)) for _ in ALGORITHMS)
+        pairs = zip(ALGORITHMS, chosen, strict=True)
+        curves = tuple(draw_curve(rng, name, family) for name, family in pairs)
+        limit = rules.ticks_for(rules.time_limit)
+        return Plan(curves, limit_ticks=limit, families=chosen)
     if fate == "COMPLETED":
         winner = rng.randrange(len(ALGORITHMS))
         curves = tuple(
@@ -246,7 +252,7 @@ class TrainingRun:
                 track.status = "RUNNING"
         running = [t for t in self._tracks if t.status == "RUNNING"]
         for track in running:
-            track.sample(tick * self._rules.tick_seconds, self._rng)
+            track.sample(tick * self._rules.tick_seconds / self._rules.time_scale, self._rng)
         if tick == 0:
             return
         if tick == self._plan.fail_tick:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bench import ceiling, latency, poll_scale
+from bench import forecast as forecast_bench
 from bench.common import percentile, spread
 from bot.engine.group_commit import GroupCommit
 from store import HistoryPoint, NewOutboxRow, Store, StoreUnavailable
@@ -67,6 +68,22 @@ def test_ceiling_runs_alone(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, ceiling.main, ["--jobs", "5", "--concurrency", "4", "--duration", "0.3"])
     assert result["benchmark"] == "ceiling" and result["polls"] > 0
     assert result["latency_ms"]["n"] == result["polls"]
+
+
+def test_forecast_bench_prints_a_line_per_job_then_summaries(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    forecast_bench.main(["--jobs", "12", "--seed", "3", "--cooldown", "600"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    jobs = [row for row in rows if row["record"] == "job"]
+    summaries = {row["family"]: row for row in rows if row["record"] == "summary"}
+    assert len(jobs) == 12 and rows[-1]["family"] == "all"
+    overall = summaries["all"]
+    assert overall["jobs"] == 12 and sum(overall["outcomes"].values()) == 12
+    assert overall["cooldown_honoured"] is True
+    assert set(overall["eta_mdape_pct"]) == {"0.25", "0.5", "0.75"}
+    assert overall["warnings_per_job"]["max"] == max(len(job["warnings"]) for job in jobs)
+    assert sum(s["jobs"] for f, s in summaries.items() if f != "all") == 12
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ import aiohttp
 import pytest
 
 from simulator import Fault, Simulator, SimulatorError, start_in_background
+from simulator.curves import FAMILIES, Curve, draw_curve
+from simulator.training import ALGORITHMS, Plan, Rules, TrainingRun, plan_job
 
 CREDENTIALS = {"username": "demo@mathfi.ai", "password": "demo-password"}
 TERMINAL = {"COMPLETED", "NOT_COMPLETED", "TIMED_OUT", "FAILED", "CANCELLED"}
@@ -538,3 +541,99 @@ async def test_sim_routes_drive_a_simulator_in_another_process(make_api: MakeApi
     assert stats["requests"]["GET /api/v1/training/{key}/progress"] == 3
     assert stats["requests"]["GET /api/v1/datasets"] == 4  # faulted and refused ones count too
     assert not any(route.split()[1].startswith("/_sim") for route in stats["requests"])
+
+
+# --- curve families ---------------------------------------------------------------------
+
+
+def natural_plan(
+    seed: int, families: tuple[str, ...] = FAMILIES, rules: Rules | None = None
+) -> Plan:
+    rng = random.Random(f"families:{seed}")
+    return plan_job(
+        rng, threshold=0.8, rules=rules or Rules(), fate=None, failure_rate=0.0, families=families
+    )
+
+
+def test_natural_jobs_draw_a_family_per_algorithm_from_the_seed() -> None:
+    assert natural_plan(3).families == natural_plan(3).families
+    seen = {family for seed in range(40) for family in natural_plan(seed).families}
+    assert seen == set(FAMILIES)
+    for family in FAMILIES:
+        plan = natural_plan(5, (family,))
+        assert plan.families == (family,) * 4
+        assert {curve.family for curve in plan.curves} == {family}
+    with pytest.raises(ValueError, match="unknown curve family"):
+        natural_plan(1, ("zigzag",))
+    with pytest.raises(ValueError, match="families"):
+        Simulator(families=())
+
+
+def curves_of(family: str, count: int = 30) -> list[Curve]:
+    rng = random.Random(family)
+    return [draw_curve(rng, name, family) for name in ALGORITHMS for _ in range(count)]
+
+
+def test_each_family_has_its_shape() -> None:
+    for curve in curves_of("early_plateau"):  # levelled off within five minutes
+        assert curve.mean(600) - curve.mean(300) < 0.02 and curve.noise < 0.005
+    for curve in curves_of("slow_climber"):  # faster than the stall rule until its plateau
+        for t in range(0, 3000, 300):
+            if curve.mean(t + 300) < curve.height:
+                assert curve.mean(t + 300) - curve.mean(t) > 0.02
+    for curve in curves_of("noisy"):
+        assert curve.noise >= 0.01
+    for curve in curves_of("late_bloomer"):  # the bloom outgrows the first window
+        bloom = curve.mean(curve.delay + curve.width) - curve.mean(curve.delay - curve.width)
+        assert bloom > curve.mean(300) - curve.mean(0) > 0.02
+    for curve in curves_of("step_wise"):  # flat between jumps, each jump at least 0.02
+        assert curve.steps and all(
+            jump >= 0.02 or i == len(curve.steps) - 1 for i, (_, jump) in enumerate(curve.steps)
+        )
+        for (at, _), (after, _) in zip(curve.steps, curve.steps[1:], strict=False):
+            assert curve.mean(at + 5) == pytest.approx(curve.mean(after))
+    for curve in curves_of("saturating"):
+        assert curve.mean(0) == pytest.approx(curve.start)
+        assert curve.mean(5000) == pytest.approx(curve.height, abs=1e-3)
+
+
+def test_compressed_rules_replay_the_same_job_faster() -> None:
+    def trace(rules: Rules) -> tuple[list[Any], float]:
+        plan = natural_plan(11, rules=rules)
+        run = TrainingRun(
+            "k",
+            dataset_key="d",
+            scaling_factor=19,
+            threshold=0.99,
+            rules=rules,
+            plan=plan,
+            rng=random.Random("families:11:run"),
+        )
+        seconds, payloads = 0.0, []
+        while run.status_at(seconds) in ("PENDING", "RUNNING"):
+            seconds += rules.tick_seconds
+            payloads.append(run.progress(seconds))
+        return payloads, seconds
+
+    slow, slow_end = trace(Rules())
+    fast, fast_end = trace(Rules.compressed(100))
+    assert slow == fast and slow[-1]["status"] in ("NOT_COMPLETED", "TIMED_OUT")
+    assert fast_end == pytest.approx(slow_end / 100)
+
+
+async def test_a_natural_lifecycle_runs_in_simulated_seconds_with_small_rules(
+    make_api: MakeApi,
+) -> None:
+    rules = Rules.compressed(100)
+    api = await logged_in(
+        make_api,
+        pending_seconds=rules.pending_seconds,
+        stall_window=rules.stall_window,
+        time_limit=rules.time_limit,
+        tick_seconds=rules.tick_seconds,
+        time_scale=rules.time_scale,
+        families=("early_plateau",),
+    )
+    key = api.sim.start_training(api.sim.create_dataset("d"), performance_threshold=0.99)
+    seen = await run_to_end(api, key, step=0.5, limit=40)
+    assert seen[-1]["status"] == "NOT_COMPLETED"

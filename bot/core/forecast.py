@@ -1,0 +1,239 @@
+"""Forecast of a training job: ETA to the target, or at risk, and the stall warning (pure).
+
+Call `forecast_job` once per poll with the job's stored history (store.Store.history, any
+objects with `algorithm`, `at`, `value`), the new Snapshot, `now`, the rules and the
+previous verdict. Cost: O(points + algorithms * 24), no I/O, no clock. docs/forecast.md
+has the method and the benchmark figures.
+
+- Minimum history: an algorithm is projected once it has MIN_POINTS points spanning at
+  least `min_history` seconds (default 180 s: six polls at the default 30 s interval);
+  until one algorithm has, the verdict is NOT_ENOUGH_HISTORY.
+- Hysteresis: the margin is the best projected value minus the target. From on-track (or
+  no verdict yet) the job turns AT_RISK only when the margin is below -enter_margin; from
+  at-risk it is ON_TRACK again only when the margin is above +exit_margin.
+- Stall warning: the leading running algorithm (highest best) is projected to be stopped by
+  the stall rule within `stall_horizon` seconds without reaching the target first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from bot.core.models import RUNNING, Snapshot
+from bot.core.projection import BestCurve, Trend, stall_in
+
+MIN_POINTS = 4
+RETRY_STEP = 0.05
+
+
+class Verdict(StrEnum):
+    NOT_ENOUGH_HISTORY = "not_enough_history"
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    ENDED = "ended"
+
+
+class HistoryLike(Protocol):
+    """What store.records.HistoryPoint provides."""
+
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def at(self) -> float: ...
+    @property
+    def value(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastRules:
+    """MathFi's stop rules (settings) and the forecaster's own knobs."""
+
+    stall_window: float = 300.0
+    stall_delta: float = 0.02
+    time_budget: float = 3600.0
+    min_history: float = 180.0
+    enter_margin: float = 0.01
+    exit_margin: float = 0.005
+    stall_horizon: float = 90.0
+    fit_span: float = 600.0  # seconds of history the trend is fitted on
+    stall_tolerance: float = 0.85  # the projection stalls below delta * this (noise)
+    optimism: float = 0.3  # the hopeful reading's rate: x (1 + 2 * this) early, (1 + this) later
+
+
+@dataclass(frozen=True, slots=True)
+class AlgorithmForecast:
+    algorithm: str
+    best: float  # best value so far
+    rate: float  # recent improvement, performance units per second
+    stops_in: float | None  # seconds until the stall rule or the budget stops it (None: never)
+    stopped_by: str | None  # "stall" or "budget"
+    projected: float  # best value when it stops (or at the end of the budget)
+    eta: float | None  # seconds until it reaches the target, if before it stops
+
+    @property
+    def reaches_target(self) -> bool:
+        return self.eta is not None
+
+
+@dataclass(frozen=True, slots=True)
+class StallWarning:
+    algorithm: str
+    seconds_left: float
+    gain_so_far: float  # best gain over the stall window ending now
+    needed: float  # the stall delta
+
+
+@dataclass(frozen=True, slots=True)
+class JobForecast:
+    verdict: Verdict
+    target: float | None
+    algorithms: tuple[AlgorithmForecast, ...] = ()
+    eta: float | None = None  # seconds from now (earliest projected arrival)
+    eta_low: float | None = None
+    eta_high: float | None = None  # None: the slow reading never arrives
+    eta_algorithm: str | None = None
+    best_projected: float | None = None
+    best_algorithm: str | None = None
+    stall_warning: StallWarning | None = None
+
+    @property
+    def margin(self) -> float | None:
+        if self.best_projected is None or self.target is None:
+            return None
+        return self.best_projected - self.target
+
+
+def retry_threshold(best: float) -> float:
+    """The best value rounded down to a multiple of 0.05 (0.768 -> 0.75, 0.85 -> 0.85)."""
+    steps = math.floor(round(best / RETRY_STEP, 6))
+    return round(max(steps, 0) * RETRY_STEP, 2)
+
+
+def advice_text(best: float) -> str:
+    """MathFi's tuning advice after a miss, with the numbers."""
+    return f"retrain at {retry_threshold(best):.2f}, then raise in {RETRY_STEP:.2f} steps"
+
+
+def forecast_job(
+    history: Iterable[HistoryLike],
+    snapshot: Snapshot,
+    *,
+    now: float,
+    rules: ForecastRules,
+    previous: Verdict | None = None,
+    started_at: float | None = None,
+) -> JobForecast:
+    """The job's forecast at `now`. `started_at`: when its algorithms started running, if
+    known (else the first stored point, which pruning moves forward: pass it if you can)."""
+    target = snapshot.target_performance
+    if snapshot.terminal:
+        return JobForecast(Verdict.ENDED, target)
+    points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for point in history:
+        points[point.algorithm].append((point.at, point.value))
+    running = [a.algorithm for a in snapshot.algorithms if a.status == RUNNING]
+    curves = {name: BestCurve(sorted(points[name])) for name in running if points.get(name)}
+    ready = {name: c for name, c in curves.items() if _enough(c, now, rules)}
+    if target is None or not ready:
+        return JobForecast(Verdict.NOT_ENOUGH_HISTORY, target)
+    start = started_at if started_at is not None else min(c.first_at for c in curves.values())
+    trends = {
+        name: curve.trend(now, rules.fit_span, quiet=rules.stall_window, min_points=MIN_POINTS)
+        for name, curve in ready.items()
+    }
+    seen = now - min(c.first_at for c in ready.values())
+    spread = 1.0 + rules.optimism * (2.0 - min(1.0, seen / rules.fit_span))
+    scenarios = [
+        [
+            _project(name, ready[name], trend.scaled(factor), now, start, target, rules)
+            for name, trend in trends.items()
+        ]
+        for factor in (1.0, spread, 1.0 / spread)
+    ]
+    forecasts = scenarios[0]
+    best = max(forecasts, key=lambda f: f.projected)
+    hopeful = max(f.projected for f in scenarios[1])
+    first = _first_arrival(forecasts)
+    return JobForecast(
+        verdict=verdict_after(best.projected - target, hopeful - target, previous, rules),
+        target=target,
+        algorithms=tuple(forecasts),
+        eta=first.eta if first else None,
+        eta_low=_eta(_first_arrival(scenarios[1])) if first else None,
+        eta_high=_eta(_first_arrival(scenarios[2])) if first else None,
+        eta_algorithm=first.algorithm if first else None,
+        best_projected=best.projected,
+        best_algorithm=best.algorithm,
+        stall_warning=_stall_warning(forecasts, ready, now, rules),
+    )
+
+
+def _first_arrival(forecasts: list[AlgorithmForecast]) -> AlgorithmForecast | None:
+    arriving = [f for f in forecasts if f.eta is not None]
+    return min(arriving, key=lambda f: f.eta or 0.0) if arriving else None
+
+
+def _eta(forecast: AlgorithmForecast | None) -> float | None:
+    return forecast.eta if forecast else None
+
+
+def _enough(curve: BestCurve, now: float, rules: ForecastRules) -> bool:
+    return len(curve) >= MIN_POINTS and now - curve.first_at >= rules.min_history
+
+
+def _project(
+    name: str,
+    curve: BestCurve,
+    trend: Trend,
+    now: float,
+    start: float,
+    target: float,
+    rules: ForecastRules,
+) -> AlgorithmForecast:
+    best = curve.at(now)
+    budget_left = max(0.0, start + rules.time_budget - now)
+    stall = stall_in(
+        curve,
+        trend,
+        now=now,
+        window=rules.stall_window,
+        delta=rules.stall_delta * rules.stall_tolerance,
+        earliest=start + rules.stall_window,
+        horizon=budget_left,
+    )
+    stops_in, stopped_by = (stall, "stall") if stall is not None else (budget_left, "budget")
+    reach = trend.time_to_gain(target - best)
+    eta = reach if reach is not None and reach <= stops_in else None
+    projected = min(1.0, best + trend.gain(stops_in))
+    return AlgorithmForecast(name, best, trend.rate, stops_in, stopped_by, projected, eta)
+
+
+def verdict_after(
+    margin: float, hopeful: float, previous: Verdict | None, rules: ForecastRules
+) -> Verdict:
+    """Hysteresis: at risk once even the hopeful reading misses by more than enter_margin;
+    back on track once the central reading clears the target by more than exit_margin."""
+    if previous is Verdict.AT_RISK:
+        return Verdict.ON_TRACK if margin > rules.exit_margin else Verdict.AT_RISK
+    return Verdict.AT_RISK if hopeful < -rules.enter_margin else Verdict.ON_TRACK
+
+
+def _stall_warning(
+    forecasts: list[AlgorithmForecast],
+    curves: dict[str, BestCurve],
+    now: float,
+    rules: ForecastRules,
+) -> StallWarning | None:
+    leader = max(forecasts, key=lambda f: f.best)
+    if leader.stopped_by != "stall" or leader.stops_in is None or leader.eta is not None:
+        return None
+    if leader.stops_in > rules.stall_horizon:
+        return None
+    curve = curves[leader.algorithm]
+    gain = curve.at(now) - curve.at(now - rules.stall_window)
+    return StallWarning(leader.algorithm, leader.stops_in, gain, rules.stall_delta)

@@ -1,0 +1,156 @@
+"""One algorithm's learning curve projected forward under MathFi's stop rules (pure).
+
+Input: the algorithm's performance points (time, value), oldest first. MathFi's stall rule
+looks at the running best, so everything here works on the best-so-far step function B.
+The trend is a least-squares fit of the last `fit_span` seconds of B: a straight line,
+or an exponential approach H - A e^(-t/tau) over a grid of tau; a bend is preferred only
+when it fits clearly better than the line (noise on a steady climb must not read as a
+plateau). Its rate is scaled down by how long the best has not risen (a fit across a jump
+must not outlive the flat stretch that follows).
+
+The stall rule stops the algorithm at the first moment its best gained less than `delta`
+over the last `window`. Within the next window, part of that window is known history: the
+projected gain must make up what the past part did not bring. Beyond it only the model
+counts. The budget stops it at started_at + budget.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_TAUS = (45.0, 70.0, 100.0, 150.0, 220.0, 330.0, 500.0, 750.0, 1100.0)
+# A curve is read as bending (exponential) only when that fits clearly better than a line:
+# noise on a steady climb must not make it look like it levels off.
+_BEND_GAIN = 0.6
+_SCAN_STEPS = 24  # checks of the stall rule within the next window (every window / 24)
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    """The projected gain of the best value: rate * tau * (1 - e^(-s/tau)), or rate * s
+    when `tau` is infinite (a straight line)."""
+
+    rate: float  # performance units per second, now
+    tau: float = math.inf
+
+    @property
+    def linear(self) -> bool:
+        return math.isinf(self.tau)
+
+    @property
+    def headroom(self) -> float:
+        """How much more the curve gains in total (infinite when linear)."""
+        return math.inf if self.linear else self.rate * self.tau
+
+    def gain(self, seconds: float) -> float:
+        if seconds <= 0 or self.rate <= 0:
+            return 0.0
+        if self.linear:
+            return self.rate * seconds
+        return self.headroom * -math.expm1(-seconds / self.tau)
+
+    def time_to_gain(self, amount: float) -> float | None:
+        """Seconds until the best has gained `amount`; None if it never does."""
+        if amount <= 0:
+            return 0.0
+        if self.rate <= 0:
+            return None
+        if self.linear:
+            return amount / self.rate
+        if amount >= self.headroom:
+            return None
+        return -self.tau * math.log1p(-amount / self.headroom)
+
+    def scaled(self, factor: float) -> Trend:
+        """The same shape with `factor` times the rate (for a range)."""
+        return Trend(self.rate * factor, self.tau)
+
+
+class BestCurve:
+    """The best-so-far step function of an algorithm's points."""
+
+    def __init__(self, points: Sequence[tuple[float, float]]) -> None:
+        self.times: list[float] = []
+        self.bests: list[float] = []
+        self.last_rise = -math.inf  # when the best last went up
+        best = -math.inf
+        for at, value in points:
+            if value > best:
+                best, self.last_rise = value, at
+            self.times.append(at)
+            self.bests.append(best)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def first_at(self) -> float:
+        return self.times[0]
+
+    def at(self, when: float) -> float:
+        """B(when); before the first point, the first value."""
+        index = bisect.bisect_right(self.times, when) - 1
+        return self.bests[max(index, 0)]
+
+    def trend(self, now: float, span: float, *, quiet: float, min_points: int = 4) -> Trend:
+        """Least-squares fit of the last `span` seconds of B (at least `min_points` points,
+        plus B(now) at now): a straight line, or H - A e^(-t/tau) for each tau of a grid;
+        the smallest squared error wins. Its rate is then scaled by 1 - (time since the best
+        last rose) / `quiet`: a fit across a jump must not outlive the flat stretch after."""
+        first = min(bisect.bisect_left(self.times, now - span), len(self) - min_points)
+        xs = [t - now for t in self.times[max(first, 0) :]] + [0.0]
+        ys = [*self.bests[max(first, 0) :], self.at(now)]
+        best = _fit(xs, ys, math.inf)
+        for tau in _TAUS:
+            fitted = _fit([math.exp(-x / tau) for x in xs], ys, tau)
+            if fitted[0] < best[0] * (_BEND_GAIN if math.isinf(best[1].tau) else 1.0):
+                best = fitted
+        silence = max(0.0, now - self.last_rise)
+        return best[1].scaled(max(0.0, 1.0 - silence / quiet))
+
+
+def _fit(xs: Sequence[float], ys: Sequence[float], tau: float) -> tuple[float, Trend]:
+    """Least squares y = a + b x: (squared error, the trend it implies at x = 0)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx <= 0:
+        return math.inf, Trend(0.0, tau)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    sse = sum((y - my - b * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=True))
+    # For the exponential, x = e^(-t/tau) and dy/dt at t = 0 is -b / tau.
+    rate = b if math.isinf(tau) else -b / tau
+    return sse, Trend(max(rate, 0.0), tau)
+
+
+def stall_in(
+    curve: BestCurve,
+    trend: Trend,
+    *,
+    now: float,
+    window: float,
+    delta: float,
+    earliest: float,
+    horizon: float,
+) -> float | None:
+    """Seconds from `now` until the stall rule would stop the algorithm (None: not within
+    `horizon`). `earliest` is the first moment the rule applies (start + window)."""
+    best_now = curve.at(now)
+    first = max(0.0, earliest - now)
+    step = window / _SCAN_STEPS
+    s = first
+    while s < window and s <= horizon:
+        if best_now + trend.gain(s) - curve.at(now + s - window) < delta:
+            return s
+        s += step
+    s = max(s, window)
+    if trend.linear:
+        return s if trend.rate * window < delta and s <= horizon else None
+    # Beyond one window: gain(s) - gain(s - window) = headroom e^{-s/tau} (e^{window/tau} - 1).
+    spread = trend.headroom * math.expm1(window / trend.tau)
+    after = trend.tau * math.log(spread / delta) if spread > delta else 0.0
+    stop = max(s, after)
+    return stop if stop <= horizon else None

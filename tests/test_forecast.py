@@ -1,0 +1,313 @@
+"""bot.core.forecast and the warning gate: tables on known curves, hypothesis properties."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.core.forecast import (
+    MIN_POINTS,
+    ForecastRules,
+    JobForecast,
+    StallWarning,
+    Verdict,
+    advice_text,
+    forecast_job,
+    retry_threshold,
+    verdict_after,
+)
+from bot.core.forecast_warnings import WarningKind, WarningState, next_warning
+from bot.core.models import AlgorithmProgress, Snapshot
+
+RULES = ForecastRules()
+T0 = 10_000.0  # epoch of the job's start in these tests
+
+
+@dataclass(frozen=True)
+class Point:
+    algorithm: str
+    at: float
+    value: float
+
+
+Curve = Callable[[float], float]
+
+
+def history(curves: dict[str, Curve], *, until: float, every: float = 30.0) -> list[Point]:
+    """Points as the poller stores them: one per algorithm whose value changed."""
+    points: list[Point] = []
+    for name, curve in curves.items():
+        last = None
+        for i in range(int(until // every) + 1):
+            value = round(curve(i * every), 4)
+            if value != last:
+                points.append(Point(name, T0 + i * every, value))
+                last = value
+    return points
+
+
+def snapshot(names: Sequence[str], *, target: float | None, status: str = "RUNNING") -> Snapshot:
+    algorithms = tuple(AlgorithmProgress(algorithm=n, status=status) for n in names)
+    return Snapshot(job_key="J", status=status, target_performance=target, algorithms=algorithms)
+
+
+def run(curves: dict[str, Curve], *, at: float, target: float, **kwargs: object) -> JobForecast:
+    points = history(curves, until=at)
+    snap = snapshot(list(curves), target=target)
+    return forecast_job(points, snap, now=T0 + at, rules=RULES, started_at=T0, **kwargs)  # type: ignore[arg-type]
+
+
+def line(start: float, per_window: float) -> Curve:
+    return lambda t: start + per_window * t / 300.0
+
+
+def saturating(start: float, height: float, tau: float) -> Curve:
+    return lambda t: height - (height - start) * math.exp(-t / tau)
+
+
+# --------------------------------------------------------------------- retry threshold
+@pytest.mark.parametrize(
+    ("best", "expected"),
+    [
+        (0.768, 0.75),
+        (0.85, 0.85),
+        (0.8, 0.8),
+        (0.7999, 0.75),
+        (0.3, 0.3),
+        (0.15, 0.15),
+        (0.05, 0.05),
+        (0.049, 0.0),
+        (0.0, 0.0),
+        (1.0, 1.0),
+    ],
+)
+def test_retry_threshold_rounds_down_to_a_multiple_of_0_05(best: float, expected: float) -> None:
+    assert retry_threshold(best) == expected
+
+
+def test_advice_text_carries_the_numbers() -> None:
+    assert advice_text(0.81) == "retrain at 0.80, then raise in 0.05 steps"
+    assert advice_text(0.768) == "retrain at 0.75, then raise in 0.05 steps"
+
+
+@given(st.floats(min_value=0.0, max_value=1.0))
+def test_retry_threshold_is_the_largest_step_not_above_best(best: float) -> None:
+    got = retry_threshold(best)
+    assert abs(got / 0.05 - round(got / 0.05)) < 1e-9
+    assert got <= best + 1e-9
+    assert best - got < 0.05 + 1e-6
+
+
+# --------------------------------------------------------------------- verdicts
+def test_not_enough_history_until_the_minimum_then_a_verdict() -> None:
+    curves = {"A": line(0.5, 0.03)}
+    assert run(curves, at=RULES.min_history - 30, target=0.6).verdict is Verdict.NOT_ENOUGH_HISTORY
+    assert run(curves, at=RULES.min_history, target=0.6).verdict is Verdict.ON_TRACK
+    few = history({"A": lambda t: 0.5 if t < 200 else 0.51}, until=400)
+    assert len(few) < MIN_POINTS
+    got = forecast_job(few, snapshot(["A"], target=0.6), now=T0 + 400, rules=RULES)
+    assert got.verdict is Verdict.NOT_ENOUGH_HISTORY
+
+
+def test_an_ended_job_or_one_without_target_has_no_forecast() -> None:
+    points = history({"A": line(0.5, 0.03)}, until=600)
+    ended = snapshot(["A"], target=0.6, status="COMPLETED")
+    assert forecast_job(points, ended, now=T0 + 600, rules=RULES).verdict is Verdict.ENDED
+    no_target = snapshot(["A"], target=None)
+    got = forecast_job(points, no_target, now=T0 + 600, rules=RULES)
+    assert got.verdict is Verdict.NOT_ENOUGH_HISTORY
+
+
+def test_a_steady_climber_is_on_track_with_an_eta_close_to_the_line() -> None:
+    got = run({"A": line(0.5, 0.03)}, at=600, target=0.62)
+    assert got.verdict is Verdict.ON_TRACK and got.eta_algorithm == "A"
+    assert got.eta is not None and got.eta == pytest.approx(600, rel=0.1)  # 0.06 more at 0.03/300 s
+    assert got.eta_low is not None and got.eta_high is not None
+    assert got.eta_low <= got.eta <= got.eta_high
+    (alg,) = got.algorithms
+    assert alg.rate * 300 == pytest.approx(0.03, rel=0.1) and alg.reaches_target
+
+
+def test_a_curve_levelling_off_below_the_target_is_at_risk_with_its_plateau() -> None:
+    got = run(
+        {"A": saturating(0.5, 0.7, 150), "B": saturating(0.5, 0.65, 100)}, at=600, target=0.85
+    )
+    assert got.verdict is Verdict.AT_RISK and got.eta is None
+    assert got.best_algorithm == "A"
+    assert got.best_projected is not None and 0.69 <= got.best_projected < 0.72
+    assert got.margin is not None and got.margin < 0
+    assert all(a.stopped_by == "stall" for a in got.algorithms)
+
+
+def test_the_budget_stops_a_climber_that_would_arrive_too_late() -> None:
+    curves = {"A": line(0.5, 0.03)}
+    on_time = run(curves, at=600, target=0.7)  # 0.2 / (0.03 per 300 s) = 2000 s more: in budget
+    assert on_time.verdict is Verdict.ON_TRACK
+    near = run(curves, at=600, target=0.9)  # 4000 s more: past the budget, but the hopeful
+    assert near.verdict is Verdict.ON_TRACK  # reading (a 30 % faster climb) still makes it
+    assert near.eta is None and near.best_projected == pytest.approx(0.86, abs=0.01)
+    late = run(curves, at=600, target=0.99)
+    assert late.verdict is Verdict.AT_RISK and late.algorithms[0].stopped_by == "budget"
+    assert late.algorithms[0].stops_in == pytest.approx(RULES.time_budget - 600)
+
+
+def test_the_earliest_arrival_across_algorithms_is_the_eta() -> None:
+    got = run({"slow": line(0.5, 0.025), "fast": line(0.55, 0.05)}, at=600, target=0.7)
+    assert got.eta_algorithm == "fast"
+    assert got.eta == min(a.eta for a in got.algorithms if a.eta is not None)
+
+
+def test_a_flat_leader_gets_a_stall_warning_a_climbing_one_does_not() -> None:
+    def flat_after(t: float) -> float:
+        return 0.5 + 0.04 * min(t, 450) / 300.0
+
+    got = run({"A": flat_after, "B": line(0.45, 0.025)}, at=690, target=0.8)
+    assert got.stall_warning is not None and got.stall_warning.algorithm == "A"
+    assert 0 <= got.stall_warning.seconds_left <= RULES.stall_horizon
+    assert got.stall_warning.gain_so_far < RULES.stall_delta + 0.04
+    assert run({"A": line(0.5, 0.05)}, at=690, target=0.95).stall_warning is None
+
+
+# --------------------------------------------------------------------- hysteresis
+@pytest.mark.parametrize(
+    ("margin", "hopeful", "previous", "expected"),
+    [
+        (-0.05, -0.05, None, Verdict.AT_RISK),
+        (-0.05, -0.005, None, Verdict.ON_TRACK),  # the hopeful reading still nearly makes it
+        (-0.05, -0.02, Verdict.ON_TRACK, Verdict.AT_RISK),
+        (0.002, 0.01, Verdict.AT_RISK, Verdict.AT_RISK),  # not clear of the target yet
+        (0.01, 0.02, Verdict.AT_RISK, Verdict.ON_TRACK),
+        (0.0, 0.0, Verdict.NOT_ENOUGH_HISTORY, Verdict.ON_TRACK),
+    ],
+)
+def test_verdict_hysteresis_table(
+    margin: float, hopeful: float, previous: Verdict | None, expected: Verdict
+) -> None:
+    assert verdict_after(margin, hopeful, previous, RULES) is expected
+
+
+margins = st.floats(min_value=-0.2, max_value=0.2, allow_nan=False)
+
+
+@given(st.lists(st.tuples(margins, st.floats(min_value=0.0, max_value=0.1)), max_size=60))
+def test_the_verdict_only_changes_across_the_hysteresis_band(
+    readings: list[tuple[float, float]],
+) -> None:
+    verdict: Verdict | None = None
+    for margin, lift in readings:
+        hopeful = margin + lift
+        new = verdict_after(margin, hopeful, verdict, RULES)
+        if verdict is not Verdict.AT_RISK and new is Verdict.AT_RISK:
+            assert hopeful < -RULES.enter_margin
+        if verdict is Verdict.AT_RISK and new is Verdict.ON_TRACK:
+            assert margin > RULES.exit_margin
+        verdict = new
+
+
+@given(st.lists(st.floats(min_value=-0.01, max_value=0.005), min_size=1, max_size=60))
+def test_readings_inside_the_band_never_flip_the_verdict(band: list[float]) -> None:
+    for start in (Verdict.ON_TRACK, Verdict.AT_RISK):
+        verdict = start
+        for margin in band:
+            verdict = verdict_after(margin, margin, verdict, RULES)
+        assert verdict is start
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.floats(min_value=0.45, max_value=0.6),
+    st.floats(min_value=0.02, max_value=0.4),
+    st.floats(min_value=40.0, max_value=2000.0),
+    st.floats(min_value=0.5, max_value=0.99),
+    st.floats(min_value=0.0, max_value=0.1),
+)
+def test_a_higher_target_never_comes_sooner_and_never_changes_the_projection(
+    start: float, rise: float, tau: float, target: float, more: float
+) -> None:
+    curves = {"A": saturating(start, min(0.99, start + rise), tau)}
+    low, high = run(curves, at=600, target=target), run(curves, at=600, target=target + more)
+    assert low.best_projected == high.best_projected
+    if high.eta is not None:
+        assert low.eta is not None and low.eta <= high.eta
+    if low.verdict is Verdict.AT_RISK:
+        assert high.verdict is Verdict.AT_RISK
+
+
+# --------------------------------------------------------------------- warning gate
+def forecast(verdict: Verdict, *, margin: float = 0.0, stall: str | None = None) -> JobForecast:
+    warning = StallWarning(stall, 30.0, 0.01, 0.02) if stall else None
+    return JobForecast(
+        verdict, 0.8, best_projected=0.8 + margin, best_algorithm="A", stall_warning=warning
+    )
+
+
+def test_at_risk_once_back_on_track_once_then_cooldown_holds_the_next() -> None:
+    state = WarningState()
+    sent, state = next_warning(forecast(Verdict.ON_TRACK), state, now=0.0, cooldown=600)
+    assert sent is None  # nothing to recover from
+    sent, state = next_warning(forecast(Verdict.AT_RISK, margin=-0.04), state, now=30, cooldown=600)
+    assert sent is not None and sent.kind is WarningKind.AT_RISK
+    assert (sent.best_projected, sent.retry_at) == (pytest.approx(0.76), 0.75)
+    assert sent.advice == "retrain at 0.75, then raise in 0.05 steps"
+    sent, state = next_warning(forecast(Verdict.AT_RISK, margin=-0.04), state, now=60, cooldown=600)
+    assert sent is None  # told already
+    sent, state = next_warning(forecast(Verdict.ON_TRACK), state, now=300, cooldown=600)
+    assert sent is None  # cooling down: not marked as told either
+    sent, state = next_warning(forecast(Verdict.ON_TRACK), state, now=630, cooldown=600)
+    assert sent is not None and sent.kind is WarningKind.BACK_ON_TRACK
+
+
+def test_a_stall_warning_once_per_algorithm_and_held_back_when_an_at_risk_is_near() -> None:
+    state = WarningState()
+    sent, state = next_warning(forecast(Verdict.ON_TRACK, stall="A"), state, now=0, cooldown=60)
+    assert sent is not None and (sent.kind, sent.algorithm) == (WarningKind.STALL, "A")
+    sent, state = next_warning(forecast(Verdict.ON_TRACK, stall="A"), state, now=90, cooldown=60)
+    assert sent is None
+    near = forecast(Verdict.ON_TRACK, margin=-0.01, stall="A")
+    sent, _ = next_warning(near, WarningState(), now=0, cooldown=60)
+    assert sent is None
+    sent, _ = next_warning(
+        forecast(Verdict.ON_TRACK, stall="B"), WarningState(), now=0, cooldown=60
+    )
+    assert sent is None  # B is not the algorithm the job's projection rests on
+
+
+def test_an_at_risk_warning_names_the_leader_s_imminent_stall() -> None:
+    sent, _ = next_warning(
+        forecast(Verdict.AT_RISK, margin=-0.05, stall="A"), WarningState(), now=0, cooldown=60
+    )
+    assert sent is not None and sent.stall is not None and sent.stall.algorithm == "A"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([Verdict.ON_TRACK, Verdict.AT_RISK, Verdict.NOT_ENOUGH_HISTORY]),
+            st.sampled_from([None, "A", "B"]),
+            st.floats(min_value=-0.1, max_value=0.1),
+        ),
+        max_size=80,
+    )
+)
+def test_the_gate_honours_cooldown_and_each_warning_s_once_rules(
+    polls: list[tuple[Verdict, str | None, float]],
+) -> None:
+    state, sent = WarningState(), []
+    for i, (verdict, stall, margin) in enumerate(polls):
+        warning, state = next_warning(
+            forecast(verdict, margin=margin, stall=stall), state, now=30.0 * i, cooldown=300
+        )
+        if warning is not None:
+            sent.append(warning)
+    assert all(b.at - a.at >= 300 for a, b in pairwise(sent))
+    stalls = [w.algorithm for w in sent if w.kind is WarningKind.STALL]
+    assert len(stalls) == len(set(stalls))
+    kinds = [w.kind for w in sent if w.kind is not WarningKind.STALL]
+    assert all(a != b for a, b in pairwise(kinds))  # at_risk and back_on_track alternate
+    assert not kinds or kinds[0] is WarningKind.AT_RISK
