@@ -59,6 +59,11 @@ class Settings(BaseSettings):
 
     # --- tuning knobs (sensible defaults; documented in .env.example) ---
     slack_command: str = Field("/mathfi", description="Name of the slash command")
+    allow_broadcast_mentions: bool = Field(
+        False,
+        description="Accept `--mention @here`, `@channel`, `@everyone` (default: refused, so a "
+        "member cannot make the bot ping the whole channel)",
+    )
     mathfi_timeout: float = Field(
         10.0, gt=0, description="Seconds before a MathFi request times out"
     )

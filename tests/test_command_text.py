@@ -117,12 +117,37 @@ VALID: list[tuple[str, Command]] = [
 
 @pytest.mark.parametrize(("text", "expected"), VALID)
 def test_valid_text_parses_to_the_exact_command(text: str, expected: Command) -> None:
-    assert parse_command(text) == expected
+    assert parse_command(text, allow_broadcast=True) == expected
+
+
+BROADCASTS = [
+    ("--mention <!here>", "<!here>"),
+    ("--mention <!channel|channel>", "<!channel>"),
+    ("--mention @everyone", "<!everyone>"),
+    ("--mention &lt;!everyone&gt;", "<!everyone>"),
+    ("--mention @Here", "<!here>"),
+]
+
+
+@pytest.mark.parametrize(("option", "normalised"), BROADCASTS)
+def test_broadcast_mentions_are_refused_unless_allowed(option: str, normalised: str) -> None:
+    with pytest.raises(CommandError) as refused:
+        parse_command(f"subscribe {KEY} {option}")
+    assert refused.value.message.startswith(f"`--mention {normalised}` would ping everyone")
+    assert "ALLOW_BROADCAST_MENTIONS" in refused.value.message
+    allowed = parse_command(f"subscribe {KEY} {option}", allow_broadcast=True)
+    assert isinstance(allowed, Subscribe) and allowed.mention == normalised
+
+
+def test_person_and_group_mentions_need_no_permission() -> None:
+    for mention in ("<@U0ONCALL>", "<!subteam^S0ONCALL|oncall>"):
+        parsed = parse_command(f"subscribe {KEY} --mention {mention}")
+        assert isinstance(parsed, Subscribe) and parsed.mention == mention
 
 
 MENTION_FORMS = (
     "`--mention` takes @someone or @a-group picked from autocomplete (sent as &lt;@U…&gt; "
-    "or &lt;!subteam^…&gt;), @here or @channel; not "
+    "or &lt;!subteam^…&gt;); not "
 )
 LONG = "x" * 60
 
@@ -199,7 +224,6 @@ INVALID: list[tuple[str, str, str | None]] = [
             ("bob", "bob"),
             ("@bob", "@bob"),
             ("<@u123>", "&lt;@u123&gt;"),
-            ("<!everyone>", "&lt;!everyone&gt;"),
             ("<#C123>", "&lt;#C123&gt;"),
             ("<!subteam^X1>", "&lt;!subteam^X1&gt;"),
             ("<https://x.y|z>", "&lt;https://x.y|z&gt;"),
@@ -331,7 +355,7 @@ def test_usage_covers_every_command_and_help_text_shows_them_escaped() -> None:
     assert list(USAGE) == ["subscribe", "unsubscribe", "list", "status", "mute", "unmute", "help"]
     assert USAGE["subscribe"] == (
         "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
-        "[--mention <@U…>|<!subteam^…>|@here] [--events all|status|failures]"
+        "[--mention <@U…>|<!subteam^…>] [--events all|status|failures]"
     )
     assert help_text("/mathfi") == HELP_TEXT
     for line in USAGE.values():

@@ -199,10 +199,10 @@ async def test_per_channel_limit(env: Env, tmp_path: Path) -> None:
 
 async def test_subscribe_to_a_finished_job_says_so(env: Env) -> None:
     key = env.sim.script_job([LIFECYCLE[-1]], training=CHAMPION_TRAINING)
-    reply = await subscribed(env, f"subscribe {key} --mention @here")
+    reply = await subscribed(env, f"subscribe {key} --mention <!subteam^S0ONCALL|oncall>")
     assert "COMPLETED" in reply["text"] and "no further updates" in reply["text"]
     sub = env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
-    assert sub is not None and sub.mention == "<!here>"
+    assert sub is not None and sub.mention == "<!subteam^S0ONCALL|oncall>"
     assert env.service.poller.watched == 0  # nothing left to poll
 
 

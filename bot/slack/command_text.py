@@ -29,7 +29,7 @@ EVENT_FILTERS = tuple(EventsFilter)
 
 USAGE: dict[str, str] = {
     "subscribe": "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
-    "[--mention <@U…>|<!subteam^…>|@here] [--events all|status|failures]",
+    "[--mention <@U…>|<!subteam^…>] [--events all|status|failures]",
     "unsubscribe": "/mathfi unsubscribe <trainingJobKey>|all",
     "list": "/mathfi list [page]",
     "status": "/mathfi status <trainingJobKey>",
@@ -169,8 +169,12 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-def parse_command(text: str) -> Command:
-    """Parse the slash-command text (as Slack sends it) into a `Command`."""
+def parse_command(text: str, *, allow_broadcast: bool = False) -> Command:
+    """Parse the slash-command text (as Slack sends it) into a `Command`.
+
+    `--mention @here` / `@channel` / `@everyone` would let any member make the bot ping the
+    whole channel, around the workspace's own rule about who may: refused unless the
+    operator allows it (`ALLOW_BROADCAST_MENTIONS`)."""
     if len(text) > MAX_TEXT_LENGTH:
         raise CommandError("That command is too long")
     tokens = _tokenize(text)
@@ -179,7 +183,16 @@ def parse_command(text: str) -> Command:
     handler = _HANDLERS.get(tokens[0].lower())
     if handler is None:
         raise _unknown_command(tokens[0])
-    return handler(tokens[1:])
+    command = handler(tokens[1:])
+    if isinstance(command, Subscribe) and command.mention in BROADCAST_MENTIONS:
+        if not allow_broadcast:
+            raise CommandError(
+                f"`--mention {command.mention}` would ping everyone in the channel, and this "
+                "bot is set not to. Mention a person or a user group instead (ask the bot's "
+                "operator about ALLOW_BROADCAST_MENTIONS).",
+                USAGE["subscribe"],
+            )
+    return command
 
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))
@@ -315,7 +328,10 @@ def _min_improvement(text: str) -> float:
 
 _LABEL = r"(?:\|[^<>|\x00-\x1f\x7f]{0,80})?"
 _PERSON_OR_GROUP = re.compile(rf"<@[UW][A-Z0-9]+{_LABEL}>|<!subteam\^S[A-Z0-9]+{_LABEL}>")
-_BROADCAST = re.compile(rf"<!(here|channel){_LABEL}>|@(here|channel)", re.IGNORECASE)
+_BROADCAST = re.compile(
+    rf"<!(here|channel|everyone){_LABEL}>|@(here|channel|everyone)", re.IGNORECASE
+)
+BROADCAST_MENTIONS = frozenset({"<!here>", "<!channel>", "<!everyone>"})
 
 
 def _mention(text: str) -> str:
@@ -326,7 +342,7 @@ def _mention(text: str) -> str:
         return f"<!{(broadcast.group(1) or broadcast.group(2)).lower()}>"
     raise CommandError(
         "`--mention` takes @someone or @a-group picked from autocomplete (sent as &lt;@U…&gt; "
-        f"or &lt;!subteam^…&gt;), @here or @channel; not {_echo(text)}.",
+        f"or &lt;!subteam^…&gt;); not {_echo(text)}.",
         USAGE["subscribe"],
     )
 
