@@ -184,14 +184,15 @@ def parse_command(text: str, *, allow_broadcast: bool = False) -> Command:
     if handler is None:
         raise _unknown_command(tokens[0])
     command = handler(tokens[1:])
-    if isinstance(command, Subscribe) and command.mention in BROADCAST_MENTIONS:
-        if not allow_broadcast:
-            raise CommandError(
-                f"`--mention {command.mention}` would ping everyone in the channel, and this "
-                "bot is set not to. Mention a person or a user group instead (ask the bot's "
-                "operator about ALLOW_BROADCAST_MENTIONS).",
-                USAGE["subscribe"],
-            )
+    broadcast = isinstance(command, Subscribe) and command.mention in BROADCAST_MENTIONS
+    if broadcast and not allow_broadcast:
+        assert isinstance(command, Subscribe)
+        raise CommandError(
+            f"`--mention {command.mention}` would ping everyone in the channel, and this "
+            "bot is set not to. Mention a person or a user group instead (ask the bot's "
+            "operator about ALLOW_BROADCAST_MENTIONS).",
+            USAGE["subscribe"],
+        )
     return command
 
 
