@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     # --- tuning knobs (sensible defaults; documented in .env.example) ---
     slack_command: str = Field("/mathfi", description="Name of the slash command")
+    slack_timeout: int = Field(
+        10, ge=1, description="Seconds before a Slack Web API call times out (whole seconds)"
+    )
     mathfi_timeout: float = Field(
         10.0, gt=0, description="Seconds before a MathFi request times out"
     )

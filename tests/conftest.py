@@ -55,6 +55,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The benchmark smoke runs (seconds each) that `make test-fast` leaves out; the rest of
+# tests/test_bench_smoke.py (the hot-path unit tests) stays in the fast loop.
+BENCH_SMOKE = {
+    "test_poll_scale_runs_every_phase",
+    "test_latency_measures_every_change",
+    "test_ceiling_runs_alone",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name == "test_bench_smoke.py" and item.name in BENCH_SMOKE:
+            item.add_marker(pytest.mark.bench_smoke)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """No silent skips: a test that skips (rather than being deselected) fails."""
