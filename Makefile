@@ -3,15 +3,40 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint typecheck pytest coverage mutation demo run clean
+.PHONY: install lock test test-fast lint typecheck pytest coverage mutation demo run clean
+
+# Dependencies come from the hashed lock files (pip-tools), never straight from PyPI's newest:
+# requirements.lock (runtime, used by the Dockerfile) and requirements-dev.lock (runtime + dev,
+# used here and by CI). Both are generated from pyproject.toml by `make lock`.
+DEV_LOCK := requirements-dev.lock
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --all-build-deps \
+	--no-emit-index-url --no-emit-find-links
+# `make lock UPGRADE=aiohttp` moves one package (or several, space-separated) to its newest
+# allowed release; `make lock UPGRADE=all` moves every package; plain `make lock` only follows
+# pyproject.toml and keeps every other pin. The dev lock is constrained by the runtime lock, so
+# the image runs the very versions the tests ran with.
+UPGRADE ?=
+ifeq ($(UPGRADE),all)
+LOCK_UPGRADE := --upgrade
+else
+LOCK_UPGRADE := $(foreach p,$(UPGRADE),--upgrade-package $(p))
+endif
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The venv's own pip installs the locked set (pip, setuptools and wheel are pinned there too);
+# the project itself goes in last, editable, without deps and without an unpinned build env.
+$(STAMP): $(DEV_LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+lock: $(STAMP)
+	$(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_UPGRADE) --output-file=requirements.lock pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra=dev --constraint=requirements.lock \
+		--output-file=$(DEV_LOCK) pyproject.toml
+	$(MAKE) install
 
 lint: install
 	$(BIN)/ruff check .

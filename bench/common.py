@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from bot.config import Settings
+from bot.core.events import EventsFilter
 from bot.core.models import Snapshot, TrainingJob, TrainingProgress
 from bot.mathfi.client import MathFiClient
 from bot.slack.commands import subscribe_snapshot
@@ -303,8 +304,9 @@ def subscribe(store: Store, snapshot: Snapshot, *, channel: str, next_poll_at: f
         user_id="U0BENCH",
         min_improvement=0.005,
         mention=None,
-        events="all",
+        events=EventsFilter.ALL,
         next_poll_at=next_poll_at,
+        now=time.time(),
     )
 
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from bot.app.startup import InstanceLocked
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import configure_logging
@@ -153,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as err:
         print(f"mathfi-bot: configuration error: {err}", file=sys.stderr)
+        return 2
+    except InstanceLocked as err:
+        print(f"mathfi-bot: {err}", file=sys.stderr)
         return 2
     except StoreUnavailable as err:
         print(f"mathfi-bot: the database (DATABASE_PATH) cannot be used: {err}", file=sys.stderr)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -20,6 +22,14 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         case_sensitive=False,
+        # `inf` and `nan` parse as floats; no setting here means anything by them (an
+        # infinite POLL_INTERVAL polled a job twice, then never again).
+        allow_inf_nan=False,
+    )
+
+    # A tuning knob, declared first because the check of MATHFI_BASE_URL reads it.
+    mathfi_allow_http: bool = Field(
+        False, description="Allow a plain http:// MATHFI_BASE_URL on a host that is not loopback"
     )
 
     # --- DESIGN.md interface contract ---
@@ -73,8 +83,18 @@ class Settings(BaseSettings):
     mathfi_max_retries: int = Field(
         4, ge=0, description="Retries of a failed MathFi request (connection, 5xx, 429)"
     )
+    mathfi_max_body: Annotated[ByteSize, Field(ge=1000)] = Field(
+        "4MB",
+        validate_default=True,
+        description="Largest MathFi answer read, in bytes or with a unit (`4MB`, `512KB`, `4MiB`)",
+    )
     poll_concurrency: int = Field(50, ge=1, description="Most job polls in flight at once")
     subscription_limit: int = Field(200, ge=1, description="Most subscriptions per channel")
+    standby: bool = Field(
+        False,
+        description="When another mathfi-bot holds DATABASE_PATH: wait as a standby and take "
+        "over when it stops (default: refuse to start)",
+    )
     stale_after: float = Field(
         120.0, gt=0, description="/healthz answers 503 when a loop has not ticked for this long"
     )
@@ -88,15 +108,35 @@ class Settings(BaseSettings):
 
     @field_validator("mathfi_base_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
+    def _https_unless_loopback(cls, value: str, info: ValidationInfo) -> str:
+        """https, or http on a loopback host, or http anywhere with MATHFI_ALLOW_HTTP."""
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if not urlsplit(value).hostname:
+            raise ValueError("has no host")
+        plain = value.startswith("http://")
+        if plain and not is_loopback(value) and not info.data.get("mathfi_allow_http", False):
+            raise ValueError(
+                "must be https:// unless the host is loopback "
+                "(set MATHFI_ALLOW_HTTP=true to allow plain http)"
+            )
         return value.rstrip("/")
 
     @field_validator("slack_command")
     @classmethod
     def _command_shape(cls, value: str) -> str:
         return value if value.startswith("/") else "/" + value
+
+
+def is_loopback(url: str) -> bool:
+    """Whether the URL's host is this machine: localhost, 127.0.0.0/8 or ::1."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -108,4 +148,5 @@ def load_settings(**overrides: Any) -> Settings:
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         if first["type"] == "missing":
             raise ConfigError(f"{name} is not set (see .env.example)") from None
-        raise ConfigError(f"{name} is invalid: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name} is invalid: {message}") from None

@@ -8,8 +8,9 @@ Kinds: "status" (answer `status`, with a `Retry-After: retry_after` header when 
 `body` as JSON when given, else an empty body), "latency" (sleep `seconds`, then answer
 normally), "malformed" (200 with a body that is not JSON), "body" (200 with `body` as JSON,
 written with `NaN`/`Infinity` as bare tokens; a `str` body is sent verbatim), "drop" (abort
-the connection without an answer). Note that aiohttp's client silently retries an
-idempotent request once after a dropped connection, so `count=1` may go unnoticed there.
+the connection without an answer), "lost" (handle the request normally, so a POST acts,
+then abort the connection: the answer is lost). Note that aiohttp's client silently retries
+an idempotent request once after a dropped connection, so `count=1` may go unnoticed there.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-FAULT_KINDS = frozenset({"status", "latency", "malformed", "body", "drop"})
+FAULT_KINDS = frozenset({"status", "latency", "malformed", "body", "drop", "lost"})
 MALFORMED_BODY = '{"status": "RUNNING", "jobs": [{"algorithm": "BSEV01", "latestPerf'
 CONTROL_PREFIX = "/_sim/"
 
@@ -131,9 +132,7 @@ async def apply_fault(fault: Fault, request: web.Request) -> web.StreamResponse 
         await asyncio.sleep(fault.seconds)
         return None
     if fault.kind == "drop":
-        if request.transport is not None:
-            request.transport.abort()
-        return web.Response(status=500)  # never reaches the client: the socket is gone
+        return _abort(request)
     if fault.kind == "malformed":
         return web.Response(text=MALFORMED_BODY, content_type="application/json")
     if fault.kind == "body":
@@ -149,6 +148,12 @@ async def apply_fault(fault: Fault, request: web.Request) -> web.StreamResponse 
     )
 
 
+def _abort(request: web.Request) -> web.StreamResponse:
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)  # never reaches the client: the socket is gone
+
+
 def fault_middleware(book: FaultBook) -> Middleware:
     """Middleware that answers with the first matching fault of `book`."""
 
@@ -156,6 +161,9 @@ def fault_middleware(book: FaultBook) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(CONTROL_PREFIX):
             fault = book.take(request.method, request.path)
+            if fault is not None and fault.kind == "lost":
+                await handler(request)  # acted on...
+                return _abort(request)  # ... and the answer never leaves
             if fault is not None:
                 response = await apply_fault(fault, request)
                 if response is not None:

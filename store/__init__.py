@@ -1,5 +1,10 @@
-"""Everything that touches SQLite. Imports nothing from `bot`."""
+"""Everything that touches SQLite. Imports nothing from `bot`.
 
+`Store` (synchronous, used from the thread that opened it) and `AsyncStore` (the same
+methods, run on the store's own thread and awaited from the event loop).
+"""
+
+from store.async_store import AsyncStore
 from store.db import Store
 from store.records import (
     Card,
@@ -7,19 +12,24 @@ from store.records import (
     JobRecord,
     NewOutboxRow,
     OutboxRow,
+    StoreError,
     StoreUnavailable,
     Subscription,
+    SubscriptionLimitReached,
     SubscriptionView,
 )
 
 __all__ = [
+    "AsyncStore",
     "Card",
     "HistoryPoint",
     "JobRecord",
     "NewOutboxRow",
     "OutboxRow",
     "Store",
+    "StoreError",
     "StoreUnavailable",
     "Subscription",
+    "SubscriptionLimitReached",
     "SubscriptionView",
 ]

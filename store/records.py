@@ -7,14 +7,29 @@ order) and a `from_row` that turns one tuple of that SELECT into the record.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 
-class StoreUnavailable(Exception):
+class StoreError(Exception):
+    """Base of what the store raises."""
+
+
+class StoreUnavailable(StoreError):
     """SQLite refused a read or a write: locked, read-only, disk full, closed.
 
-    The message is SQLite's own, on one line (e.g. "database is locked").
+    The message is SQLite's own, on one line (e.g. "database is locked"), or the store's
+    when it never reached SQLite ("cannot create ...", "the store is closed").
     """
+
+
+class SubscriptionLimitReached(StoreError):
+    """`subscribe` refused a new subscription: the channel's or the whole store's count of
+    active subscriptions is at its limit. Nothing was written."""
+
+    def __init__(self, *, scope: Literal["channel", "global"], limit: int) -> None:
+        super().__init__(f"{scope} subscription limit reached ({limit})")
+        self.scope: Literal["channel", "global"] = scope
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import pytest
 
 from bench import ceiling, latency, poll_scale
 from bench.common import percentile, spread
-from bot.engine.poller import GroupCommit
+from bot.engine.group_commit import GroupCommit
 from store import HistoryPoint, NewOutboxRow, Store, StoreUnavailable
 from store.db import PRUNE_EVERY, PollRecord
 from tests.conftest import Env

@@ -85,9 +85,23 @@ VALID: list[tuple[str, Command]] = [
     # list, status, unmute
     ("list", ListSubs()),
     ("LIST ", ListSubs()),
+    ("list 2", ListSubs(page=2)),
+    ("list 002", ListSubs(page=2)),
     (f"status {KEY}", Status(key=KEY)),
     (f"status\t{UPPER}", Status(key=KEY)),
     (f"unmute {KEY}", Unmute(key=KEY)),
+    # a key pasted the way the help writes it, escaped by Slack, as code, or quoted
+    (f"status <{KEY}>", Status(key=KEY)),
+    (f"status &lt;{KEY}&gt;", Status(key=KEY)),
+    (f"status `{KEY}`", Status(key=KEY)),
+    (f"status ```{KEY}```", Status(key=KEY)),
+    (f"status `<{UPPER}>`", Status(key=KEY)),
+    (f'status "{KEY}"', Status(key=KEY)),
+    (f"status \u201c{KEY}\u201d", Status(key=KEY)),
+    (f"subscribe &lt;{KEY}&gt; --events status", sub(events="status")),
+    (f"unsubscribe `{KEY}`", Unsubscribe(key=KEY, all=False)),
+    ("unsubscribe `all`", Unsubscribe(key=None, all=True)),
+    (f"mute <{KEY}> 2h", Mute(key=KEY, seconds=7200)),
     # mute
     (f"mute {KEY} 30m", Mute(key=KEY, seconds=1800)),
     (f"mute {KEY} 2h", Mute(key=KEY, seconds=7200)),
@@ -132,7 +146,11 @@ INVALID: list[tuple[str, str, str | None]] = [
         None,
     ),
     ("help me", "Unexpected argument `me`.", USAGE["help"]),
-    ("list all", "Unexpected argument `all`.", USAGE["list"]),
+    ("list all", "`all` is not a page number (e.g. `list 2`).", USAGE["list"]),
+    ("list 0", "`0` is not a page number (e.g. `list 2`).", USAGE["list"]),
+    ("list -1", "`-1` is not a page number (e.g. `list 2`).", USAGE["list"]),
+    ("list 1001", "`1001` is not a page number (e.g. `list 2`).", USAGE["list"]),
+    ("list 2 3", "Unexpected argument `3`.", USAGE["list"]),
     ("subscribe", "Missing the training job key.", SUB),
     ("subscribe --events all", "Missing the training job key.", SUB),
     ("subscribe xyz", f"`xyz` {NOT_A_KEY}", SUB),
@@ -144,6 +162,8 @@ INVALID: list[tuple[str, str, str | None]] = [
     ("subscribe a\x00b", f"`a?b` {NOT_A_KEY}", SUB),
     (f"subscribe {KEY}0", f"`{KEY}0` {NOT_A_KEY}", SUB),
     (f"subscribe {{{KEY}}}", f"`{{{KEY}}}` {NOT_A_KEY}", SUB),
+    (f"subscribe <{KEY}", f"`&lt;{KEY}` {NOT_A_KEY}", SUB),  # unbalanced: not unwrapped
+    (f"subscribe `{KEY}>", f"`'{KEY}…` {NOT_A_KEY}", SUB),
     (f"subscribe {KEY} {KEY}", f"Unexpected argument `{KEY}`.", SUB),
     (
         f"subscribe {KEY} --mentoin @here",
@@ -265,6 +285,23 @@ def test_parse_duration_rejects(text: str) -> None:
     [(0, "0s"), (1, "1s"), (90, "1m30s"), (5400, "1h30m"), (86400, "1d"), (90061, "1d1h1m1s")],
 )
 def test_format_duration(seconds: int, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (7199.999999, "2h"),  # `mute … 2h` answered "1h59m59s"
+        (3599.9996, "1h"),  # the Mute 1 h button answered "59m59s"
+        (93783.9999, "1d2h3m4s"),  # `list` showed 1d2h3m3s
+        (7200.4, "2h"),
+        (89.5, "1m30s"),
+        (0.2, "0s"),
+    ],
+)
+def test_format_duration_rounds_a_remaining_time_to_the_nearest_second(
+    seconds: float, text: str
+) -> None:
     assert format_duration(seconds) == text
 
 

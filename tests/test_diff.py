@@ -403,12 +403,15 @@ def test_filter_rejects_unknown_filter() -> None:
 @pytest.mark.parametrize(
     ("events", "expected"),
     [
-        (ALL, K.CHAMPION),
+        (ALL, K.JOB_STATUS),  # the job FAILED: an alert heads even the champion
+        ([CHAMP, TO_RUNNING, DOWN], K.CHAMPION),
+        ([TO_RUNNING, DOWN], K.UNREACHABLE),  # losing the job is an alert
         ([ALGO, BEST, TO_RUNNING], K.JOB_STATUS),
         ([UP, DOWN, WATCH], K.UNREACHABLE),
         ([WATCH, UP], K.RECOVERED),
         ([ALGO, BEST], K.NEW_BEST),
-        ([WATCH, ALGO], K.ALGORITHM_STATUS),
+        ([ALGO, WATCH], K.WATCH_STARTED),
+        ([ALGO], K.ALGORITHM_STATUS),
         ([WATCH], K.WATCH_STARTED),
     ],
 )

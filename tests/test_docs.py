@@ -32,7 +32,9 @@ def test_env_example_defaults_match_the_code() -> None:
         if value == "" or field.is_required():
             continue
         default = field.default
-        if isinstance(default, Path):
+        if isinstance(default, bool):
+            assert value.lower() == str(default).lower(), name
+        elif isinstance(default, Path):
             assert Path(value) == default, name
         elif isinstance(default, float):
             assert float(value) == default, name

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 
 from bot.core.models import Snapshot
+from bot.core.notification import read_notification
 from simulator.faults import Fault
 from tests.conftest import Env
 from tests.scripts import CHAMPION_TRAINING, LIFECYCLE, payload
@@ -160,3 +162,33 @@ async def test_muted_subscription_still_gets_the_final_status(env: Env) -> None:
     kinds = [r.kind for r in env.service.store.rows_in_state("sent")]
     assert "new_best" not in kinds
     assert "champion" in kinds
+
+
+async def test_unreachable_and_recovered_rows_are_versioned_notifications(env: Env) -> None:
+    key = env.sim.script_job([LIFECYCLE[1], LIFECYCLE[2]])
+    await subscribe(env, key, channel="C1")
+    await subscribe(env, key, channel="C2", extra="--events failures")
+    await env.cycle()
+    version = env.service.store.get_job(key).version  # type: ignore[union-attr]
+    env.sim.add_fault(Fault(kind="status", status=503, path_prefix=f"/api/v1/training/{key}"))
+    for _ in range(12):
+        await env.cycle(10.0)
+    env.sim.clear_faults()
+    for _ in range(20):
+        await env.cycle(10.0)
+    rows = [r for r in env.service.store.rows_in_state("sent") if r.kind != "watch_started"]
+    told = {
+        (r.channel_id, r.kind): read_notification(
+            r.payload, channel_id="", job_key="", kind="", dedupe_key=""
+        )
+        for r in rows
+    }
+    subs = {c: env.service.store.get_subscription(channel_id=c, job_key=key) for c in ("C1", "C2")}
+    for channel in ("C1", "C2"):  # --events failures hears both as well
+        lost = told[(channel, "unreachable")]
+        assert lost.dedupe_key == f"{key}:v{version}:unreachable:{channel}"
+        assert lost.subscription_id == subs[channel].id  # type: ignore[union-attr]
+        back = told[(channel, "recovered")]
+        assert back.dedupe_key == f"{key}:v{version + 1}:{channel}"
+        assert back.events[0].kind.value == "recovered" and back.snapshot is not None
+    assert all(json.loads(r.payload)["schema_version"] == 1 for r in rows)

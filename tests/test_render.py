@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import Block
 
 from bot.core.events import Event, EventKind
 from bot.core.models import (
+    TERMINAL_STATUSES,
     TRAINING_STATUSES,
     AlgorithmProgress,
     Snapshot,
@@ -166,7 +167,6 @@ def test_card_of_the_reference_payload_states_the_key_facts() -> None:
         "0.85",
         "0.9200 by `BSEV02`",
         MODEL,
-        "last improvement 4 min ago",
     ):
         assert fact in body
     assert "▰▰▰▰▰▰▰▰▰▰ 100%" in body
@@ -238,13 +238,58 @@ def test_progress_bar_and_missing_numbers() -> None:
     ],
 )
 def test_time_since_last_improvement(seconds: float, expected: str) -> None:
+    """A running job: Slack's `{ago}` keeps the age true between edits; the fallback is the
+    age at drawing time."""
     message = render_card(snapshot(), now=NOW, last_improvement_at=NOW - seconds)
-    assert f"last improvement {expected}" in everything(message)
+    at = int(NOW - max(seconds, 0))
+    assert f"last improvement <!date^{at}^{{ago}}|{expected}>" in everything(message)
 
 
-def test_muted_card_says_so() -> None:
-    assert "🔕 muted" in everything(render_card(snapshot(), now=NOW, muted=True))
-    assert "🔕" not in everything(render_card(snapshot(), now=NOW))
+def test_a_finished_card_dates_its_last_improvement_instead_of_an_age() -> None:
+    """Issue 19: the final card kept "last improvement 0 s ago" for good."""
+    for status in ("COMPLETED", "FAILED", "CANCELLED"):
+        message = render_card(snapshot(status), now=NOW, last_improvement_at=NOW - 0.4)
+        body = everything(message)
+        assert " ago" not in body and "{ago}" not in body
+        stamp = "2023-11-14 22:13 UTC"
+        expected = f"last improvement <!date^{int(NOW - 0.4)}^{{date_short_pretty}} {{time}}|"
+        assert expected + stamp + ">" in body
+
+
+def test_a_change_less_than_a_second_old_is_just_now() -> None:
+    message = render_card(snapshot(), now=NOW, last_improvement_at=NOW - 0.4)
+    assert "|just now>" in everything(message) and "0 s ago" not in everything(message)
+
+
+def muted_line(message: Message) -> str | None:
+    found = [t for t in texts(message) if "🔕" in t]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_a_muted_card_says_until_when() -> None:
+    until = NOW + 3600
+    line = muted_line(render_card(snapshot(), now=NOW, muted_until=until))
+    assert line == (
+        f"🔕 muted until <!date^{int(until)}^{{date_short_pretty}} {{time}}|2023-11-14 23:13 UTC>"
+        ": only terminal statuses are posted"
+    )
+    assert muted_line(render_card(snapshot(), now=NOW)) is None
+
+
+def test_a_mute_that_has_ended_is_not_on_the_card() -> None:
+    """Issue 19: the card kept "🔕 muted" after the mute ended. Drawn after the end, no line;
+    drawn before it, the line names the end, so it stays true until the next edit."""
+    until = NOW - 1
+    assert muted_line(render_card(snapshot(), now=NOW, muted_until=until)) is None
+    assert muted_line(render_card(snapshot(), now=NOW, muted_until=NOW)) is None
+
+
+@pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES))
+def test_a_job_that_finished_while_muted_shows_no_mute(status: str) -> None:
+    """The final card is drawn while the mute lasts, and is never redrawn."""
+    message = render_card(snapshot(status), now=NOW, muted_until=NOW + 86400)
+    assert muted_line(message) is None
 
 
 def test_history_replaces_recent_performances() -> None:
@@ -479,12 +524,13 @@ PROPERTY_SETTINGS = settings(
     snap=snapshots,
     now=st.floats(0, 4e9),
     since=st.none() | st.floats(0, 4e9),
-    muted=st.booleans(),
+    muted_until=st.none() | st.floats(allow_nan=True, allow_infinity=True),
 )
 def test_any_snapshot_renders_within_limits(
-    snap: Snapshot, now: float, since: float | None, muted: bool
+    snap: Snapshot, now: float, since: float | None, muted_until: float | None
 ) -> None:
-    assert_valid(render_card(snap, now=now, last_improvement_at=since, muted=muted))
+    message = render_card(snap, now=now, last_improvement_at=since, muted_until=muted_until)
+    assert_valid(message)
     assert_valid(render_status(snap, now=now))
 
 

@@ -1,12 +1,14 @@
 """The sender against the Slack sink over real HTTP: nothing lost, nothing doubled.
 
 Each test drives `Sender.tick()` on the manual clock; outbox rows are enqueued the way the
-poller enqueues them (`notification_payload`), so what is under test is delivery alone.
+poller enqueues them (a `Notification` as an outbox row), so what is under test is delivery
+alone.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import uuid
 from typing import Any
@@ -15,8 +17,11 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.diff import headline_kind
 from bot.core.events import Event, EventKind
-from bot.engine.poller import notification_payload
+from bot.core.models import Snapshot
+from bot.core.notification import Notification, read_notification
+from bot.engine.jobs import outbox_row
 from bot.metrics import Metrics
 from bot.slack.sender import Sender, SenderConfig
 from simulator.slack import SinkMessage, SlackFault
@@ -66,13 +71,20 @@ def algorithm_failed(key: str) -> Event:
 
 def enqueue(env: Env, channel: str, *events: Event, mention: str | None = None) -> int:
     """One notification row, as the poller writes it; returns its outbox id."""
-    row = NewOutboxRow(
-        dedupe_key=f"test:{uuid.uuid4()}",
+    notification = Notification(
         channel_id=channel,
         job_key=events[0].job_key,
-        kind=events[0].kind.value,
-        payload=notification_payload(list(events), version=1, mention=mention),
+        subscription_id=None,
+        events=events,
+        snapshot=None,
+        headline=headline_kind(events),
+        mention=mention,
+        dedupe_key=f"test:{uuid.uuid4()}",
     )
+    return enqueue_row(env, outbox_row(notification))
+
+
+def enqueue_row(env: Env, row: NewOutboxRow) -> int:
     assert env.service.store.enqueue([row]) == 1
     pending = env.service.store.rows_in_state("pending")
     return next(r.id for r in pending if r.dedupe_key == row.dedupe_key)
@@ -267,7 +279,7 @@ async def test_restart_reconciles_a_card_left_sending(env: Env, reached_slack: b
         }
         await env.service.slack.chat_postMessage(channel="C1", text="card", metadata=metadata)
     sender = fresh_sender(env)
-    assert await sender.reconcile() == 1
+    assert sender.reconcile() == 1
     await tick(env, sender)
     (card,) = env.sink.top_level("C1")
     assert outbox(env, row.id).state == "sent" and outbox(env, row.id).slack_ts == card.ts
@@ -284,10 +296,18 @@ async def test_restart_reconciles_a_reply_left_sending(env: Env, reached_slack: 
     row_id = enqueue(env, "C1", best(key, 0.75))
     env.service.store.mark_sending(row_id)
     if reached_slack:  # the post went out; the process died before mark_sent
-        await env.service.sender._post_row(outbox(env, row_id))
+        row = outbox(env, row_id)
+        notification = read_notification(
+            row.payload,
+            channel_id=row.channel_id,
+            job_key=row.job_key,
+            kind=row.kind,
+            dedupe_key=row.dedupe_key,
+        )
+        await env.service.sender._rows._post_row(row, notification)
     assert note_ids(env, "C1") == ([row_id] if reached_slack else [])
     sender = fresh_sender(env)
-    assert await sender.reconcile() == 1
+    assert sender.reconcile() == 1
     await drain(env, sender)
     assert note_ids(env, "C1") == [row_id]
     assert outbox(env, row_id).state == "sent"
@@ -350,6 +370,58 @@ async def test_unrenderable_row_is_dropped_and_does_not_block_its_channel(env: E
     (dead,) = env.service.store.rows_in_state("dead")
     assert dead.dedupe_key == "test:broken" and (dead.last_error or "").startswith("unrenderable")
     assert note_ids(env, "C1") == [after]
+
+
+def legacy_payload(
+    events: list[Event], *, version: int, mention: str | None, snapshot: Snapshot | None
+) -> str:
+    """An outbox payload as the poller wrote it before the outbox held versioned
+    notifications (`notification_payload`); a running deployment may still hold some."""
+    return json.dumps(
+        {
+            "version": version,
+            "mention": mention,
+            "events": [e.model_dump(mode="json", exclude_none=True) for e in events],
+            "snapshot": snapshot.model_dump(mode="json") if snapshot is not None else None,
+        },
+        sort_keys=True,
+    )
+
+
+async def test_rows_queued_before_the_upgrade_are_still_delivered(env: Env) -> None:
+    key = await watch(env, "C1")
+    await tick(env)
+    env.clock.advance(1.0)
+    seen = Snapshot(job_key=key, status="FAILED", target_performance=0.777)
+    reply = enqueue_row(
+        env,
+        NewOutboxRow(
+            dedupe_key=f"{key}:v7:C1",
+            channel_id="C1",
+            job_key=key,
+            kind="job_status",
+            payload=legacy_payload(
+                [job_status(key, "FAILED")], version=7, mention=ONCALL, snapshot=seen
+            ),
+        ),
+    )
+    card = enqueue_row(  # the old subscribe command's first card, for another channel
+        env,
+        NewOutboxRow(
+            dedupe_key=f"{key}:watch:C2:1.000000:abcd",
+            channel_id="C2",
+            job_key=key,
+            kind="watch_started",
+            payload='{"events": []}',
+        ),
+    )
+    await drain(env)
+    assert outbox(env, reply).state == "sent" and outbox(env, card).state == "sent"
+    (posted,) = env.sink.replies("C1", env.sink.top_level("C1")[0].ts)
+    assert posted.text.startswith(f"{ONCALL} ") and posted.reply_broadcast
+    assert "target 0.777" in str(posted.blocks)  # drawn from the snapshot the row carries
+    (c2_card,) = env.sink.top_level("C2")
+    assert outbox(env, card).slack_ts == c2_card.ts
 
 
 # ----------------------------------------------------------------------------- pacing and edits

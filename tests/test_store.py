@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from store import HistoryPoint, NewOutboxRow, Store, StoreUnavailable, Subscription
+from store import (
+    HistoryPoint,
+    NewOutboxRow,
+    Store,
+    StoreUnavailable,
+    Subscription,
+    SubscriptionLimitReached,
+)
 from store.migrations import MIGRATIONS
 
 
@@ -96,6 +106,30 @@ def test_open_creates_dir_wal_and_reopens_idempotently(db_path: Path, clock: Man
     assert applied == [(number, 1000.0) for number, _ in MIGRATIONS]
     assert second.get_subscription(channel_id="C1", job_key="J1") is not None
     second.close()
+
+
+def test_database_and_the_folders_it_creates_are_owner_only(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    path = shared / "data" / "nested" / "bot.db"
+    before = os.umask(0o022)
+    try:
+        opened = Store(path, clock=clock)
+        subscribe(opened)  # the WAL and its index exist once something is written
+        try:
+            files = [path, path.with_name("bot.db-wal"), path.with_name("bot.db-shm")]
+            assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {
+                f.name: 0o600 for f in files
+            }
+            folders = [path.parent, path.parent.parent]
+            assert [stat.S_IMODE(f.stat().st_mode) for f in folders] == [0o700, 0o700]
+            assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # it existed: left alone
+        finally:
+            opened.close()
+    finally:
+        os.umask(before)
 
 
 # -- subscriptions ----------------------------------------------------------------------
@@ -441,3 +475,75 @@ def test_resubscribing_a_disabled_subscription_starts_afresh_with_a_card(store: 
     )
     assert created and again.delivering
     assert [r.dedupe_key for r in store.rows_in_state("pending")] == ["watch-again"]
+
+
+# -- options kept, limits -----------------------------------------------------------------
+
+
+def test_resubscribing_changes_only_the_options_given(store: Store) -> None:
+    subscribe(store, min_improvement=0.02, mention="<@U9>", events="failures")
+    again = subscribe(store, min_improvement=None, mention=None, events=None)
+    assert (again.min_improvement, again.mention, again.events) == (0.02, "<@U9>", "failures")
+    changed = subscribe(store, min_improvement=None, mention=None, events="status")
+    assert (changed.min_improvement, changed.mention, changed.events) == (0.02, "<@U9>", "status")
+    store.disable_channel(channel_id="C1", reason="not_in_channel")
+    back = subscribe(store, n=1, min_improvement=None, mention=None, events=None)
+    assert back.delivering and (back.min_improvement, back.mention) == (0.02, "<@U9>")
+    assert store.unsubscribe(channel_id="C1", job_key="J1")
+    fresh = subscribe(store, n=2, min_improvement=None, mention=None, events=None)
+    assert (fresh.min_improvement, fresh.mention, fresh.events) == (0.005, None, "all")
+
+
+def test_subscription_limits_refuse_before_writing_anything(store: Store) -> None:
+    subscribe(store, "C1", "J1", channel_limit=2)
+    subscribe(store, "C1", "J2", channel_limit=2)
+    with pytest.raises(SubscriptionLimitReached) as refused:
+        subscribe(store, "C1", "J3", channel_limit=2)
+    assert (refused.value.scope, refused.value.limit) == ("channel", 2)
+    assert store.get_job("J3") is None
+    assert [r.job_key for r in store.rows_in_state("pending")] == ["J1", "J2"]
+    subscribe(store, "C1", "J2", channel_limit=2, n=1)  # already active: not one more
+    subscribe(store, "C2", "J3", channel_limit=2)
+    with pytest.raises(SubscriptionLimitReached) as refused:
+        subscribe(store, "C3", "J3", channel_limit=2, global_limit=3)
+    assert (refused.value.scope, refused.value.limit) == ("global", 3)
+    store.unsubscribe(channel_id="C1", job_key="J1")
+    subscribe(store, "C3", "J3", channel_limit=2, global_limit=3)
+    assert store.count_all_active() == 3
+
+
+@pytest.mark.parametrize(
+    ("channels", "limits", "scope"),
+    [
+        (["C1"] * 10, {"channel_limit": 3}, "channel"),
+        ([f"C{n}" for n in range(10)], {"channel_limit": 3, "global_limit": 3}, "global"),
+    ],
+)
+def test_concurrent_subscribes_cannot_pass_a_limit(
+    db_path: Path, clock: ManualClock, channels: list[str], limits: dict[str, int], scope: str
+) -> None:
+    """Ten connections (as ten processes would) subscribe at once: three get in."""
+    Store(db_path, clock=clock).close()
+    start = threading.Barrier(len(channels))
+    outcomes: list[str] = []
+
+    def one(n: int, channel: str) -> None:
+        racer = Store(db_path, clock=clock, busy_timeout_ms=10_000)
+        try:
+            start.wait()
+            subscribe(racer, channel, f"J{n}", **limits)
+            outcomes.append("created")
+        except SubscriptionLimitReached as err:
+            outcomes.append(err.scope)
+        finally:
+            racer.close()
+
+    threads = [threading.Thread(target=one, args=(n, c)) for n, c in enumerate(channels)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == sorted(["created"] * 3 + [scope] * 7)
+    check = Store(db_path, clock=clock)
+    assert check.count_all_active() == 3
+    check.close()

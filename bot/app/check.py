@@ -94,7 +94,8 @@ async def check_slack(settings: Settings, session: aiohttp.ClientSession) -> Che
 def check_database(settings: Settings) -> Check:
     name = f"Database {settings.database_path}"
     try:
-        store = Store(settings.database_path)
+        # a running instance may hold the write lock for a moment: wait for it (no event loop here)
+        store = Store(settings.database_path, busy_timeout_ms=5000)
         try:
             ok = store.ping()
         finally:

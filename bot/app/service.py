@@ -3,6 +3,9 @@
 Our aiohttp application owns `POST /slack/events`, `GET /healthz` and `GET /metrics`; the
 poller and the sender are background loops started and cancelled with it. Socket Mode
 (bolt's aiohttp adapter) replaces `/slack/events` when SLACK_APP_TOKEN is set.
+
+Longer than 300 lines: the lifecycle, the bolt wiring and the three HTTP routes share
+the one `Service` object; start-up guards live in `bot.app.startup`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.app.replay import ReplayGuard
+from bot.app.startup import InstanceLock, InstanceLocked, check_writable
 from bot.config import Settings
 from bot.engine.poller import Poller, PollerConfig
 from bot.errors import ConfigError
@@ -71,6 +76,7 @@ class Service:
         """Open everything; `run_loops=False` leaves the poller and sender to be ticked by tests."""
         s = self.settings
         self.store = Store(s.database_path, clock=self.clock)
+        check_writable(s.database_path)  # a read-only file refuses the start, not /healthz
         # A backstop: each client also sets its own, shorter, per-request timeout.
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self.mathfi = MathFiClient.from_settings(s, session=self._session)
@@ -97,8 +103,10 @@ class Service:
             clock=self.clock,
         )
         self.bolt = self._build_bolt()
+        # Slack's timestamps are wall-clock time, whatever clock the loops run on.
+        self._replays = ReplayGuard(s.slack_signing_secret.get_secret_value(), clock=time.time)
         self.metrics.active_subscriptions.set(self.store.count_all_active())
-        await self.sender.reconcile()
+        self.sender.reconcile()
         if run_loops:
             self._tasks = [
                 asyncio.create_task(self.poller.run(), name="poller"),
@@ -250,11 +258,17 @@ class Service:
 
     async def _slack_events(self, request: web.Request) -> web.Response:
         if not self.accepting:
-            return web.json_response({"error": "shutting down"}, status=503)
+            state = "starting" if not hasattr(self, "bolt") else "shutting down"
+            return web.json_response({"error": state}, status=503)
+        if self._replays.is_replay(await request.read(), request.headers):
+            log.warning("refused a replayed Slack request (same timestamp and signature)")
+            return web.json_response({"error": "replayed request"}, status=401)
         bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 
     def health(self) -> tuple[int, dict[str, Any]]:
+        if not hasattr(self, "sender"):  # the port is bound before start() has run
+            return 503, {"status": "starting", "accepting_commands": False}
         now = self.clock()
         stale = self.settings.stale_after
         ages = {
@@ -291,8 +305,9 @@ class Service:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         try:
-            counts = self.store.outbox_counts()
-            self.metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
+            if hasattr(self, "sender"):
+                counts = self.store.outbox_counts()
+                self.metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
         except StoreUnavailable:
             pass
         return web.Response(
@@ -349,12 +364,28 @@ async def _within(awaitable: Awaitable[Any], seconds: float) -> None:
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
-    """Run until `stop` is set: the HTTP server plus the loops."""
+    """Run until `stop` is set: the HTTP server plus the loops.
+
+    The order is the point: first the database's instance lock (or, with STANDBY, wait for
+    it), then the port, and only then the store, the crash reconciliation and the loops,
+    so a second instance or a taken port exits before it has polled or posted anything.
+    """
+    lock = InstanceLock(settings.database_path)
+    if not lock.try_acquire():
+        if not settings.standby:
+            raise InstanceLocked(settings.database_path, lock.holder())
+        log.info(
+            "standby: another mathfi-bot holds %s (pid %s); taking over when it stops",
+            settings.database_path,
+            lock.holder(),
+        )
+        if not await lock.wait_for(stop):
+            log.info("stopped while standing by")
+            return
+        log.info("the other mathfi-bot stopped; taking over %s", settings.database_path)
     service = Service(settings)
-    runner: web.AppRunner | None = None
+    runner = web.AppRunner(service.web_app(), access_log=None)
     try:
-        await service.start()
-        runner = web.AppRunner(service.web_app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
@@ -363,9 +394,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
             settings.http_host,
             runner.addresses[0][1],  # the bound port, also when HTTP_PORT is 0
         )
+        await service.start()
         await stop.wait()
         log.info("shutting down")
     finally:
-        await service.stop(grace=9.0)
-        if runner is not None:
+        try:
+            await service.stop(grace=9.0)
             await runner.cleanup()
+        finally:
+            lock.release()  # last: the next instance starts on a quiet database

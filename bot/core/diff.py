@@ -3,6 +3,10 @@
 Within one diff the events come in this order: the job's status change, each algorithm's
 status change (in the current snapshot's order), then either the new best performance or,
 when the job has just reached COMPLETED, the champion (which states the best itself).
+
+Also here, because they decide what a subscription makes of those events: the `--events`
+filter and the mute (`filter_for_subscription`) and which event heads the reply
+(`headline_rank`, the one ranking the outbox row's kind and the rendered reply share).
 """
 
 from __future__ import annotations
@@ -11,23 +15,24 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.core.events import STATUS_KINDS, Event, EventKind
+from bot.core.events import STATUS_KINDS, Event, EventKind, EventsFilter, is_alert
 from bot.core.models import ALERT_STATUSES, COMPLETED, AlgorithmProgress, Snapshot, is_terminal
 
 # Float noise must not hide an improvement of exactly `min_improvement`; a new best
 # is always strictly higher than the reference, even with `min_improvement=0`.
 _EPSILON = 1e-9
 
-_HEADLINE_ORDER = (
-    EventKind.CHAMPION,
-    EventKind.JOB_STATUS,
-    EventKind.UNREACHABLE,
-    EventKind.RECOVERED,
-    EventKind.NEW_BEST,
-    EventKind.ALGORITHM_STATUS,
-    EventKind.WATCH_STARTED,
-)
-EVENT_FILTERS = ("all", "status", "failures")
+# Which event of a poll heads its reply: lower first; ties keep the diff's order. A job
+# that failed (or cannot be reached) is an alert and outranks everything else.
+_HEADLINE_RANK = {
+    EventKind.CHAMPION: 0,
+    EventKind.UNREACHABLE: 1,
+    EventKind.JOB_STATUS: 2,
+    EventKind.RECOVERED: 3,
+    EventKind.NEW_BEST: 4,
+    EventKind.WATCH_STARTED: 5,
+    EventKind.ALGORITHM_STATUS: 6,
+}
 
 
 @dataclass(frozen=True)
@@ -142,17 +147,15 @@ def job_recovered(job_key: str) -> Event:
     return Event(kind=EventKind.RECOVERED, job_key=job_key)
 
 
-def _passes_filter(event: Event, events_filter: str) -> bool:
-    if events_filter == "all":
+def _passes_filter(event: Event, events_filter: EventsFilter) -> bool:
+    if events_filter is EventsFilter.ALL:
         return True
-    if events_filter == "status":
+    if events_filter is EventsFilter.STATUS:
         return event.kind in STATUS_KINDS
-    if events_filter == "failures":
-        if event.kind is EventKind.JOB_STATUS:
-            return event.new_status in ALERT_STATUSES
-        # whoever was told a job is unreachable is told when it is back
-        return event.kind in (EventKind.UNREACHABLE, EventKind.RECOVERED, EventKind.WATCH_STARTED)
-    raise ValueError(f"unknown events filter {events_filter!r}; expected one of {EVENT_FILTERS}")
+    if event.kind is EventKind.JOB_STATUS:  # EventsFilter.FAILURES
+        return event.new_status in ALERT_STATUSES
+    # whoever was told a job is unreachable is told when it is back
+    return event.kind in (EventKind.UNREACHABLE, EventKind.RECOVERED, EventKind.WATCH_STARTED)
 
 
 def _passes_mute(event: Event) -> bool:
@@ -169,24 +172,36 @@ def _passes_mute(event: Event) -> bool:
 
 
 def filter_for_subscription(
-    events: Sequence[Event], *, events_filter: str, muted_until: float | None, now: float
+    events: Sequence[Event],
+    *,
+    events_filter: EventsFilter | str,
+    muted_until: float | None,
+    now: float,
 ) -> list[Event]:
-    """The events one subscription receives, given its `--events` filter and mute."""
+    """The events one subscription receives, given its `--events` filter and mute.
+
+    An unknown filter is a ValueError."""
+    chosen = EventsFilter(events_filter)
     muted = muted_until is not None and muted_until > now
     return [
         event
         for event in events
-        if _passes_filter(event, events_filter) and (not muted or _passes_mute(event))
+        if _passes_filter(event, chosen) and (not muted or _passes_mute(event))
     ]
 
 
+def headline_rank(event: Event) -> int:
+    """Sort key: the event with the lowest rank heads the reply (`sorted` keeps ties)."""
+    if event.kind is EventKind.JOB_STATUS and is_alert(event):
+        return -1
+    return _HEADLINE_RANK[event.kind]
+
+
 def headline_kind(events: Sequence[Event]) -> EventKind:
-    """The most significant kind among `events` (which must not be empty)."""
-    kinds = {event.kind for event in events}
-    for kind in _HEADLINE_ORDER:
-        if kind in kinds:
-            return kind
-    raise ValueError("headline_kind needs at least one event")
+    """The kind of the event that heads the reply (`events` must not be empty)."""
+    if not events:
+        raise ValueError("headline_kind needs at least one event")
+    return min(events, key=headline_rank).kind
 
 
 def snapshot_hash(snapshot: Snapshot) -> str:

@@ -1,10 +1,16 @@
-"""Events the diff emits, and the notification that groups one poll's events for a channel."""
+"""Events the diff emits, the `--events` filters, and which events are alerts.
+
+The notification that groups one poll's events for one subscription is
+`bot.core.notification.Notification`.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
+
+from bot.core.models import ALERT_STATUSES
 
 
 class EventKind(StrEnum):
@@ -15,6 +21,14 @@ class EventKind(StrEnum):
     CHAMPION = "champion"
     UNREACHABLE = "unreachable"
     RECOVERED = "recovered"
+
+
+class EventsFilter(StrEnum):
+    """A subscription's `--events`: what it is told (see `bot.core.diff.passes_filter`)."""
+
+    ALL = "all"  # everything
+    STATUS = "status"  # job status changes, the champion, reachability
+    FAILURES = "failures"  # FAILED / TIMED_OUT / NOT_COMPLETED, reachability
 
 
 # Which `--events` filter lets a kind through. `all` lets everything through.
@@ -48,3 +62,10 @@ class Event(BaseModel):
     model_key: str | None = None
     # unreachable / recovered
     reason: str | None = None
+
+
+def is_alert(event: Event) -> bool:
+    """Events that page the on-call handle: the job FAILED/TIMED_OUT/NOT_COMPLETED, or is lost."""
+    if event.kind is EventKind.UNREACHABLE:
+        return True
+    return event.kind is EventKind.JOB_STATUS and event.new_status in ALERT_STATUSES

@@ -24,6 +24,15 @@ TERMINAL_STATUSES = frozenset({COMPLETED, TIMED_OUT, NOT_COMPLETED, CANCELLED, F
 ALERT_STATUSES = frozenset({FAILED, TIMED_OUT, NOT_COMPLETED})
 
 
+# Length caps on MathFi's lists. MathFi documents four competing algorithms per job and
+# 4-5 `recentPerformances` (REFERENCE.md §5.3; the simulator keeps 5). The caps sit far
+# above that (250x, 200x) so a bigger MathFi keeps working, yet bound what one poll can
+# cost downstream: a history row, a diff entry and a card line per algorithm, a sparkline
+# over the values. The body cap (MATHFI_MAX_BODY) bounds memory; these bound the work.
+MAX_ALGORITHMS = 1_000
+MAX_RECENT_PERFORMANCES = 1_000
+
+
 def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
 
@@ -52,7 +61,7 @@ class AlgorithmProgress(WireModel):
     algorithm: str
     status: str
     latest_performance: float | None = None
-    recent_performances: tuple[float, ...] = ()
+    recent_performances: tuple[float, ...] = Field((), max_length=MAX_RECENT_PERFORMANCES)
 
     @field_validator("recent_performances", mode="before")
     @classmethod
@@ -65,7 +74,7 @@ class TrainingProgress(WireModel):
 
     status: str
     target_performance: float | None = None
-    jobs: tuple[AlgorithmProgress, ...] = ()
+    jobs: tuple[AlgorithmProgress, ...] = Field((), max_length=MAX_ALGORITHMS)
 
     @field_validator("jobs", mode="before")
     @classmethod

@@ -1,5 +1,10 @@
 """The poller: one loop, due-time scheduling, bounded concurrency, group commit.
 
+(About 340 lines, kept whole: the loop and one poll share the heap and the per-job state.
+What needs no loop is elsewhere: the schedule and the records a poll writes in
+`bot.engine.jobs`, the shared transaction in `bot.engine.group_commit`, the health log in
+`bot.engine.health`, who is told what in `bot.core.fanout`.)
+
 Model: Home Assistant's update coordinator: one shared poll feeds every channel watching the
 job; health is logged on the edge from healthy to failing and on recovery, not every tick.
 
@@ -16,160 +21,37 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import logging
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
-from bot.core.diff import (
-    DiffOptions,
-    diff,
-    filter_for_subscription,
-    headline_kind,
-    job_recovered,
-    job_unreachable,
-    snapshot_hash,
+from bot.core.diff import diff, job_recovered, snapshot_hash
+from bot.core.events import EventKind
+from bot.core.fanout import Unreachable, fan_out
+from bot.core.models import Snapshot, is_terminal
+from bot.engine.group_commit import GroupCommit
+from bot.engine.health import Health
+from bot.engine.jobs import (
+    JobState,
+    PollerConfig,
+    ProgressSource,
+    error_kind,
+    lost_for_good,
+    next_due,
+    outbox_row,
+    poll_record,
+    recipient,
 )
-from bot.core.events import Event, EventKind
-from bot.core.models import PENDING, Snapshot, TrainingJob, TrainingProgress, is_terminal
-from bot.errors import MathFiAuthError, MathFiError, MathFiUnavailable, TrainingJobNotFound
+from bot.errors import MathFiError
 from bot.metrics import Metrics
-from store import HistoryPoint, NewOutboxRow, Store, StoreUnavailable
-from store.db import PollRecord, refused_row
+from store import Store, StoreUnavailable
+
+__all__ = ["JobState", "Poller", "PollerConfig", "ProgressSource"]
 
 log = logging.getLogger(__name__)
-
-
-class ProgressSource(Protocol):
-    async def get_progress(self, key: str) -> TrainingProgress: ...
-    async def get_training(self, key: str) -> TrainingJob: ...
-
-
-@dataclass
-class JobState:
-    """What the poller remembers of a job between polls (the store has the durable copy)."""
-
-    key: str
-    snapshot: Snapshot | None
-    hash: str | None
-    version: int = 0
-    errors: int = 0
-    failing_since: float | None = None
-    unreachable: bool = False
-    due_at: float = 0.0
-    slot: float | None = None  # the due time of the last poll taken: the job's grid
-
-
-@dataclass(frozen=True)
-class PollerConfig:
-    interval: float = 30.0
-    concurrency: int = 50
-    jitter: float = 0.1  # +/- this fraction of a failing job's backoff
-    max_backoff: float = 600.0
-    unreachable_after: float = 300.0
-    resync_every: float = 10.0
-    # The loop sleeps at least this long: jobs falling due meanwhile start together (a
-    # little late, never early), so at 1,000 polls/s it wakes 20 times a second, not 1,000.
-    batch_window: float = 0.05
-
-
-def notification_payload(
-    events: list[Event], *, version: int, mention: str | None, snapshot: Snapshot | None = None
-) -> str:
-    """The outbox payload: the events, who to alert, and the job as it was when they happened
-    (the reply is rendered from this, not from whatever the job looks like at send time)."""
-    return json.dumps(
-        {
-            "version": version,
-            "mention": mention,
-            "events": [e.model_dump(mode="json", exclude_none=True) for e in events],
-            "snapshot": snapshot.model_dump(mode="json") if snapshot is not None else None,
-        },
-        sort_keys=True,
-    )
-
-
-@dataclass(frozen=True)
-class _Queued:
-    poll: PollRecord
-    written: Callable[[int], None]
-    refused: Callable[[StoreUnavailable], None]
-    done: asyncio.Future[None]
-
-
-class GroupCommit:
-    """Changed polls that finish in the same turn of the event loop share one transaction.
-
-    `record` queues a poll and returns once it is written or refused. What to do then is
-    given as callbacks that the flush itself runs, so a poll cancelled while it waits
-    cannot leave the database and the poller's memory disagreeing. One bad poll never
-    fails its neighbours (see `_write`).
-    """
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._queue: list[_Queued] = []
-
-    async def record(
-        self,
-        poll: PollRecord,
-        *,
-        written: Callable[[int], None],
-        refused: Callable[[StoreUnavailable], None],
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        if not self._queue:
-            loop.call_soon(self._flush)
-        done: asyncio.Future[None] = loop.create_future()
-        self._queue.append(_Queued(poll, written, refused, done))
-        await done
-
-    def _write(self, polls: list[PollRecord]) -> list[int | StoreUnavailable]:
-        """The batch in one transaction. If SQLite refused a row, each poll is tried on its
-        own; if the database itself failed (locked, full...), every poll gets that error
-        at once rather than waiting out the busy timeout one by one."""
-        try:
-            return list(self._store.record_polls(polls))
-        except StoreUnavailable as err:
-            if len(polls) == 1 or not refused_row(err):
-                return [err] * len(polls)
-        except Exception:
-            if len(polls) == 1:
-                raise
-        return [self._write([poll])[0] for poll in polls]
-
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        try:
-            outcomes = self._write([entry.poll for entry in batch])
-        except Exception as err:  # not the database's refusal: a bug, told to every poll
-            for entry in batch:
-                _settle(entry.done, err)
-            return
-        for entry, outcome in zip(batch, outcomes, strict=True):
-            try:
-                if isinstance(outcome, StoreUnavailable):
-                    entry.refused(outcome)
-                else:
-                    entry.written(outcome)
-            except Exception as err:  # the poll that waits logs it
-                _settle(entry.done, err)
-            else:
-                _settle(entry.done, None)
-
-
-def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
 
 
 class Poller:
@@ -201,8 +83,7 @@ class Poller:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._sleep_until = math.inf
-        self._mathfi_down_since: float | None = None
-        self._store_failing = False
+        self._health = Health(clock)
         self.last_cycle_at: float | None = None
         self.polls_completed = 0
 
@@ -240,25 +121,7 @@ class Poller:
             self._wake.set()  # earlier than the loop planned to wake up
 
     def _next_due(self, state: JobState, now: float) -> float:
-        """When to poll the job next.
-
-        Healthy: the next slot of the job's own grid (the slot just polled plus the
-        interval), so neither the poll's latency nor a late wake-up stretches the
-        interval: N jobs cost N/interval polls a second and a change waits at most one
-        interval. A job more than an interval behind skips the slots it missed. Failing:
-        exponential backoff from now, with jitter so that failing jobs spread out.
-        """
-        base = self._config.interval
-        if state.errors:
-            base = min(base * 2.0 ** min(state.errors, 16), self._config.max_backoff)
-            spread = base * self._config.jitter
-            return now + base + self._rng.uniform(-spread, spread)
-        if state.snapshot is not None and state.snapshot.status == PENDING:
-            base *= 2
-        slot = now if state.slot is None else state.slot
-        if slot + base > now:
-            return slot + base
-        return slot + base * (math.floor((now - slot) / base) + 1)
+        return next_due(self._config, state, now, self._rng)
 
     def resync(self) -> None:
         """Align the heap with the store: new watched jobs in, orphaned ones out."""
@@ -375,7 +238,7 @@ class Poller:
             self._on_error(state, err)
             return
         self._metrics.polls.inc()
-        self._mathfi_recovered()
+        self._health.mathfi_answered()
         snapshot = Snapshot.from_api(state.key, progress, job)
         digest = snapshot_hash(snapshot)
         now = self._clock()
@@ -394,55 +257,22 @@ class Poller:
             job_events = [job_recovered(state.key), *job_events]
         for event in job_events:
             self._metrics.events.labels(kind=event.kind.value).inc()
-        version = state.version + 1
-        outbox: list[NewOutboxRow] = []
-        last_best: dict[int, float] = {}
-        for sub in self._store.subscriptions_for_job(state.key):
-            events = diff(
-                previous,
-                snapshot,
-                DiffOptions(min_improvement=sub.min_improvement, reference_best=sub.last_best),
-            )
-            if state.unreachable:
-                events = [job_recovered(state.key), *events]
-            events = filter_for_subscription(
-                events, events_filter=sub.events, muted_until=sub.muted_until, now=now
-            )
-            if not events:
-                continue
-            best = [e.performance for e in events if e.kind == EventKind.NEW_BEST]
-            if best and best[0] is not None:
-                last_best[sub.id] = best[0]
-            outbox.append(
-                NewOutboxRow(
-                    dedupe_key=f"{state.key}:v{version}:{sub.channel_id}",
-                    channel_id=sub.channel_id,
-                    job_key=state.key,
-                    kind=headline_kind(events).value,
-                    payload=notification_payload(
-                        events, version=version, mention=sub.mention, snapshot=snapshot
-                    ),
-                )
-            )
-        best_now = snapshot.best()
-        best_before = previous.best() if previous else None
-        improved = best_now is not None and (
-            best_before is None
-            or (best_now.latest_performance or 0.0) > (best_before.latest_performance or 0.0)
+        subscriptions = map(recipient, self._store.subscriptions_for_job(state.key))
+        notifications = fan_out(
+            previous,
+            snapshot,
+            subscriptions,
+            now,
+            version=state.version + 1,
+            recovered=state.unreachable,
         )
-        poll = PollRecord(
-            job_key=state.key,
-            snapshot_json=snapshot.canonical_json(),
-            snapshot_hash=digest,
-            status=snapshot.status,
-            best_performance=best_now.latest_performance if best_now else None,
-            best_algorithm=best_now.algorithm if best_now else None,
-            terminal=snapshot.terminal,
+        poll = poll_record(
+            previous,
+            snapshot,
+            digest=digest,
+            now=now,
             next_poll_at=self._next_due(state, now),
-            history=history_points(previous, snapshot, now),
-            outbox=outbox,
-            last_best=last_best,
-            improved=improved,
+            notifications=notifications,
         )
         await self._writer.record(
             poll,
@@ -454,7 +284,7 @@ class Poller:
         self, state: JobState, snapshot: Snapshot, digest: str, now: float, version: int
     ) -> None:
         """The poll is in the database: remember it and schedule the next one."""
-        self._store_recovered()
+        self._health.store_written()
         state.version = version
         state.snapshot, state.hash = snapshot, digest
         state.errors, state.failing_since, state.unreachable = 0, None, False
@@ -468,44 +298,19 @@ class Poller:
     # ----------------------------------------------------------------- failures
     def _on_error(self, state: JobState, err: MathFiError) -> None:
         now = self._clock()
-        kind = _error_kind(err)
+        kind = error_kind(err)
         self._metrics.poll_errors.labels(kind=kind).inc()
         state.errors += 1
         if state.failing_since is None:
             state.failing_since = now
-        if isinstance(err, MathFiUnavailable | MathFiAuthError):  # MathFi-wide, logged once
-            if self._mathfi_down_since is None:
-                self._mathfi_down_since = now
-                what = "refused the login" if isinstance(err, MathFiAuthError) else "unreachable"
-                log.warning("MathFi %s: %s (will keep retrying with backoff)", what, err)
-        elif state.errors == 1:
-            log.warning("job %s: polling failed: %s", state.key, err)
-        outbox: list[NewOutboxRow] = []
-        goes_unreachable = (
-            not state.unreachable
-            and not isinstance(err, MathFiAuthError)  # our credentials, not the job
-            and state.errors >= 3
-            and now - state.failing_since >= self._config.unreachable_after
-        )
+        self._health.mathfi_failed(err, job_key=state.key, first=state.errors == 1)
+        goes_unreachable = lost_for_good(self._config, state, err, now)
+        notifications = []
         if goes_unreachable:
-            event = job_unreachable(state.key, str(err))
-            self._metrics.events.labels(kind=event.kind.value).inc()
-            for sub in self._store.subscriptions_for_job(state.key):
-                events = filter_for_subscription(
-                    [event], events_filter=sub.events, muted_until=sub.muted_until, now=now
-                )
-                if events:
-                    outbox.append(
-                        NewOutboxRow(
-                            dedupe_key=f"{state.key}:v{state.version}:unreachable:{sub.channel_id}",
-                            channel_id=sub.channel_id,
-                            job_key=state.key,
-                            kind=EventKind.UNREACHABLE.value,
-                            payload=notification_payload(
-                                events, version=state.version, mention=sub.mention
-                            ),
-                        )
-                    )
+            lost = Unreachable(state.key, str(err))
+            self._metrics.events.labels(kind=EventKind.UNREACHABLE.value).inc()
+            subscriptions = map(recipient, self._store.subscriptions_for_job(state.key))
+            notifications = fan_out(state.snapshot, lost, subscriptions, now, version=state.version)
         next_at = self._next_due(state, now)
         if state.errors == 1 or goes_unreachable:
             try:
@@ -513,7 +318,7 @@ class Poller:
                     job_key=state.key,
                     next_poll_at=next_at,
                     unreachable=goes_unreachable or state.unreachable,
-                    outbox=outbox,
+                    outbox=[outbox_row(n) for n in notifications],
                 )
             except StoreUnavailable as store_err:
                 self._on_store_error(state, store_err)
@@ -530,42 +335,10 @@ class Poller:
 
     def _on_store_error(self, state: JobState, err: StoreUnavailable) -> None:
         self._metrics.poll_errors.labels(kind="database").inc()
-        if not self._store_failing:
-            self._store_failing = True
-            log.error(
-                "database refused a write (%s); keeping the last good state and retrying", err
-            )
+        self._health.store_failed(err)
         state.errors += 1
         self._schedule(state.key, self._next_due(state, self._clock()))
 
-    def _store_recovered(self) -> None:
-        if self._store_failing:
-            self._store_failing = False
-            log.info("database writable again")
-
-    def _mathfi_recovered(self) -> None:
-        if self._mathfi_down_since is not None:
-            log.info("MathFi reachable again after %.0f s", self._clock() - self._mathfi_down_since)
-            self._mathfi_down_since = None
-
     @property
     def mathfi_down(self) -> bool:
-        return self._mathfi_down_since is not None
-
-
-def _error_kind(err: MathFiError) -> str:
-    if isinstance(err, TrainingJobNotFound):
-        return "not_found"
-    if isinstance(err, MathFiUnavailable):
-        return "unavailable"
-    return type(err).__name__.removeprefix("MathFi").lower() or "error"
-
-
-def history_points(previous: Snapshot | None, current: Snapshot, now: float) -> list[HistoryPoint]:
-    """One point per algorithm whose latest performance changed since the last snapshot."""
-    before = {a.algorithm: a.latest_performance for a in previous.algorithms} if previous else {}
-    return [
-        HistoryPoint(algorithm=a.algorithm, at=now, value=a.latest_performance)
-        for a in current.algorithms
-        if a.latest_performance is not None and before.get(a.algorithm) != a.latest_performance
-    ]
+        return self._health.mathfi_down

@@ -1,23 +1,31 @@
 """MathFiClient: the only code that speaks HTTP to MathFi.
 
+(About 390 lines, kept whole: the endpoints and their one choke point `_send` belong
+together; the policies it applies live beside it in body.py, failures.py and retry.py.)
+
 Every request goes through one private `_send`, which owns the timeout, the concurrency
 and rate caps and the retry loop, and turns transport failures into bot.errors:
 
     connection error, timeout, 5xx, 429  -> retried with backoff, then MathFiUnavailable
+    ... on a POST/PATCH that may have    -> MathFiOutcomeUnknown at once, never retried
+        reached MathFi                      (bot/mathfi/failures.py says which failures
+                                            prove it did not: those are retried)
+    any 3xx                              -> MathFiRedirect: never followed, body not read
     401 on /api/login (or 403)           -> MathFiAuthError, not retried
     401 on /api/v1                       -> one fresh login and one retry, then MathFiAuthError
     404 on a training job                -> TrainingJobNotFound(key)
     any other non-2xx                    -> MathFiRequestError(status=...)
-    2xx body not JSON / not the model    -> MathFiParseError(field=...)
+    2xx body too large, not JSON, too    -> MathFiParseError(field=...)
+        deep or not the model               (bot/mathfi/body.py)
 
-Error bodies are never read: MathFi documents none, so only the status counts.
-The password and the tokens never reach a log line or an exception message.
+Error bodies are never read: MathFi documents none, so only the status counts. Messages
+use the standard reason phrase of the status, never the server's own. The password and
+the tokens never reach a log line or an exception message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,13 +36,7 @@ from urllib.parse import quote
 
 import aiohttp
 from aiolimiter import AsyncLimiter
-from pydantic import BaseModel, SecretStr, ValidationError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from pydantic import BaseModel, SecretStr
 
 from bot.config import Settings
 from bot.core.models import (
@@ -49,74 +51,45 @@ from bot.core.models import (
 )
 from bot.errors import (
     MathFiAuthError,
-    MathFiParseError,
+    MathFiError,
+    MathFiOutcomeUnknown,
+    MathFiRedirect,
     MathFiRequestError,
     MathFiUnavailable,
     TrainingJobNotFound,
 )
 from bot.logs import redactor
 from bot.mathfi.auth import TokenKeeper
+from bot.mathfi.body import parse_body, read_capped
+from bot.mathfi.failures import (
+    REPLAYABLE_METHODS,
+    RetryableStatus,
+    describe,
+    phrase,
+    retry_after_seconds,
+    trouble_of,
+)
+from bot.mathfi.retry import Failure, RetryLoop, Sleep
 
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-Sleep = Callable[[float], Awaitable[None]]
 
 LOGIN_PATH = "/api/login"
-_TRANSIENT = (aiohttp.ClientError, TimeoutError)
+DEFAULT_MAX_BODY = 4_000_000
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One HTTP answer that is not worth retrying (the body is read, never logged)."""
+    """One HTTP answer that is not worth retrying (only a 2xx body is read, never logged)."""
 
     status: int
-    reason: str
     body: bytes
-
-
-class _RetryableStatus(Exception):
-    """A 5xx or 429 answer: raised inside the retry loop so it is tried again."""
-
-    def __init__(self, reply: Reply, *, retry_after: float | None) -> None:
-        super().__init__(f"{reply.status} {reply.reason}".strip())
-        self.status = reply.status
-        self.retry_after = retry_after
-
-
-_RETRYABLE = (_RetryableStatus, *_TRANSIENT)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` in seconds, or None when absent or not a number (e.g. an HTTP date)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def quote_key(key: str) -> str:
     """A key made safe as one path segment (a stray '/' or '?' cannot change the route)."""
     return quote(key, safe="")
-
-
-def parse_body(model: type[M], body: bytes, *, where: str) -> M:
-    """Validate a 2xx body; MathFiParseError names the first failing field."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise MathFiParseError(f"MathFi answered {where} with a body that is not JSON") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        # `from None`: pydantic's message echoes the input, which may hold a token.
-        first = err.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or None
-        message = f"MathFi answered {where} with an invalid {name or 'body'}: {first['msg']}"
-        raise MathFiParseError(message, field=name) from None
 
 
 class MathFiClient:
@@ -137,6 +110,7 @@ class MathFiClient:
         login_cooldown: float = 30.0,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        max_body: int = DEFAULT_MAX_BODY,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -145,16 +119,22 @@ class MathFiClient:
         self._password = password
         self._session = session
         self._owns_session = session is None
+        # Requests that change something each go on a new connection, closed after the
+        # answer: a pooled connection the server closed while idle would otherwise make a
+        # start's outcome unknown (was it read before the close?). They are rare; the
+        # handshake is cheap next to a training.
+        self._write_session: aiohttp.ClientSession | None = None
         self._timeout = timeout
+        self._max_body = max_body
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._limiter = AsyncLimiter(1, 1.0 / max_rps) if max_rps > 0 else None
-        self._attempts = max_retries + 1
-        self._backoff_max = backoff_max
-        self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_max)
-        self._stop = stop_after_attempt(self._attempts)
-        self._policy = AsyncRetrying(stop=self._stop, wait=self._wait, sleep=sleep)
+        self._retry = RetryLoop(
+            attempts=max_retries + 1,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            sleep=sleep,
+        )
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
-        self._sleep = sleep
         self._auth = TokenKeeper(
             self._request_token, margin=token_margin, clock=clock, refused_cooldown=login_cooldown
         )
@@ -176,6 +156,7 @@ class MathFiClient:
             max_retries=settings.mathfi_max_retries,
             token_margin=settings.mathfi_token_margin,
             login_cooldown=settings.mathfi_login_cooldown,
+            max_body=int(settings.mathfi_max_body),
         )
 
     async def close(self) -> None:
@@ -183,6 +164,9 @@ class MathFiClient:
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
+        if self._write_session is not None:
+            await self._write_session.close()
+            self._write_session = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -250,13 +234,18 @@ class MathFiClient:
         job_key: str | None = None,
     ) -> M:
         """An authorised /api/v1 request: one fresh login and one retry after a 401."""
+        replayable = method in REPLAYABLE_METHODS
         token = await self._auth.token()
-        reply = await self._send(method, path, token=token, body=body, params=params)
-        if reply.status == 401:
+        reply = await self._send(
+            method, path, token=token, body=body, params=params, replayable=replayable
+        )
+        if reply.status == 401:  # refused before acting: sending it again is safe
             logger.info("MathFi refused the token on %s %s; logging in again", method, path)
             self._auth.invalidate(token)
             token = await self._auth.token()
-            reply = await self._send(method, path, token=token, body=body, params=params)
+            reply = await self._send(
+                method, path, token=token, body=body, params=params, replayable=replayable
+            )
         where = f"{method} {path}"
         if reply.status == 401:
             logger.warning("MathFi refused a fresh token on %s", where)
@@ -269,7 +258,8 @@ class MathFiClient:
     async def _request_token(self) -> LoginResponse:
         """POST /api/login; the TokenKeeper calls this (once for all waiting callers)."""
         credentials = {"username": self._username, "password": self._password.get_secret_value()}
-        reply = await self._send("POST", LOGIN_PATH, token=None, body=credentials)
+        # Replayable although a POST: a second login only issues a second token.
+        reply = await self._send("POST", LOGIN_PATH, token=None, body=credentials, replayable=True)
         if reply.status in (401, 403):
             logger.warning("MathFi refused the login for %s (%s)", self._username, reply.status)
             raise MathFiAuthError(
@@ -287,7 +277,7 @@ class MathFiClient:
     @staticmethod
     def _raise_for_status(reply: Reply, *, where: str) -> None:
         if not 200 <= reply.status < 300:
-            message = f"MathFi rejected {where}: {reply.status} {reply.reason}".rstrip()
+            message = f"MathFi rejected {where}: {reply.status} {phrase(reply.status)}".rstrip()
             raise MathFiRequestError(message, status=reply.status)
 
     async def _send(
@@ -298,34 +288,23 @@ class MathFiClient:
         token: str | None,
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
+        replayable: bool,
     ) -> Reply:
-        """One logical request with retries; MathFiUnavailable once they are used up.
+        """One logical request with retries (bot/mathfi/retry.py): MathFiUnavailable once
+        they are used up, MathFiOutcomeUnknown when MathFi may have acted on it."""
 
-        tenacity decides how long to wait and when to stop; the loop itself is plain, so
-        a request that succeeds at once (nearly all of them) pays nothing for retrying:
-        building an `AsyncRetrying` per call cost about a fifth of a poll's CPU.
-        """
-        state: RetryCallState | None = None
-        while True:
-            try:
-                return await self._attempt(method, path, token, body=body, params=params)
-            except _RETRYABLE as err:
-                state = self._failed(state, err)
-            if self._stop(state):
-                raise self._unavailable(state, method=method, path=path) from None
-            await self._sleep(self._wait(state))
+        def attempt() -> Awaitable[Reply]:
+            session = self._ensure_session() if replayable else self._ensure_write_session()
+            return self._attempt(session, method, path, token, body=body, params=params)
 
-    def _failed(self, state: RetryCallState | None, err: BaseException) -> RetryCallState:
-        """The retry state after one more failed attempt (the first one creates it)."""
-        if state is None:
-            state = RetryCallState(self._policy, fn=None, args=(), kwargs={})
-        else:
-            state.prepare_for_next_attempt()
-        state.set_exception((type(err), err, err.__traceback__))
-        return state
+        result = await self._retry.run(attempt, replayable=replayable)
+        if isinstance(result, Failure):
+            raise self._failure(result, method=method, path=path) from result.cause
+        return result
 
     async def _attempt(
         self,
+        session: aiohttp.ClientSession,
         method: str,
         path: str,
         token: str | None,
@@ -333,11 +312,13 @@ class MathFiClient:
         body: Mapping[str, Any] | None,
         params: Mapping[str, str] | None,
     ) -> Reply:
-        """One HTTP exchange under the concurrency and rate caps and the timeout."""
+        """One HTTP exchange under the concurrency and rate caps and the timeout.
+
+        Redirects are never followed: a 3xx is MathFiRedirect, its Location and body unread.
+        """
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        session = self._ensure_session()
         async with self._semaphore:
             if self._limiter is not None:
                 await self._limiter.acquire()
@@ -351,39 +332,42 @@ class MathFiClient:
                 json=body,
                 params=params,
                 timeout=self._client_timeout,
+                allow_redirects=False,
             ) as response:
-                reply = Reply(response.status, response.reason or "", await response.read())
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        if reply.status == 429 or reply.status >= 500:
-            logger.debug("MathFi answered %s %s with %s", method, path, reply.status)
-            raise _RetryableStatus(reply, retry_after=retry_after)
-        return reply
+                code = response.status
+                if code == 429 or code >= 500:
+                    logger.debug("MathFi answered %s %s with %s", method, path, code)
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                    raise RetryableStatus(code, retry_after=retry_after)
+                if 300 <= code < 400:
+                    raise MathFiRedirect(
+                        f"MathFi answered {method} {path} with {code} {phrase(code)}: "
+                        "redirects are not followed",
+                        status=code,
+                    )
+                if not 200 <= code < 300:
+                    return Reply(code, b"")
+                where = f"{method} {path}"
+                content = await read_capped(response, cap=self._max_body, where=where)
+        return Reply(code, content)
 
-    def _wait(self, state: RetryCallState) -> float:
-        """Full-jitter exponential backoff, or the server's Retry-After (capped)."""
-        error = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(error, _RetryableStatus) and error.retry_after is not None:
-            return min(error.retry_after, self._backoff_max)
-        return self._jitter(state)
-
-    def _unavailable(self, state: RetryCallState, *, method: str, path: str) -> MathFiUnavailable:
-        cause = state.outcome.exception() if state.outcome is not None else None
-        status = cause.status if isinstance(cause, _RetryableStatus) else None
+    def _failure(self, failure: Failure, *, method: str, path: str) -> MathFiError:
+        """The error to raise for a request given up: worded for the log, secrets scrubbed."""
+        cause = failure.cause
+        status = cause.status if isinstance(cause, RetryableStatus) else None
+        what = describe(cause, timeout=self._timeout)
+        if failure.outcome_unknown:
+            message = self._scrub(
+                f"MathFi outcome unknown: {what} on {method} {path}; "
+                "MathFi may have acted on it, so it was not sent again: check MathFi"
+            )
+            logger.warning("%s", message)  # rare, and a person has to look: logged here
+            return MathFiOutcomeUnknown(message, status=status, trouble=trouble_of(cause))
         message = self._scrub(
-            f"MathFi unreachable: {self._describe(cause)} on {method} {path} "
-            f"after {state.attempt_number} attempts"
+            f"MathFi unreachable: {what} on {method} {path} after {failure.attempts} attempts"
         )
         logger.debug("%s", message)  # the poller logs the outage once, on its edge
-        return MathFiUnavailable(message, status=status)
-
-    def _describe(self, cause: BaseException | None) -> str:
-        """One line about the last failure: the status, the timeout or the transport error."""
-        if isinstance(cause, _RetryableStatus):
-            return str(cause)
-        if isinstance(cause, TimeoutError):
-            return f"no answer within {self._timeout:g} s"
-        text = str(cause) or type(cause).__name__
-        return " ".join(f"{type(cause).__name__}: {text}".split())
+        return MathFiUnavailable(message, status=status, trouble=trouble_of(cause))
 
     def _scrub(self, text: str) -> str:
         """Belt and braces: blank out the password and the token should they ever appear."""
@@ -398,3 +382,9 @@ class MathFiClient:
             self._session = aiohttp.ClientSession()
             self._owns_session = True
         return self._session
+
+    def _ensure_write_session(self) -> aiohttp.ClientSession:
+        if self._write_session is None:
+            connector = aiohttp.TCPConnector(force_close=True)
+            self._write_session = aiohttp.ClientSession(connector=connector)
+        return self._write_session

@@ -1,9 +1,10 @@
 """The Slack Web API as the sender sees it: one call, classified failures, message lookup.
 
 `SlackCaller.call` is the single place a Slack Web API method is invoked; it measures the
-latency and turns every failure into an `Outcome` the outbox understands: rate limited
-(with Retry-After), outcome unknown (5xx, timeout, connection: the message may have been
-posted), permanent (the channel or the token is gone), or refused on purpose.
+latency and turns every failure into a `SlackDeliveryError` whose `kind` the outbox
+understands: rate limited (with Retry-After), outcome unknown or timed out (5xx, connection,
+no answer: the message may have been posted), permanent (the channel or the token is gone),
+or refused on purpose.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
 from store import OutboxRow
 
@@ -47,26 +49,6 @@ CARD_EVENT = "mathfi_card"
 NOTE_EVENT = "mathfi_notification"
 
 
-class Outcome(Exception):
-    """How a Slack call failed, classified for the outbox."""
-
-    def __init__(
-        self,
-        error: str,
-        *,
-        retry_after: float | None = None,
-        permanent: bool = False,
-        posted_unknown: bool = False,
-        timed_out: bool = False,
-    ) -> None:
-        super().__init__(error)
-        self.timed_out = timed_out
-        self.error = error
-        self.retry_after = retry_after
-        self.permanent = permanent
-        self.posted_unknown = posted_unknown
-
-
 class SlackCaller:
     def __init__(self, client: AsyncWebClient, *, metrics: Metrics) -> None:
         self._client = client
@@ -93,17 +75,21 @@ class SlackCaller:
             if status == 429:
                 self._metrics.slack_ratelimited.inc()
                 retry_after = float(err.response.headers.get("Retry-After", "1") or 1)
-                raise Outcome("ratelimited", retry_after=retry_after) from None
+                raise SlackDeliveryError(
+                    "ratelimited", kind=SlackFailure.RATE_LIMITED, retry_after=retry_after
+                ) from err
             if status >= 500 or error in SERVER_TROUBLE:
-                raise Outcome(error, posted_unknown=True) from None
-            raise Outcome(error, permanent=error in PERMANENT_ERRORS) from None
+                raise SlackDeliveryError(error, kind=SlackFailure.OUTCOME_UNKNOWN) from err
+            kind = SlackFailure.PERMANENT if error in PERMANENT_ERRORS else SlackFailure.REFUSED
+            raise SlackDeliveryError(error, kind=kind) from err
         except (aiohttp.ClientError, TimeoutError) as err:
             self._metrics.slack_errors.labels(error="connection").inc()
-            raise Outcome(
+            raise SlackDeliveryError(
                 f"connection: {type(err).__name__}",
-                posted_unknown=True,
-                timed_out=isinstance(err, TimeoutError),
-            ) from None
+                kind=SlackFailure.TIMED_OUT
+                if isinstance(err, TimeoutError)
+                else SlackFailure.OUTCOME_UNKNOWN,
+            ) from err
         finally:
             self._metrics.slack_send_latency.labels(method=method).observe(
                 time.perf_counter() - started

@@ -3,6 +3,8 @@
 Import the public names from `bot.slack.render`. Every string that comes from MathFi or a
 user goes through `clip` (escape + cut) or `code` before it reaches mrkdwn; blocks are
 built with slack_sdk models so their validators run on `to_dict()`.
+
+Longer than 300 lines: the card and the text primitives every message shares.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def progress_bar(best: float, target: float, *, cells: int = 10) -> str:
 
 
 def ago(seconds: float) -> str:
-    if not seconds > 0:
+    if not seconds >= 1:
         return "just now"
     if seconds < 60:
         return f"{int(seconds)} s ago"
@@ -152,6 +154,21 @@ def fold(lines: Sequence[str], *, budget: int, limit: int = SECTION_LIMIT) -> tu
     return chunks, len(lines)
 
 
+def slack_date(at: float, tokens: str, fallback: str) -> str | None:
+    """Slack's `<!date^…>`: each reader sees `at` in their time zone, and `{ago}` stays true
+    between edits of the message. None for a time that is no date."""
+    if not math.isfinite(at):
+        return None
+    return f"<!date^{int(at)}^{tokens}|{fallback}>"
+
+
+def utc_stamp(at: float) -> str | None:
+    try:
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=cut(text, SECTION_LIMIT)))
 
@@ -170,11 +187,21 @@ def render_card(
     now: float,
     last_improvement_at: float | None = None,
     history: Mapping[str, Sequence[float]] | None = None,
-    muted: bool = False,
+    muted_until: float | None = None,
 ) -> Message:
-    """The card of one job in one channel, edited in place as the job moves."""
+    """The card of one job in one channel, edited in place as the job moves.
+
+    The card is only redrawn when something changes, so everything on it must stay true
+    until then: times are Slack dates (`{ago}` ages as it is read), a mute names its end,
+    judged at `now` (an expired mute shows nothing), and a finished job shows no mute.
+    """
+    muted = muted_until is not None and muted_until > now and not snapshot.terminal
     blocks = _job_blocks(
-        snapshot, now=now, last_improvement_at=last_improvement_at, history=history, muted=muted
+        snapshot,
+        now=now,
+        last_improvement_at=last_improvement_at,
+        history=history,
+        muted_until=muted_until if muted else None,
     )
     blocks.append(_actions(snapshot.job_key))
     return to_message(card_text(snapshot), blocks)
@@ -184,7 +211,9 @@ def render_status(
     snapshot: Snapshot, *, now: float, history: Mapping[str, Sequence[float]] | None = None
 ) -> Message:
     """The answer to `/mathfi status <key>`: the card's content without buttons."""
-    blocks = _job_blocks(snapshot, now=now, last_improvement_at=None, history=history, muted=False)
+    blocks = _job_blocks(
+        snapshot, now=now, last_improvement_at=None, history=history, muted_until=None
+    )
     return to_message(card_text(snapshot), blocks)
 
 
@@ -207,7 +236,7 @@ def _job_blocks(
     now: float,
     last_improvement_at: float | None,
     history: Mapping[str, Sequence[float]] | None,
-    muted: bool,
+    muted_until: float | None,
 ) -> list[Block]:
     emoji, label = status_parts(snapshot.status)
     known = snapshot.status in STATUS_EMOJI
@@ -222,7 +251,7 @@ def _job_blocks(
         blocks.append(section(_champion_line(snapshot)))
     blocks.append(DividerBlock())
     blocks.extend(_algorithm_blocks(snapshot.algorithms, history=history))
-    blocks.append(context(*_footer(now=now, muted=muted)))
+    blocks.append(context(*_footer(now=now, muted_until=muted_until)))
     return blocks
 
 
@@ -247,8 +276,20 @@ def _progress_line(snapshot: Snapshot, *, now: float, last_improvement_at: float
     if best is not None and best.latest_performance is not None and target and target > 0:
         parts.append(f"*Progress* {progress_bar(best.latest_performance, target)}")
     if last_improvement_at is not None:
-        parts.append(f"last improvement {ago(now - last_improvement_at)}")
+        parts.append(_last_improvement(snapshot, now=now, at=last_improvement_at))
     return " · ".join(parts)
+
+
+def _last_improvement(snapshot: Snapshot, *, now: float, at: float) -> str:
+    """A running job: an age that Slack keeps current. A finished one: the date (an age
+    drawn at the final poll read "0 s ago" for good)."""
+    at = min(at, now)
+    if snapshot.terminal:
+        stamp = utc_stamp(at)
+        date = stamp and slack_date(at, "{date_short_pretty} {time}", stamp)
+        return f"last improvement {date}" if date else "last improvement —"
+    date = slack_date(at, "{ago}", ago(now - at))
+    return f"last improvement {date or ago(now - at)}"
 
 
 def _champion_line(snapshot: Snapshot) -> str:
@@ -297,13 +338,17 @@ def _algorithm_line(
     )
 
 
-def _footer(*, now: float, muted: bool) -> list[str]:
-    parts = ["🔕 muted: only terminal statuses are posted"] if muted else []
-    try:
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except (OverflowError, OSError, ValueError):
+def _footer(*, now: float, muted_until: float | None) -> list[str]:
+    parts: list[str] = []
+    if muted_until is not None:
+        stamp = utc_stamp(muted_until)
+        until = stamp and slack_date(muted_until, "{date_short_pretty} {time}", stamp)
+        when = f" until {until}" if until else ""
+        parts.append(f"🔕 muted{when}: only terminal statuses are posted")
+    stamp = utc_stamp(now)
+    if stamp is None:
         return parts or ["MathFi training job"]
-    parts.append(f"updated <!date^{int(now)}^{{date_short_pretty}} {{time}}|{stamp}>")
+    parts.append(f"updated {slack_date(now, '{date_short_pretty} {time}', stamp)}")
     return parts
 
 

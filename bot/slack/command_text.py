@@ -5,6 +5,8 @@ Pure: no I/O, no clock. `parse_command` raises `CommandError` and nothing else. 
 user input, and is Slack-mrkdwn safe (`&`, `<`, `>` escaped), so it can be posted as is.
 `USAGE` lines and `CommandError.usage` are plain text written for the default command name
 `/mathfi`; escape them (`escape_mrkdwn`) before posting. `help_text` is already escaped.
+
+Longer than 300 lines: one parser, its messages and its grammar tables, kept together.
 """
 
 from __future__ import annotations
@@ -15,18 +17,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from bot.core.events import EventsFilter
+
 DEFAULT_COMMAND = "/mathfi"
 MAX_TEXT_LENGTH = 2000
 MAX_ECHO = 40
 MAX_MUTE_SECONDS = 30 * 86400
+MAX_PAGE = 1000
 EXAMPLE_KEY = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
-EVENT_FILTERS = ("all", "status", "failures")
+EVENT_FILTERS = tuple(EventsFilter)
 
 USAGE: dict[str, str] = {
     "subscribe": "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
     "[--mention <@U…>|<!subteam^…>|@here] [--events all|status|failures]",
     "unsubscribe": "/mathfi unsubscribe <trainingJobKey>|all",
-    "list": "/mathfi list",
+    "list": "/mathfi list [page]",
     "status": "/mathfi status <trainingJobKey>",
     "mute": "/mathfi mute <trainingJobKey> <duration: 30m, 2h, 1d, 1h30m>",
     "unmute": "/mathfi unmute <trainingJobKey>",
@@ -36,7 +41,8 @@ _SUMMARY: dict[str, str] = {
     "subscribe": "Watch a job in this channel; `--min-improvement` is the smallest gain worth a "
     "post, `--mention` who to alert on failures, `--events` what to post.",
     "unsubscribe": "Stop watching one job, or every job, in this channel.",
-    "list": "Show this channel's subscriptions with their status and best performance.",
+    "list": "Show this channel's subscriptions with their status and best performance; "
+    "a long list comes in pages (`list 2`, …).",
     "status": "Show a job's progress right now, per algorithm; it need not be watched.",
     "mute": "Silence progress updates for a while; final statuses still get through.",
     "unmute": "Post progress updates for a muted job again.",
@@ -61,7 +67,7 @@ class Unsubscribe:
 
 @dataclass(frozen=True)
 class ListSubs:
-    pass
+    page: int = 1
 
 
 @dataclass(frozen=True)
@@ -145,13 +151,19 @@ def parse_duration(text: str) -> int:
     return total
 
 
-def format_duration(seconds: int) -> str:
-    """5400 -> `1h30m`; the canonical form `parse_duration` reads back. 0 -> `0s`."""
-    if seconds < 0:
+def format_duration(seconds: float) -> str:
+    """5400 -> `1h30m`; the canonical form `parse_duration` reads back. 0 -> `0s`.
+
+    A float is rounded to the nearest second: a remaining time computed from clock
+    readings (`until - now`) is a hair under the whole seconds asked for, and truncating it
+    answered `mute … 2h` with "1h59m59s".
+    """
+    whole = round(seconds)
+    if whole < 0:
         raise ValueError(f"negative duration: {seconds}")
     parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
+        count, whole = divmod(whole, size)
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
@@ -258,9 +270,28 @@ def _positionals(command: str, args: list[str], count: int, missing: str) -> lis
     return positionals
 
 
+# What a pasted key may come wrapped in: the help's `<trainingJobKey>` taken literally (Slack
+# sends it as &lt;…&gt;, unescaped by `_tokenize`), inline code or a code block, quotes.
+_WRAPPERS = {
+    ("<", ">"),
+    ("`", "`"),
+    ('"', '"'),
+    ("'", "'"),
+    ("\u201c", "\u201d"),
+    ("\u2018", "\u2019"),
+}
+
+
+def _unwrap(text: str) -> str:
+    while len(text) >= 2 and (text[0], text[-1]) in _WRAPPERS:
+        text = text[1:-1].strip()
+    return text
+
+
 def _job_key(text: str, command: str) -> str:
-    if is_job_key(text):
-        return text.lower()
+    key = _unwrap(text)
+    if is_job_key(key):
+        return key.lower()
     raise CommandError(
         f"{_echo(text)} is not a training job key (expected a UUID like {EXAMPLE_KEY})",
         USAGE[command],
@@ -325,7 +356,7 @@ def _parse_subscribe(args: list[str]) -> Command:
 
 def _parse_unsubscribe(args: list[str]) -> Command:
     (target,) = _positionals("unsubscribe", args, 1, "Missing the training job key (or `all`).")
-    if target.lower() == "all":
+    if _unwrap(target).lower() == "all":
         return Unsubscribe(key=None, all=True)
     return Unsubscribe(key=_job_key(target, "unsubscribe"), all=False)
 
@@ -336,6 +367,18 @@ def _parse_mute(args: list[str]) -> Command:
     if len(positionals) == 1:
         raise CommandError("Missing the duration (e.g. 30m, 2h, 1d, 1h30m).", USAGE["mute"])
     return Mute(key=key, seconds=parse_duration(" ".join(positionals[1:])))
+
+
+def _parse_list(args: list[str]) -> Command:
+    positionals, _ = _split_options("list", args)
+    if not positionals:
+        return ListSubs()
+    if len(positionals) > 1:
+        raise CommandError(f"Unexpected argument {_echo(positionals[1])}.", USAGE["list"])
+    page = positionals[0]
+    if page.isascii() and page.isdigit() and 1 <= int(page) <= MAX_PAGE:
+        return ListSubs(page=int(page))
+    raise CommandError(f"{_echo(page)} is not a page number (e.g. `list 2`).", USAGE["list"])
 
 
 def _one_key(command: str, args: list[str]) -> str:
@@ -351,7 +394,7 @@ def _no_arguments(command: str, args: list[str], result: Command) -> Command:
 _HANDLERS: dict[str, Callable[[list[str]], Command]] = {
     "subscribe": _parse_subscribe,
     "unsubscribe": _parse_unsubscribe,
-    "list": lambda args: _no_arguments("list", args, ListSubs()),
+    "list": lambda args: _parse_list(args),
     "status": lambda args: Status(key=_one_key("status", args)),
     "mute": _parse_mute,
     "unmute": lambda args: Unmute(key=_one_key("unmute", args)),

@@ -18,8 +18,10 @@ from typing import Any, Protocol
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.core.diff import snapshot_hash
-from bot.core.events import EventKind
+from bot.core.events import EventsFilter
+from bot.core.fanout import watch_started
 from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
+from bot.engine.jobs import outbox_row
 from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
 from bot.metrics import Metrics
 from bot.slack import replies
@@ -46,7 +48,7 @@ from bot.slack.render import (
     render_error,
     render_status,
 )
-from store import NewOutboxRow, Store, StoreUnavailable, Subscription
+from store import Store, StoreUnavailable, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +118,24 @@ def subscribe_snapshot(
     user_id: str,
     min_improvement: float,
     mention: str | None,
-    events: str,
+    events: EventsFilter,
     next_poll_at: float,
+    now: float,
 ) -> tuple[Subscription, bool]:
     """Watch `snapshot.job_key` in a channel (the store's one transaction), with a watch row
     that posts the card when the subscription is new."""
     best = snapshot.best()
-    key, when = snapshot.job_key, time.time()
+    first_card = watch_started(
+        snapshot.job_key, channel_id, mention=mention, now=now, nonce=secrets.token_hex(4)
+    )
     return store.subscribe(
         team_id=team_id,
         channel_id=channel_id,
-        job_key=key,
+        job_key=snapshot.job_key,
         user_id=user_id,
         min_improvement=min_improvement,
         mention=mention,
-        events=events,
+        events=events.value,
         snapshot_json=snapshot.canonical_json(),
         snapshot_hash=snapshot_hash(snapshot),
         status=snapshot.status,
@@ -138,14 +143,7 @@ def subscribe_snapshot(
         best_algorithm=best.algorithm if best else None,
         terminal=snapshot.terminal,
         next_poll_at=next_poll_at,
-        watch_row=NewOutboxRow(
-            # unique per (re)subscription: a channel that comes back gets a new card
-            dedupe_key=f"{key}:watch:{channel_id}:{when:.6f}:{secrets.token_hex(4)}",
-            channel_id=channel_id,
-            job_key=key,
-            kind=EventKind.WATCH_STARTED.value,
-            payload='{"events": []}',
-        ),
+        watch_row=outbox_row(first_card),
     )
 
 
@@ -171,8 +169,9 @@ async def run_subscribe(
         user_id=user_id,
         min_improvement=cmd.min_improvement if cmd.min_improvement is not None else 0.005,
         mention=cmd.mention,
-        events=cmd.events or "all",
+        events=EventsFilter(cmd.events or EventsFilter.ALL),
         next_poll_at=ctx.clock() + ctx.poll_interval,
+        now=ctx.clock(),
     )
     ctx.watch(cmd.key)
     ctx.metrics.active_subscriptions.set(ctx.store.count_all_active())
@@ -194,7 +193,10 @@ def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Message:
         return Message(text=help_text(ctx.command), blocks=[])
     if isinstance(cmd, ListSubs):
         return replies.subscription_list(
-            store.list_subscriptions(channel_id=channel_id), now=ctx.clock(), command=ctx.command
+            store.list_subscriptions(channel_id=channel_id),
+            now=ctx.clock(),
+            command=ctx.command,
+            page=cmd.page,
         )
     if isinstance(cmd, Unsubscribe):
         if cmd.all:
@@ -211,13 +213,14 @@ def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Message:
             return replies.plain(f"Stopped watching `{cmd.key}` in this channel.")
         return render_error(f"This channel is not watching `{cmd.key}`.", usage=_usage(ctx, "list"))
     if isinstance(cmd, Mute | Unmute):
-        until = ctx.clock() + cmd.seconds if isinstance(cmd, Mute) else None
+        now = ctx.clock()  # one reading: the reply says exactly the duration asked for
+        until = now + cmd.seconds if isinstance(cmd, Mute) else None
         if not store.set_muted_until(channel_id=channel_id, job_key=cmd.key, until=until):
             return render_error(
                 f"This channel is not watching `{cmd.key}`.", usage=_usage(ctx, "subscribe")
             )
         store.mark_card_dirty(channel_id=channel_id, job_key=cmd.key)
-        return replies.muted(cmd.key, until=until, now=ctx.clock())
+        return replies.muted(cmd.key, until=until, now=now)
     raise TypeError(f"not a local command: {cmd!r}")
 
 

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import Block
 
-from bot.core.events import Event, EventKind
-from bot.core.models import ALERT_STATUSES, Snapshot
+from bot.core.diff import headline_rank
+from bot.core.events import Event, EventKind, is_alert
+from bot.core.models import Snapshot
 from bot.slack.card import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -51,24 +52,6 @@ __all__ = [
 NOTIFICATION_BUDGET = 2900  # the lines after the headline, in one section
 MAX_REASON = 300
 
-# Which event of a poll becomes the headline: lower first; ties keep the diff's order.
-_PRIORITY = {
-    EventKind.CHAMPION: 0,
-    EventKind.JOB_STATUS: 2,
-    EventKind.UNREACHABLE: 1,
-    EventKind.RECOVERED: 3,
-    EventKind.NEW_BEST: 4,
-    EventKind.WATCH_STARTED: 5,
-    EventKind.ALGORITHM_STATUS: 6,
-}
-
-
-def is_alert(event: Event) -> bool:
-    """Events that page the on-call handle: the job FAILED/TIMED_OUT/NOT_COMPLETED, or is lost."""
-    if event.kind is EventKind.UNREACHABLE:
-        return True
-    return event.kind is EventKind.JOB_STATUS and event.new_status in ALERT_STATUSES
-
 
 def render_notification(
     events: Sequence[Event], *, snapshot: Snapshot, mention: str | None = None
@@ -80,7 +63,7 @@ def render_notification(
     """
     if not events:
         raise ValueError("render_notification needs at least one event")
-    ordered = sorted(events, key=_rank)
+    ordered = sorted(events, key=headline_rank)
     headline = headline_text(ordered[0], snapshot=snapshot)
     if mention and any(is_alert(e) for e in events):
         headline = f"{mention} {headline}"
@@ -127,10 +110,6 @@ def render_error(text: str, *, usage: str | None = None, reference: str | None =
     if reference:
         blocks.append(context(f"Reference: {code(reference)}"))
     return to_message(message, blocks)
-
-
-def _rank(event: Event) -> int:
-    return -1 if event.kind is EventKind.JOB_STATUS and is_alert(event) else _PRIORITY[event.kind]
 
 
 def _champion(event: Event, snapshot: Snapshot) -> str:

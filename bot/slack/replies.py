@@ -14,6 +14,7 @@ from bot.slack.card import (
     context,
     fold,
     perf,
+    plural,
     section,
     status_text,
     to_message,
@@ -55,10 +56,52 @@ def subscribed(sub: Subscription, snapshot: Snapshot, *, created: bool, command:
     return to_message(text, [section(text)])
 
 
-def subscription_list(views: Sequence[SubscriptionView], *, now: float, command: str) -> Message:
+def subscription_list(
+    views: Sequence[SubscriptionView], *, now: float, command: str, page: int = 1
+) -> Message:
+    """One page of the channel's subscriptions: as many as fit in one message (LIST_BUDGET),
+    the next ones on `list 2`, `list 3`, …; each page says where the rest are."""
     if not views:
         text = f"This channel watches no training job. Start with `{command} subscribe <key>`."
         return to_message(text, [section(text)])
+    pages = _pages(_list_lines(views, now=now, command=command))
+    if page > len(pages):
+        text = (
+            f"There is no page {page}: this channel's {len(views)} subscription(s) fit on "
+            f"{plural(len(pages), 'page')}. See `{command} list`."
+        )
+        return to_message(text, [section(text)])
+    chunks, first, count = pages[page - 1]
+    head = f"This channel watches {len(views)} training job(s):"
+    if len(pages) > 1:
+        head = (
+            f"This channel watches {len(views)} training job(s); page {page} of {len(pages)} "
+            f"(#{first + 1}–#{first + count}):"
+        )
+    blocks: list[Block] = [section(head), *(section(chunk) for chunk in chunks)]
+    after = len(views) - first - count
+    if after:
+        blocks.append(context(f"… and {after} more: `{command} list {page + 1}`"))
+    elif page > 1:
+        blocks.append(context(f"End of the list. The first page: `{command} list`"))
+    return to_message(head + "\n" + "\n".join(chunks), blocks)
+
+
+def _pages(lines: Sequence[str]) -> list[tuple[list[str], int, int]]:
+    """Split the lines into pages of at most LIST_BUDGET characters: (texts, first, count)."""
+    pages: list[tuple[list[str], int, int]] = []
+    first = 0
+    while first < len(lines):
+        chunks, shown = fold(lines[first:], budget=LIST_BUDGET)
+        shown = max(shown, 1)  # never stuck: fold cuts a line to 3000 characters
+        if not chunks:
+            chunks = [lines[first][:LIST_BUDGET]]
+        pages.append((chunks, first, shown))
+        first += shown
+    return pages
+
+
+def _list_lines(views: Sequence[SubscriptionView], *, now: float, command: str) -> list[str]:
     lines = []
     for view in views:
         sub = view.subscription
@@ -75,22 +118,16 @@ def subscription_list(views: Sequence[SubscriptionView], *, now: float, command:
                 f"Fix that, then `{command} subscribe {sub.job_key}` again."
             )
         elif sub.muted_until and sub.muted_until > now:
-            line += f" · 🔕 muted for {format_duration(int(sub.muted_until - now) or 1)}"
+            line += f" · 🔕 muted for {format_duration(max(sub.muted_until - now, 1))}"
         line += f"\n    {_options(sub)}"
         lines.append(line)
-    head = f"This channel watches {len(views)} training job(s):"
-    chunks, shown = fold(lines, budget=LIST_BUDGET)
-    hidden = len(lines) - shown
-    blocks: list[Block] = [section(head), *(section(chunk) for chunk in chunks)]
-    if hidden:
-        blocks.append(context(f"… and {hidden} more"))
-    return to_message(head + "\n" + "\n".join(lines[:shown]), blocks[:50])
+    return lines
 
 
 def muted(key: str, *, until: float | None, now: float) -> Message:
     if until is None:
         return plain(f"🔔 Progress updates for `{key}` are on again.")
-    duration = format_duration(max(int(until - now), 1))
+    duration = format_duration(max(until - now, 1))
     return plain(
         f"🔕 Progress updates for `{key}` are muted for {duration}. "
         "Final statuses (COMPLETED, FAILED, …) still get through."

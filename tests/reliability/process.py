@@ -57,18 +57,28 @@ def bound_port(lines: list[str]) -> int | None:
 class ServiceProcess:
     """`python -m bot run` as a child process; stdout and stderr go to `log_path`.
 
-    `port` is known once `start` returns (the child binds HTTP_PORT=0, a new port each start)."""
+    By default the child binds HTTP_PORT=0 (a new port each start) and `port` is read from
+    its "listening on" line: known once `start` returns, or once `bound` finds it. A test
+    about a given port (say, a taken one) passes `port`."""
 
-    def __init__(self, *, env: Mapping[str, str], cwd: Path) -> None:
-        self.env, self.cwd = {**env, "HTTP_PORT": "0"}, cwd
-        self.port = 0
+    def __init__(self, *, env: Mapping[str, str], cwd: Path, port: int = 0) -> None:
+        self.env, self.cwd = {**env, "HTTP_PORT": str(port)}, cwd
+        self.port, self._given_port = port, port
         self.log_path = cwd / "service.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._first_line = 0  # of the current run in the log
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.bound() or self.port}"
+
+    def bound(self) -> int | None:
+        """The port the current run listens on, once it has said so (None before)."""
+        if self._given_port:
+            return self._given_port if bound_port(self.lines()[self._first_line :]) else None
+        self.port = self.port or bound_port(self.lines()[self._first_line :]) or 0
+        return self.port or None
 
     @property
     def alive(self) -> bool:
@@ -79,30 +89,28 @@ class ServiceProcess:
     ) -> None:
         """Spawn the service (extra `env` overrides this start only); read the port it bound
         from its log; wait for /healthz 200."""
-        seen = len(self.lines())
         self._spawn(env)
         self.starts += 1
-        self.port = 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:
                 raise AssertionError(f"the service exited at start:\n{self.tail()}")
-            if not self.port:
-                self.port = bound_port(self.lines()[seen:]) or 0
-                if not self.port:
-                    await asyncio.sleep(0.03)
-                    continue
+            if not self.bound():
+                await asyncio.sleep(0.03)
+                continue
             health = f"{self.base_url}/healthz"
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with http.get(health, timeout=short_timeout(1.0)) as reply:
                     if reply.status == 200:
                         return
             await asyncio.sleep(0.03)
-        what = "/healthz did not answer 200" if self.port else 'no "listening on" line'
+        what = "/healthz did not answer 200" if self.bound() else 'no "listening on" line'
         raise AssertionError(f"{what} within {timeout:g} s:\n{self.tail()}")
 
     def _spawn(self, env: Mapping[str, str]) -> None:
         assert not self.alive, "the service is already running"
+        self._first_line = len(self.lines())
+        self.port = self._given_port
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bot", "run"],

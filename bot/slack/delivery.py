@@ -1,0 +1,225 @@
+"""One outbox row to Slack: the card first if the channel has none, then the reply in its
+thread; and what a failed attempt means for the row (retry when, give up, or disable the
+channel). The `Sender` (`bot.slack.sender`) decides which rows go when.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.core.events import EventKind
+from bot.core.models import Snapshot, is_terminal
+from bot.core.notification import Notification, read_notification
+from bot.errors import SlackDeliveryError, SlackFailure
+from bot.metrics import Metrics
+from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, metadata
+from bot.slack.live_cards import LiveCards
+from bot.slack.reconcile import already_posted
+from bot.slack.render import render_notification
+from store import OutboxRow, Store
+
+# The sender's logger: these lines read as before the sender was split.
+log = logging.getLogger("bot.slack.sender")
+
+# A row whose last attempt certainly did not reach Slack needs no lookup before a retry.
+NOT_POSTED = "not_posted: "
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    pace: float = 1.0  # seconds between two posts in one channel
+    max_attempts: int = 3  # for errors Slack gives on purpose; transient ones retry forever
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    concurrency: int = 20  # channels served at once
+
+
+class Delivery:
+    """Posts rows, paces each channel (`ready`), and counts the posts."""
+
+    def __init__(
+        self,
+        store: Store,
+        slack: SlackCaller,
+        cards: LiveCards,
+        *,
+        metrics: Metrics,
+        config: SenderConfig,
+        clock: Callable[[], float],
+        rng: random.Random,
+    ) -> None:
+        self._store = store
+        self._slack = slack
+        self._cards = cards
+        self._metrics = metrics
+        self._config = config
+        self._clock = clock
+        self._rng = rng
+        self._channel_ready: dict[str, float] = {}
+        self.posts = 0
+
+    def ready(self, channel: str) -> bool:
+        """The channel's pace allows a post now."""
+        return self._channel_ready.get(channel, 0.0) <= self._clock()
+
+    def _paced(self, channel: str, *, extra: float = 0.0) -> None:
+        self._channel_ready[channel] = self._clock() + max(self._config.pace, extra)
+
+    async def deliver(self, row: OutboxRow) -> None:
+        """Post one outbox row (after looking it up if an earlier attempt may have landed)."""
+        if row.attempts and not (row.last_error or "").startswith(NOT_POSTED):
+            try:
+                if await already_posted(self._store, self._slack, row):
+                    return
+            except SlackDeliveryError as err:
+                if err.transient:
+                    # could not look right now: still unknown, look again next time
+                    self._failed(row, err, posted_unknown=True)
+                    return
+                # Slack refused the lookup itself (e.g. missing_scope, thread_not_found):
+                # looking again cannot help, so post rather than block the channel forever.
+                log.warning(
+                    "cannot check whether outbox row %s reached Slack (%s); posting it",
+                    row.id,
+                    err.error,
+                )
+        try:
+            notification = read_notification(
+                row.payload,
+                channel_id=row.channel_id,
+                job_key=row.job_key,
+                kind=row.kind,
+                dedupe_key=row.dedupe_key,
+            )
+            self._store.mark_sending(row.id)
+            ts = await self._post_row(row, notification)
+        except SlackDeliveryError as err:
+            self._failed(row, err, posted_unknown=err.posted_unknown)
+            return
+        except ValueError as err:  # bad payload or event (pydantic's errors are ValueErrors)
+            # Raised before this row's message went out: left pending or in `sending`, the
+            # row would block its channel for good. It can never be sent: drop it.
+            log.error("outbox row %s cannot be rendered, dropping it: %s", row.id, err)
+            self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
+            return
+        self._store.mark_sent(row.id, ts=ts)
+        self._metrics.messages_sent.labels(kind=row.kind).inc()
+
+    async def _post_row(self, row: OutboxRow, notification: Notification) -> str:
+        """Post the row: the card first if the channel has none, then (unless the row only
+        starts the watch) the reply in the card's thread; returns the message's ts."""
+        card_ts = self._cards.posted_ts(row.channel_id, row.job_key)
+        watch = notification.headline is EventKind.WATCH_STARTED
+        if card_ts is None:
+            card_ts = await self._post_card(row)
+            if watch:
+                return card_ts
+        elif watch:
+            self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
+            return card_ts
+        # the job as it was when these events happened, else as the store has it now
+        snapshot = notification.snapshot or self._cards.snapshot(row.job_key)
+        message = render_notification(
+            notification.events,
+            snapshot=snapshot or Snapshot(job_key=row.job_key, status="UNKNOWN"),
+            mention=notification.mention,
+        )
+        broadcast = any(
+            e.kind is EventKind.JOB_STATUS
+            and e.new_status is not None
+            and is_terminal(e.new_status)
+            for e in notification.events
+        )
+        try:
+            answer = await self._slack.call(
+                "chat.postMessage",
+                channel=row.channel_id,
+                thread_ts=card_ts,
+                reply_broadcast=broadcast,
+                text=message.text,
+                blocks=message.blocks,
+                metadata=metadata(NOTE_EVENT, row),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackDeliveryError as err:
+            if err.error == "thread_not_found":  # somebody deleted the card
+                self._store.forget_card(channel_id=row.channel_id, job_key=row.job_key)
+                raise SlackDeliveryError(
+                    "card deleted; posting a new one",
+                    kind=SlackFailure.THREAD_GONE,
+                    retry_after=0.0,
+                ) from err
+            raise
+        self.posts += 1
+        self._paced(row.channel_id)
+        self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
+        return str(answer["ts"])
+
+    async def _post_card(self, row: OutboxRow) -> str:
+        message = self._cards.message(
+            row.channel_id, row.job_key, self._cards.snapshot(row.job_key)
+        )
+        answer = await self._slack.call(
+            "chat.postMessage",
+            channel=row.channel_id,
+            text=message.text,
+            blocks=message.blocks,
+            metadata=metadata(CARD_EVENT, row),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        self.posts += 1
+        self._paced(row.channel_id)
+        ts = str(answer["ts"])
+        self._store.save_card(channel_id=row.channel_id, job_key=row.job_key, ts=ts)
+        return ts
+
+    def _failed(self, row: OutboxRow, err: SlackDeliveryError, *, posted_unknown: bool) -> None:
+        if err.kind is SlackFailure.PERMANENT:
+            disable_channel(self._store, row.channel_id, err.error)
+            return
+        attempts = row.attempts + 1
+        if not err.transient and attempts >= self._config.max_attempts:
+            # Slack answered, and refused this message (e.g. invalid_blocks): retrying the
+            # same body cannot help. Transient trouble (429, 5xx, timeouts) retries forever.
+            log.error(
+                "giving up on outbox row %s for %s after %d attempts: %s",
+                row.id,
+                row.channel_id,
+                attempts,
+                err.error,
+            )
+            self._store.mark_dead(row.id, error=err.error)
+            return
+        delay = err.retry_after
+        if delay is None:
+            delay = self._rng.uniform(
+                0, min(self._config.backoff_max, self._config.backoff_base * 2**attempts)
+            )
+        if err.kind is SlackFailure.TIMED_OUT:
+            # Slack may still be working on the call we gave up on: give it one more client
+            # timeout to land before we look for it, or the lookup misses it and we post twice.
+            delay = max(delay, self._slack.timeout)
+        self._paced(row.channel_id, extra=delay)
+        prefix = "" if posted_unknown else NOT_POSTED
+        self._store.mark_retry(
+            row.id, next_attempt_at=self._clock() + delay, error=prefix + err.error
+        )
+
+
+def disable_channel(store: Store, channel: str, error: str) -> None:
+    """Slack refused the channel for good: disable its subscriptions, drop its queue."""
+    reason = disable_reason(error)
+    count = store.disable_channel(channel_id=channel, reason=reason)
+    dead = store.dead_channel_rows(channel_id=channel, error=error)
+    log.warning(
+        "Slack said %s for channel %s: disabled %d subscription(s), dropped %d queued message(s)",
+        error,
+        channel,
+        count,
+        dead,
+    )

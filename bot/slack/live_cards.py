@@ -1,0 +1,136 @@
+"""The job cards in Slack, kept current: drawn from the store, edited in place.
+
+Every change marks a card dirty; the sender asks `LiveCards.due` which cards to redraw and
+runs `refresh` for each (one `chat.update` however many changes piled up). Edits have their
+own pace per channel, and a rate limit on `chat.update` (app-wide) pauses them all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+
+from bot.core.models import Snapshot
+from bot.errors import SlackDeliveryError, SlackFailure
+from bot.metrics import Metrics
+from bot.slack.api import SlackCaller
+from bot.slack.render import Message, render_card
+from store import Card, Store
+
+# The sender's logger: these lines read as before the sender was split.
+log = logging.getLogger("bot.slack.sender")
+
+# After an edit failed for a reason that may pass: wait this long before the next one.
+EDIT_RETRY = 5.0
+
+
+class LiveCards:
+    def __init__(
+        self,
+        store: Store,
+        slack: SlackCaller,
+        *,
+        metrics: Metrics,
+        pace: float,
+        clock: Callable[[], float],
+        disable: Callable[[str, str], None],
+    ) -> None:
+        self._store = store
+        self._slack = slack
+        self._metrics = metrics
+        self._pace = pace
+        self._clock = clock
+        self._disable = disable  # (channel, Slack's error): stop posting to the channel
+        self._edit_ready: dict[str, float] = {}
+        self._edits_paused_until = 0.0
+        self.edits = 0
+
+    def posted_ts(self, channel: str, job_key: str) -> str | None:
+        """The ts of the job's card in the channel, if one was posted."""
+        card = self._store.get_card(channel_id=channel, job_key=job_key)
+        return card.ts if card is not None else None
+
+    def due(
+        self, now: float, *, posting: Collection[tuple[str, str]], editing: Collection[str]
+    ) -> list[Card]:
+        """The dirty cards to redraw now: one per channel, none whose channel has an edit in
+        flight (`editing`) or whose job a post of this tick is about to change (`posting`:
+        (channel, job) pairs). Edits have their own pace (chat.update is rate limited apart
+        from chat.postMessage), so a busy thread never starves its card."""
+        if now < self._edits_paused_until:
+            return []
+        cards = [
+            c
+            for c in self._store.dirty_cards(limit=200)
+            if (c.channel_id, c.job_key) not in posting
+            and c.channel_id not in editing
+            and self._edit_ready.get(c.channel_id, 0.0) <= now
+        ]
+        return list({c.channel_id: c for c in reversed(cards)}.values())
+
+    async def refresh(self, card: Card) -> None:
+        """Redraw one card with `chat.update`; marked clean unless the edit may work later."""
+        if card.ts is None or self._disabled(card.channel_id, card.job_key):
+            # Nothing to edit, or nowhere to edit it: left dirty, the card would be retried
+            # on every tick (a hot loop against a channel Slack has refused for good).
+            self._clean(card)
+            return
+        message = self.message(card.channel_id, card.job_key, self.snapshot(card.job_key))
+        try:
+            await self._slack.call(
+                "chat.update",
+                channel=card.channel_id,
+                ts=card.ts,
+                text=message.text,
+                blocks=message.blocks,
+            )
+        except SlackDeliveryError as err:
+            if err.error == "message_not_found":
+                log.warning(
+                    "card of %s in %s was deleted; leaving it", card.job_key, card.channel_id
+                )
+                self._clean(card)
+            elif err.kind is SlackFailure.PERMANENT:
+                self._disable(card.channel_id, err.error)
+                self._clean(card)
+            elif err.kind is SlackFailure.RATE_LIMITED and err.retry_after is not None:
+                self._edits_paused_until = self._clock() + err.retry_after  # app-wide
+            else:
+                self._edit_ready[card.channel_id] = self._clock() + EDIT_RETRY
+            return
+        self.edits += 1
+        self._metrics.messages_sent.labels(kind="card_update").inc()
+        self._edit_ready[card.channel_id] = self._clock() + self._pace
+        self._clean(card)
+
+    def _clean(self, card: Card) -> None:
+        self._store.mark_card_clean(
+            channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
+        )
+
+    def _disabled(self, channel: str, job_key: str) -> bool:
+        sub = self._store.get_subscription(channel_id=channel, job_key=job_key)
+        return sub is not None and sub.disabled_reason is not None
+
+    def message(self, channel: str, job_key: str, snapshot: Snapshot | None) -> Message:
+        """The card as it should look now: the job, its history, and the channel's mute."""
+        if snapshot is None:
+            snapshot = Snapshot(job_key=job_key, status="UNKNOWN")
+        record = self._store.get_job(job_key)
+        sub = self._store.get_subscription(channel_id=channel, job_key=job_key)
+        now = self._clock()
+        history: dict[str, list[float]] = {}
+        for point in self._store.history(job_key):
+            history.setdefault(point.algorithm, []).append(point.value)
+        return render_card(
+            snapshot,
+            now=now,
+            last_improvement_at=record.last_improvement_at if record else None,
+            history=history or None,
+            muted_until=sub.muted_until if sub else None,
+        )
+
+    def snapshot(self, job_key: str) -> Snapshot | None:
+        """The job as the store has it now."""
+        record = self._store.get_job(job_key)
+        return Snapshot.model_validate_json(record.snapshot_json) if record else None

@@ -1,0 +1,58 @@
+"""Job cards: the message a channel shows for a job, and whether it needs editing."""
+
+from __future__ import annotations
+
+from store.connection import StoreConnection
+from store.records import Card
+
+
+class CardStore(StoreConnection):
+    def get_card(self, *, channel_id: str, job_key: str) -> Card | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {Card.COLUMNS} FROM cards WHERE channel_id = ? AND job_key = ?",
+                (channel_id, job_key),
+            ).fetchone()
+        return None if row is None else Card.from_row(row)
+
+    def save_card(self, *, channel_id: str, job_key: str, ts: str) -> None:
+        """Remember the card's message ts; the card is clean (its version is kept)."""
+        self._update_row(
+            "INSERT INTO cards (channel_id, job_key, ts, dirty, card_version) "
+            "VALUES (?, ?, ?, 0, 0) ON CONFLICT (channel_id, job_key) "
+            "DO UPDATE SET ts = excluded.ts, dirty = 0",
+            (channel_id, job_key, ts),
+        )
+
+    def forget_card(self, *, channel_id: str, job_key: str) -> None:
+        """The card's message is gone from Slack (deleted): the next row posts a new one."""
+        self._update_row(
+            "DELETE FROM cards WHERE channel_id = ? AND job_key = ?", (channel_id, job_key)
+        )
+
+    def dirty_cards(self, *, limit: int = 100) -> list[Card]:
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {Card.COLUMNS} FROM cards WHERE dirty = 1 "
+                "ORDER BY job_key, channel_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [Card.from_row(row) for row in rows]
+
+    def mark_card_clean(self, *, channel_id: str, job_key: str, card_version: int) -> bool:
+        """Clean only if nothing marked the card dirty since `card_version` was read."""
+        return (
+            self._update_row(
+                "UPDATE cards SET dirty = 0 "
+                "WHERE channel_id = ? AND job_key = ? AND card_version = ?",
+                (channel_id, job_key, card_version),
+            )
+            > 0
+        )
+
+    def mark_card_dirty(self, *, channel_id: str, job_key: str) -> None:
+        self._update_row(
+            "UPDATE cards SET dirty = 1, card_version = card_version + 1 "
+            "WHERE channel_id = ? AND job_key = ?",
+            (channel_id, job_key),
+        )

@@ -1,0 +1,251 @@
+"""Subscriptions: which channel watches which job, with its options, mute and limits."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from store.connection import StoreConnection
+from store.outbox import insert_outbox
+from store.records import (
+    NewOutboxRow,
+    Subscription,
+    SubscriptionLimitReached,
+    SubscriptionView,
+)
+
+_SUB = Subscription.COLUMNS
+# What a new subscription gets for an option not given (the schema's defaults too).
+DEFAULT_MIN_IMPROVEMENT = 0.005
+DEFAULT_EVENTS = "all"
+
+_UPSERT_BASELINE = (
+    "INSERT INTO jobs (job_key, snapshot_json, snapshot_hash, status, "
+    "best_performance, best_algorithm, next_poll_at, terminal, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (job_key) DO UPDATE SET snapshot_json = excluded.snapshot_json, "
+    "snapshot_hash = excluded.snapshot_hash, status = excluded.status, "
+    "best_performance = excluded.best_performance, "
+    "best_algorithm = excluded.best_algorithm, next_poll_at = excluded.next_poll_at, "
+    "terminal = excluded.terminal, updated_at = excluded.updated_at, "
+    "consecutive_errors = 0, unreachable = 0, version = version + 1 WHERE ?"
+)
+_UPSERT_SUBSCRIPTION = (
+    "INSERT INTO subscriptions (team_id, channel_id, job_key, created_by, created_at, "
+    "min_improvement, mention, events, active, last_best) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
+    "ON CONFLICT (channel_id, job_key) DO UPDATE SET team_id = excluded.team_id, "
+    "min_improvement = excluded.min_improvement, mention = excluded.mention, "
+    "events = excluded.events, active = 1, disabled_reason = NULL, "
+    "created_by = CASE WHEN ? THEN excluded.created_by ELSE created_by END, "
+    "created_at = CASE WHEN ? THEN excluded.created_at ELSE created_at END, "
+    "muted_until = CASE WHEN ? THEN NULL ELSE muted_until END, "
+    "last_best = CASE WHEN ? THEN excluded.last_best ELSE last_best END"
+)
+
+
+def _check_limits(
+    conn: sqlite3.Connection, channel_id: str, channel_limit: int | None, global_limit: int | None
+) -> None:
+    """Raise SubscriptionLimitReached if one more active subscription would pass a limit.
+    Runs inside the subscribe transaction (BEGIN IMMEDIATE holds the write lock), so no
+    other writer can add one between the count and the insert."""
+    if channel_limit is not None:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM subscriptions WHERE channel_id = ? AND active = 1",
+            (channel_id,),
+        ).fetchone()
+        if count >= channel_limit:
+            raise SubscriptionLimitReached(scope="channel", limit=channel_limit)
+    if global_limit is not None:
+        (count,) = conn.execute("SELECT count(*) FROM subscriptions WHERE active = 1").fetchone()
+        if count >= global_limit:
+            raise SubscriptionLimitReached(scope="global", limit=global_limit)
+
+
+class SubscriptionStore(StoreConnection):
+    def subscribe(
+        self,
+        *,
+        team_id: str | None,
+        channel_id: str,
+        job_key: str,
+        user_id: str | None,
+        min_improvement: float | None = None,
+        mention: str | None = None,
+        events: str | None = None,
+        snapshot_json: str,
+        snapshot_hash: str,
+        status: str,
+        best_performance: float | None,
+        best_algorithm: str | None,
+        terminal: bool,
+        next_poll_at: float,
+        watch_row: NewOutboxRow,
+        channel_limit: int | None = None,
+        global_limit: int | None = None,
+        now: float | None = None,
+    ) -> tuple[Subscription, bool]:
+        """Insert or re-activate the (channel, job) subscription, with the job baseline.
+
+        An option left None keeps what an active subscription (disabled or not) has
+        stored; a new or unsubscribed one gets the default (0.005, no mention, "all").
+        `created` is True when the subscription is new, was unsubscribed, or was disabled;
+        only then is `watch_row` enqueued, the mute lifted and `last_best` set to
+        `best_performance`. When the subscription is not active yet, the channel's and the
+        store's active subscriptions are counted in the same transaction as the insert: at
+        `channel_limit` or `global_limit`, SubscriptionLimitReached and nothing is written.
+        """
+        at = self._now(now)
+        with self._write() as conn:
+            before = conn.execute(
+                "SELECT active, disabled_reason, min_improvement, mention, events "
+                "FROM subscriptions WHERE channel_id = ? AND job_key = ?",
+                (channel_id, job_key),
+            ).fetchone()
+            active = before is not None and bool(before[0])
+            if not active:
+                _check_limits(conn, channel_id, channel_limit, global_limit)
+            kept = before[2:] if active else (DEFAULT_MIN_IMPROVEMENT, None, DEFAULT_EVENTS)
+            options = [
+                given if given is not None else stored
+                for given, stored in zip((min_improvement, mention, events), kept, strict=True)
+            ]
+            watched_elsewhere = conn.execute(
+                "SELECT 1 FROM subscriptions WHERE job_key = ? "
+                "AND active = 1 AND disabled_reason IS NULL LIMIT 1",
+                (job_key,),
+            ).fetchone()
+            # Nobody watches the job, so its stored snapshot may be stale: the fresh
+            # one becomes the baseline (else the next poll would replay old changes).
+            conn.execute(
+                _UPSERT_BASELINE,
+                (
+                    job_key,
+                    snapshot_json,
+                    snapshot_hash,
+                    status,
+                    best_performance,
+                    best_algorithm,
+                    next_poll_at,
+                    int(terminal),
+                    at,
+                    watched_elsewhere is None,
+                ),
+            )
+            # New, unsubscribed, or disabled by Slack (the bot was since invited back):
+            # each starts afresh with a card.
+            created = not active or before[1] is not None
+            conn.execute(
+                _UPSERT_SUBSCRIPTION,
+                (team_id, channel_id, job_key, user_id, at, *options, best_performance)
+                + (created,) * 4,
+            )
+            if created:
+                insert_outbox(conn, [watch_row], at)
+            row = conn.execute(
+                f"SELECT {_SUB} FROM subscriptions WHERE channel_id = ? AND job_key = ?",
+                (channel_id, job_key),
+            ).fetchone()
+        return Subscription.from_row(row), created
+
+    def unsubscribe(self, *, channel_id: str, job_key: str) -> bool:
+        """Stop the subscription and drop what was queued for it; True if it was active."""
+        with self._write() as conn:
+            stopped = conn.execute(
+                "UPDATE subscriptions SET active = 0 "
+                "WHERE channel_id = ? AND job_key = ? AND active = 1",
+                (channel_id, job_key),
+            ).rowcount
+            conn.execute(
+                "UPDATE outbox SET state = 'dead', last_error = 'unsubscribed', updated_at = ? "
+                "WHERE channel_id = ? AND job_key = ? AND state = 'pending'",
+                (self._now(None), channel_id, job_key),
+            )
+            return stopped > 0
+
+    def unsubscribe_all(self, *, channel_id: str) -> int:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = 'dead', last_error = 'unsubscribed', updated_at = ? "
+                "WHERE channel_id = ? AND state = 'pending' AND job_key IN (SELECT job_key "
+                "FROM subscriptions WHERE channel_id = ? AND active = 1)",
+                (self._now(None), channel_id, channel_id),
+            )
+            return int(
+                conn.execute(
+                    "UPDATE subscriptions SET active = 0 WHERE channel_id = ? AND active = 1",
+                    (channel_id,),
+                ).rowcount
+            )
+
+    def list_subscriptions(self, *, channel_id: str) -> list[SubscriptionView]:
+        """The channel's active subscriptions, disabled ones included, oldest first."""
+        columns = ", ".join(f"s.{name.strip()}" for name in _SUB.split(","))
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {columns}, j.status, j.best_performance, j.best_algorithm, "
+                "j.unreachable FROM subscriptions s LEFT JOIN jobs j ON j.job_key = s.job_key "
+                "WHERE s.channel_id = ? AND s.active = 1 ORDER BY s.created_at, s.id",
+                (channel_id,),
+            ).fetchall()
+        return [
+            SubscriptionView(
+                subscription=Subscription.from_row(row[:13]),
+                status=row[13],
+                best_performance=row[14],
+                best_algorithm=row[15],
+                unreachable=bool(row[16]),
+            )
+            for row in rows
+        ]
+
+    def get_subscription(self, *, channel_id: str, job_key: str) -> Subscription | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_SUB} FROM subscriptions WHERE channel_id = ? AND job_key = ?",
+                (channel_id, job_key),
+            ).fetchone()
+        return None if row is None else Subscription.from_row(row)
+
+    def count_active(self, *, channel_id: str) -> int:
+        """Active subscriptions of the channel (disabled ones count: `list` shows them)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM subscriptions WHERE channel_id = ? AND active = 1",
+                (channel_id,),
+            ).fetchone()
+        return int(row[0])
+
+    def count_all_active(self) -> int:
+        with self._read() as conn:
+            row = conn.execute("SELECT count(*) FROM subscriptions WHERE active = 1").fetchone()
+        return int(row[0])
+
+    def set_muted_until(self, *, channel_id: str, job_key: str, until: float | None) -> bool:
+        """Mute (or unmute with None) an active subscription; False if there is none."""
+        return (
+            self._update_row(
+                "UPDATE subscriptions SET muted_until = ? "
+                "WHERE channel_id = ? AND job_key = ? AND active = 1",
+                (until, channel_id, job_key),
+            )
+            > 0
+        )
+
+    def disable_channel(self, *, channel_id: str, reason: str) -> int:
+        """Stop delivering to every active subscription of the channel; they stay listed."""
+        return self._update_row(
+            "UPDATE subscriptions SET disabled_reason = ? "
+            "WHERE channel_id = ? AND active = 1 AND disabled_reason IS NULL",
+            (reason, channel_id),
+        )
+
+    def subscriptions_for_job(self, job_key: str) -> list[Subscription]:
+        """Subscriptions to deliver to: active and not disabled, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_SUB} FROM subscriptions WHERE job_key = ? AND active = 1 "
+                "AND disabled_reason IS NULL ORDER BY id",
+                (job_key,),
+            ).fetchall()
+        return [Subscription.from_row(row) for row in rows]
