@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         description="Accept `--mention @here`, `@channel`, `@everyone` (default: refused, so a "
         "member cannot make the bot ping the whole channel)",
     )
+    slack_timeout: int = Field(
+        10, ge=1, description="Seconds before a Slack Web API call times out (whole seconds)"
+    )
     mathfi_timeout: float = Field(
         10.0, gt=0, description="Seconds before a MathFi request times out"
     )

@@ -84,7 +84,7 @@ class Service:
             token=s.slack_bot_token.get_secret_value(),
             base_url=s.slack_api_url,
             session=self._session,
-            timeout=10,
+            timeout=s.slack_timeout,
             retry_handlers=[],
         )
         await self._identify()
@@ -392,7 +392,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
         log.info(
             "listening on http://%s:%d (POST /slack/events, GET /healthz, GET /metrics)",
             settings.http_host,
-            settings.http_port,
+            runner.addresses[0][1],  # the bound port, also when HTTP_PORT is 0
         )
         await service.start()
         await stop.wait()
