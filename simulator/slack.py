@@ -32,7 +32,7 @@ from simulator.slack_control import ControlRoutes
 from simulator.slack_directory import Directory, SinkUser
 from simulator.slack_faults import FaultBook, SlackFault, fail, ratelimited
 from simulator.slack_limits import RateLimiter, RateLimits
-from simulator.slack_shapes import ApiError, Params
+from simulator.slack_shapes import ApiError, Params, read_params
 from simulator.slack_shapes import content as shapes_content
 from simulator.slack_socket import SocketModeEndpoint
 from simulator.slack_store import Listener, MessageStore, SinkMessage
@@ -212,7 +212,7 @@ class SlackSink:
     async def _answer(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         try:
-            params = await _read_params(request)
+            params = await read_params(request)
         except ValueError:
             return fail("invalid_json")
         self.calls.append((method, {k: v for k, v in params.items() if k != "token"}))
@@ -309,18 +309,3 @@ async def start_in_background(
     bound_port = runner.addresses[0][1]
     sink.base_url = sink.socket.base_url = f"http://{host}:{bound_port}"
     return runner, sink.base_url
-
-
-async def _read_params(request: web.Request) -> Params:
-    """Query string plus the body, JSON or form-encoded (slack_sdk sends chat.* as JSON)."""
-    params: Params = dict(request.query)
-    if request.method == "POST" and request.can_read_body:
-        if request.content_type == "application/json":
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise ValueError("the JSON body must be an object")
-            params.update(body)
-        else:
-            form = await request.post()
-            params.update({k: v for k, v in form.items() if isinstance(v, str)})
-    return params

@@ -1,5 +1,6 @@
 """What the local Slack sink accepts: message text, blocks, metadata and views, checked
-against the limits Slack enforces, with Slack's error codes.
+against the limits Slack enforces, with Slack's error codes; and how a call's parameters
+are read (query string, JSON or form body).
 
 Imports nothing from bot/ or store/.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from aiohttp import web
 
 MAX_BLOCKS, MAX_TEXT = 50, 40_000
 MAX_VIEW_BLOCKS, MAX_VIEW_BYTES = 100, 250_000  # views.publish: 100 blocks, 250 kB
@@ -110,3 +113,18 @@ def home_view(raw: Any) -> dict[str, Any]:
 
 def _pointer(message: str, pointer: str) -> str:
     return f"[ERROR] {message} [json-pointer:{pointer}]"
+
+
+async def read_params(request: web.Request) -> Params:
+    """Query string plus the body, JSON or form-encoded (slack_sdk sends chat.* as JSON)."""
+    params: Params = dict(request.query)
+    if request.method == "POST" and request.can_read_body:
+        if request.content_type == "application/json":
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("the JSON body must be an object")
+            params.update(body)
+        else:
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return params
