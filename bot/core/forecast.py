@@ -9,7 +9,8 @@ has the method and the benchmark figures.
   least `min_history` seconds (default 180 s: six polls at the default 30 s interval);
   until one algorithm has, the verdict is NOT_ENOUGH_HISTORY.
 - Hysteresis: the margin is the best projected value minus the target. From on-track (or
-  no verdict yet) the job turns AT_RISK only when the margin is below -enter_margin; from
+  no verdict yet) the job turns AT_RISK only when the margin is below -enter_margin (in two
+  polls in a row when `previous` is the last JobForecast); from
   at-risk it is ON_TRACK again only when the margin is above +exit_margin.
 - Stall warning: the leading running algorithm (highest best) is projected to be stopped by
   the stall rule within `stall_horizon` seconds without reaching the target first.
