@@ -197,6 +197,52 @@ async def test_per_channel_limit(env: Env, tmp_path: Path) -> None:
         await subscribed(limited, f"subscribe {keys[2]}")
 
 
+async def test_resubscribing_without_options_keeps_the_stored_ones(env: Env) -> None:
+    """Issue 11 item 3: a bare re-subscribe must not switch off the on-call mention."""
+    key = env.sim.script_job(RUNNING)
+    await subscribed(
+        env, f"subscribe {key} --min-improvement 0.02 --mention <@U0BOB|bob> --events failures"
+    )
+    again = await subscribed(env, f"subscribe {key}")
+    assert "already watches" in again["text"]
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    assert sub is not None
+    assert (sub.min_improvement, sub.mention, sub.events) == (0.02, "<@U0BOB|bob>", "failures")
+    await subscribed(env, f"subscribe {key} --events status")  # only what is given changes
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    assert sub is not None
+    assert (sub.min_improvement, sub.mention, sub.events) == (0.02, "<@U0BOB|bob>", "status")
+
+
+async def test_ten_concurrent_subscribes_with_a_limit_of_three_give_three(
+    env: Env, tmp_path: Path
+) -> None:
+    """Issue 11 item 5: the limit is checked in the insert's transaction, not before the
+    MathFi call (which let all ten through)."""
+    keys = [env.sim.script_job(RUNNING) for _ in range(10)]
+    async with other_service(env, tmp_path, subscription_limit=3) as limited:
+        replies = await asyncio.gather(*(answer(limited, f"subscribe {k}") for k in keys))
+        assert (await limited.service.store.count_active(channel_id="C0TEST")) == 3
+        texts = [r["text"] for r in replies]
+        assert sum("Now watching" in t for t in texts) == 3, texts
+        refused = [t for t in texts if "Now watching" not in t]
+        assert len(refused) == 7
+        assert all("already watches 3 jobs" in t and "SUBSCRIPTION_LIMIT" in t for t in refused)
+
+
+async def test_the_global_limit_names_max_subscriptions(env: Env, tmp_path: Path) -> None:
+    keys = [env.sim.script_job(RUNNING) for _ in range(2)]
+    async with other_service(env, tmp_path, max_subscriptions=2) as limited:
+        await subscribed(limited, f"subscribe {keys[0]}", channel="C1")
+        await subscribed(limited, f"subscribe {keys[1]}", channel="C2")
+        refused = await answer(limited, f"subscribe {keys[0]}", channel="C3")
+        assert "MAX_SUBSCRIPTIONS" in refused["text"] and "nothing was changed" in refused["text"]
+        assert (await limited.service.store.count_all_active()) == 2
+        # an existing subscription may still change its options at the limit
+        again = await subscribed(limited, f"subscribe {keys[0]} --events status", channel="C1")
+        assert "already watches" in again["text"]
+
+
 async def test_subscribe_to_a_finished_job_says_so(env: Env) -> None:
     key = env.sim.script_job([LIFECYCLE[-1]], training=CHAMPION_TRAINING)
     reply = await subscribed(env, f"subscribe {key} --mention @here")

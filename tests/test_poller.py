@@ -195,3 +195,26 @@ async def test_unreachable_and_recovered_rows_are_versioned_notifications(env: E
         assert back.dedupe_key == f"{key}:v{version + 1}:{channel}"
         assert back.events[0].kind.value == "recovered" and back.snapshot is not None
     assert all(json.loads(r.payload)["schema_version"] == 1 for r in rows)
+
+
+async def test_the_unreachable_alert_names_the_kind_of_trouble_not_the_host(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 item 7: the channel hears "connection refused"; the host and port of the
+    MathFi it could not reach stay in the log."""
+    key = env.sim.script_job([LIFECYCLE[1], LIFECYCLE[2]])
+    await subscribe(env, key, channel="C1")
+    await env.cycle()
+    simulator = env.runners.pop(1)  # MathFi goes away: its port refuses connections
+    port = env.sim_url.rsplit(":", 1)[1]
+    await simulator.cleanup()
+    caplog.set_level(logging.INFO, logger="bot.engine.poller")
+    for _ in range(12):
+        await env.cycle(10.0)
+    (card,) = env.sink.top_level("C1")
+    (alert,) = [m for m in env.sink.replies("C1", card.ts) if "cannot reach" in m.text]
+    seen = alert.text + json.dumps(alert.blocks)
+    assert "connection refused" in seen, seen
+    assert "127.0.0.1" not in seen and port not in seen and "localhost" not in seen, seen
+    logged = [r.getMessage() for r in caplog.records if "is unreachable since" in r.getMessage()]
+    assert len(logged) == 1 and f"127.0.0.1:{port}" in logged[0], logged

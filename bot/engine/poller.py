@@ -1,6 +1,6 @@
 """The poller: one loop, due-time scheduling, bounded concurrency, group commit.
 
-(About 340 lines, kept whole: the loop and one poll share the heap and the per-job state.
+(About 370 lines, kept whole: the loop and one poll share the heap and the per-job state.
 What needs no loop is elsewhere: the schedule and the records a poll writes in
 `bot.engine.jobs`, the shared transaction in `bot.engine.group_commit`, the health log in
 `bot.engine.health`, who is told what in `bot.core.fanout`.)

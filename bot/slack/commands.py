@@ -1,5 +1,9 @@
 """`/mathfi` slash commands and the card buttons (bolt listeners, registered by `register`).
 
+(About 370 lines, kept whole: each command's work and its listener share `CommandContext`
+and the wording of its answers; parsing is in `bot.slack.command_text`, the replies in
+`bot.slack.replies`, how an answer reaches the user in `bot.slack.answers`.)
+
 Ack first, then work: the ack never waits on SQLite. Commands that only touch the store
 answer in the ack when the store answers at once, else via `response_url` (`bot.slack.
 answers`); those that ask MathFi (`subscribe`, `status`) ack with "looking it up" and answer
