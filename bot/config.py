@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     )
     poll_concurrency: int = Field(50, ge=1, description="Most job polls in flight at once")
     subscription_limit: int = Field(200, ge=1, description="Most subscriptions per channel")
+    max_subscriptions: int = Field(
+        5000, ge=1, description="Most subscriptions in all channels together"
+    )
     standby: bool = Field(
         False,
         description="When another mathfi-bot holds DATABASE_PATH: wait as a standby and take "
