@@ -243,6 +243,20 @@ async def test_the_global_limit_names_max_subscriptions(env: Env, tmp_path: Path
         assert "already watches" in again["text"]
 
 
+async def test_a_broadcast_mention_is_refused_unless_the_operator_allows_it(
+    env: Env, tmp_path: Path
+) -> None:
+    """Issue 11 hole 4: any member could make the bot ping the whole channel."""
+    key = env.sim.script_job(RUNNING)
+    refused = await answer(env, f"subscribe {key} --mention @channel")
+    assert "would ping everyone" in refused["text"]
+    await nothing_created(env, key)
+    async with other_service(env, tmp_path, allow_broadcast_mentions=True) as allowed:
+        await subscribed(allowed, f"subscribe {key} --mention @channel")
+        sub = await allowed.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+        assert sub is not None and sub.mention == "<!channel>"
+
+
 async def test_subscribe_to_a_finished_job_says_so(env: Env) -> None:
     key = env.sim.script_job([LIFECYCLE[-1]], training=CHAMPION_TRAINING)
     reply = await subscribed(env, f"subscribe {key} --mention <!subteam^S0ONCALL|oncall>")

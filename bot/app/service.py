@@ -212,6 +212,7 @@ class Service:
                 command=s.slack_command,
                 subscription_limit=s.subscription_limit,
                 max_subscriptions=s.max_subscriptions,
+                allow_broadcast_mentions=s.allow_broadcast_mentions,
                 poll_interval=s.poll_interval,
                 watch=self.poller.watch,
                 clock=self.clock,

@@ -78,6 +78,7 @@ class CommandContext:
     command: str = "/mathfi"
     subscription_limit: int = 200  # per channel
     max_subscriptions: int = 5000  # in the whole store
+    allow_broadcast_mentions: bool = False  # `--mention @here/@channel/@everyone`
     poll_interval: float = 30.0
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -313,7 +314,7 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
         channel_id = str(body.get("channel_id", ""))
         text = str(body.get("text", ""))
         try:
-            cmd = parse_command(text)
+            cmd = parse_command(text, allow_broadcast=ctx.allow_broadcast_mentions)
         except CommandError as err:
             ctx.metrics.commands.labels(command="invalid", outcome="user_error").inc()
             await ack(**reply_body(command_error(ctx, err)))
