@@ -7,10 +7,42 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import ByteSize, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ByteSize,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.core.duration import duration_seconds
 from bot.errors import ConfigError
+
+
+def _duration(value: object) -> object:
+    """`7d`, `12h`, `1h30m` (the forms `mute` takes) -> seconds; a number is left to int."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return duration_seconds(value)
+    except ValueError:
+        raise ValueError("must be a duration such as 7d, 12h or 1h30m") from None
+
+
+def _at_least_an_hour(seconds: int) -> int:
+    # A sent row is what stops a poll recorded twice from being queued twice: it must
+    # outlive any retry of that poll.
+    if seconds < 3600:
+        raise ValueError("must be at least 1h")
+    return seconds
+
+
+# Seconds, written as a duration.
+Duration = Annotated[int, BeforeValidator(_duration), AfterValidator(_at_least_an_hour)]
 
 
 class Settings(BaseSettings):
@@ -121,6 +153,19 @@ class Settings(BaseSettings):
     )
     warning_cooldown: float = Field(
         600.0, ge=0, description="At most one forecast warning per job per this many seconds"
+    )
+    # --- retention (issue 16): what the database forgets, so that it stops growing ---
+    outbox_retention: Duration = Field(
+        "7d",
+        validate_default=True,
+        description="Sent and dead notifications are deleted this long after they were sent "
+        "or given up (a duration: `7d`, `12h`, `1h30m`; at least 1h)",
+    )
+    job_retention: Duration = Field(
+        "30d",
+        validate_default=True,
+        description="A job nobody has watched (no subscription, no change) for this long "
+        "loses its snapshot, history and cards (a duration; at least 1h)",
     )
 
     @field_validator("slack_api_url")

@@ -53,6 +53,11 @@ class Metrics:
             "mathfi_active_subscriptions", "Active subscriptions", registry=r
         )
         self.watched_jobs = Gauge("mathfi_watched_jobs", "Jobs being polled", registry=r)
+        self.database_bytes = Gauge(
+            "mathfi_database_bytes",
+            "Size of the SQLite database (page_count * page_size, free pages included)",
+            registry=r,
+        )
         self.commands = Counter(
             "mathfi_commands",
             "Slash commands, by name and outcome",

@@ -8,10 +8,12 @@ from store.async_store import AsyncStore
 from store.db import Store
 from store.records import (
     Card,
+    DatabaseSize,
     HistoryPoint,
     JobRecord,
     NewOutboxRow,
     OutboxRow,
+    Pruned,
     StoreError,
     StoreUnavailable,
     Subscription,
@@ -22,10 +24,12 @@ from store.records import (
 __all__ = [
     "AsyncStore",
     "Card",
+    "DatabaseSize",
     "HistoryPoint",
     "JobRecord",
     "NewOutboxRow",
     "OutboxRow",
+    "Pruned",
     "Store",
     "StoreError",
     "StoreUnavailable",

@@ -170,6 +170,11 @@ class AsyncStore:
     mark_card_clean = _on_thread(Store.mark_card_clean)
     mark_card_dirty = _on_thread(Store.mark_card_dirty)
 
+    prune_outbox = _on_thread(Store.prune_outbox)
+    prune_jobs = _on_thread(Store.prune_jobs)
+    vacuum = _on_thread(Store.vacuum)
+    database_size = _on_thread(Store.database_size)
+
     ping = _on_thread(Store.ping)
 
 

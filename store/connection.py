@@ -80,6 +80,10 @@ def connect(path: str | Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
     # `timeout` is SQLite's busy timeout: how long a write waits for another's lock.
     conn = sqlite3.connect(text, uri=text.startswith("file:"), timeout=busy_timeout_ms / 1000)
     try:
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # A new file takes it before its first page is written (WAL would write it);
+            # an existing one gets it from migration 2's VACUUM.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")

@@ -2,9 +2,9 @@
 
 `Store` is composed of one part per concern, each a module of store/: connection.py
 (open, pragmas, migrations, the transaction helpers, ping, close), subscriptions.py,
-jobs.py (polls, errors, history), outbox.py and cards.py. It is synchronous and belongs to
-the thread that opened it; `AsyncStore` (async_store.py) runs one on a thread of its own
-for the event loop.
+jobs.py (polls, errors, history), outbox.py, cards.py and retention.py (pruning, vacuum,
+size). It is synchronous and belongs to the thread that opened it; `AsyncStore`
+(async_store.py) runs one on a thread of its own for the event loop.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from store.cards import CardStore
 from store.connection import BUSY_TIMEOUT_MS, refused_row
 from store.jobs import HISTORY_KEEP, PRUNE_EVERY, JobStore, PollRecord
 from store.outbox import OutboxStore
+from store.retention import RetentionStore
 from store.subscriptions import SubscriptionStore
 
 __all__ = ["HISTORY_KEEP", "PRUNE_EVERY", "PollRecord", "Store", "refused_row"]
 
 
-class Store(SubscriptionStore, JobStore, OutboxStore, CardStore):
+class Store(SubscriptionStore, JobStore, OutboxStore, CardStore, RetentionStore):
     def __init__(
         self,
         path: str | Path,

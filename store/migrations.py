@@ -10,6 +10,7 @@ migration leaves nothing behind and stays pending.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 
 from sqlite_utils import Database
@@ -159,7 +160,37 @@ def _create_checks(db: Database) -> None:
         )
 
 
-MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, m001_initial),)
+def m002_retention(db: Database) -> None:
+    """What pruning needs: incremental auto-vacuum, the outbox indexes of its two
+    questions, and when a subscription ended.
+
+    `auto_vacuum` of an existing file only changes with a VACUUM, which cannot run inside
+    this migration's transaction: `m002_vacuum` (in `FINISH`) runs it after the commit.
+    """
+    # Sent and dead rows older than the retention, oldest first.
+    db.table("outbox").create_index(["state", "updated_at"])
+    # A job's rows: one that still has unsent rows is not pruned, the others go with it.
+    db.table("outbox").create_index(["job_key"])
+    # Set by unsubscribe: a job is kept JOB_RETENTION after its last watcher left.
+    db.execute("ALTER TABLE subscriptions ADD COLUMN ended_at FLOAT")
+
+
+def m002_vacuum(db: Database) -> None:
+    """Rewrite the file once so that incremental vacuum is on (a no-op once it is)."""
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+        return
+    db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    log.info("rewriting the database once for incremental vacuum (VACUUM)")
+    db.execute("VACUUM")
+
+
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+
+MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, m001_initial), (2, m002_retention))
+# Steps that cannot run inside a transaction (VACUUM), run after the commit, at every
+# open while their migration is applied: each checks whether it has anything to do (a
+# crash between the commit and the step leaves it to the next open).
+FINISH: dict[int, Migration] = {2: m002_vacuum}
 
 
 def applied(db: Database) -> set[int]:
@@ -189,4 +220,22 @@ def apply_migrations(db: Database, *, now: float) -> list[int]:
             table.insert({"number": number, "name": fn.__name__, "applied_at": now})
             ran.append(number)
             log.info("applied migration %s (%s)", number, fn.__name__)
+    finish(db, applied(db))
     return ran
+
+
+def finish(db: Database, done: set[int]) -> None:
+    """Run the `FINISH` step of each applied migration, outside any transaction.
+
+    A step that fails (the database is locked by another process, the disk is full) is
+    logged and tried again at the next open: the store works without it.
+    """
+    for number, step in FINISH.items():
+        if number not in done:
+            continue
+        try:
+            step(db)
+        except sqlite3.OperationalError as err:
+            log.warning(
+                "migration %s: %s failed, retried at the next open: %s", number, step.__name__, err
+            )

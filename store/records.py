@@ -166,3 +166,21 @@ class Card:
     def from_row(cls, row: tuple[Any, ...]) -> Card:
         channel_id, job_key, ts, dirty, card_version = row
         return cls(channel_id, job_key, ts, bool(dirty), card_version)
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """One batch of a pruning step: how many it removed, and whether more are waiting
+    (call again, after letting other calls through)."""
+
+    count: int
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSize:
+    """The database's size in bytes (page_count * page_size) and how much of it is free
+    pages (the freelist) that an incremental vacuum can give back."""
+
+    bytes: int
+    free_bytes: int

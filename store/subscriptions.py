@@ -150,31 +150,34 @@ class SubscriptionStore(StoreConnection):
 
     def unsubscribe(self, *, channel_id: str, job_key: str) -> bool:
         """Stop the subscription and drop what was queued for it; True if it was active."""
+        at = self._now(None)
         with self._write() as conn:
             stopped = conn.execute(
-                "UPDATE subscriptions SET active = 0 "
+                "UPDATE subscriptions SET active = 0, ended_at = ? "
                 "WHERE channel_id = ? AND job_key = ? AND active = 1",
-                (channel_id, job_key),
+                (at, channel_id, job_key),
             ).rowcount
             conn.execute(
                 "UPDATE outbox SET state = 'dead', last_error = 'unsubscribed', updated_at = ? "
                 "WHERE channel_id = ? AND job_key = ? AND state = 'pending'",
-                (self._now(None), channel_id, job_key),
+                (at, channel_id, job_key),
             )
             return stopped > 0
 
     def unsubscribe_all(self, *, channel_id: str) -> int:
+        at = self._now(None)
         with self._write() as conn:
             conn.execute(
                 "UPDATE outbox SET state = 'dead', last_error = 'unsubscribed', updated_at = ? "
                 "WHERE channel_id = ? AND state = 'pending' AND job_key IN (SELECT job_key "
                 "FROM subscriptions WHERE channel_id = ? AND active = 1)",
-                (self._now(None), channel_id, channel_id),
+                (at, channel_id, channel_id),
             )
             return int(
                 conn.execute(
-                    "UPDATE subscriptions SET active = 0 WHERE channel_id = ? AND active = 1",
-                    (channel_id,),
+                    "UPDATE subscriptions SET active = 0, ended_at = ? "
+                    "WHERE channel_id = ? AND active = 1",
+                    (at, channel_id),
                 ).rowcount
             )
 

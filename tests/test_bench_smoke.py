@@ -16,6 +16,7 @@ import pytest
 
 from bench import ceiling, latency, poll_scale
 from bench import forecast as forecast_bench
+from bench import retention as retention_bench
 from bench.common import percentile, spread
 from bot.engine.group_commit import GroupCommit
 from store import AsyncStore, HistoryPoint, NewOutboxRow, Store, StoreUnavailable
@@ -84,6 +85,23 @@ def test_forecast_bench_prints_a_line_per_job_then_summaries(
     assert set(overall["eta_mdape_pct"]) == {"0.25", "0.5", "0.75"}
     assert overall["warnings_per_job"]["max"] == max(len(job["warnings"]) for job in jobs)
     assert sum(s["jobs"] for f, s in summaries.items() if f != "all") == 12
+
+
+def test_retention_bench_prunes_and_prints_a_line_per_day_then_a_verdict(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--days", "4", "--jobs-per-day", "24", "--channels", "5", "--polls-per-job", "8"]
+    retention_bench.main([*argv, "--outbox-retention", "1d", "--job-retention", "1h"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    days, (verdict,) = rows[:-1], rows[-1:]
+    assert [day["day"] for day in days] == [1, 2, 3, 4]
+    assert all(day["file_bytes"] >= day["database_bytes"] > 0 for day in days)
+    last = days[-1]
+    assert last["outbox_pruned"] > 0 and last["jobs_pruned"] > 0 and last["pages_vacuumed"] > 0
+    assert last["rows"]["jobs"] < 4 * 24  # the unwatched ones were forgotten
+    assert verdict["record"] == "verdict" and verdict["window_days"] == 3
+    assert verdict["level"] is False  # a 3-day window is too short to call it level
+    assert verdict["final_file_mb"] == round(last["file_bytes"] / 1e6, 1)
 
 
 @pytest.mark.parametrize(

@@ -62,3 +62,36 @@ def test_a_validator_refusal_reads_without_pydantic_prefix(
 def test_finite_values_are_kept() -> None:
     settings = load_settings(**REQUIRED, poll_interval="0.5", stale_after="60")
     assert (settings.poll_interval, settings.stale_after) == (0.5, 60.0)
+
+
+# -- retention (issue 16): durations as the commands write them ---------------------------
+
+
+def test_retention_defaults_are_a_week_and_a_month() -> None:
+    settings = load_settings(**REQUIRED)
+    assert (settings.outbox_retention, settings.job_retention) == (7 * 86400, 30 * 86400)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("1h", 3600), ("1h30m", 5400), ("2 d", 172800), ("90d", 7776000)]
+)
+def test_retention_takes_the_duration_forms(text: str, seconds: int) -> None:
+    settings = load_settings(**REQUIRED, outbox_retention=text, job_retention=text)
+    assert settings.outbox_retention == settings.job_retention == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("7", "must be a duration such as 7d, 12h or 1h30m"),
+        ("week", "must be a duration such as 7d, 12h or 1h30m"),
+        ("-1d", "must be a duration such as 7d, 12h or 1h30m"),
+        ("59m", "must be at least 1h"),
+        ("0d", "must be at least 1h"),
+    ],
+)
+def test_retention_refuses_what_is_not_a_duration_of_an_hour_or_more(
+    text: str, reason: str
+) -> None:
+    assert refusal(job_retention=text) == f"JOB_RETENTION is invalid: {reason}"
+    assert refusal(outbox_retention=text) == f"OUTBOX_RETENTION is invalid: {reason}"

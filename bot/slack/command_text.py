@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from bot.core.duration import duration_seconds
 from bot.core.events import EventsFilter
 
 DEFAULT_COMMAND = "/mathfi"
@@ -127,23 +128,14 @@ def is_job_key(text: str) -> bool:
     return _UUID.fullmatch(text) is not None
 
 
-_DURATION = re.compile(
-    r"(?:([0-9]+)d(?:ays?)?)?(?:([0-9]+)h(?:(?:ou)?rs?)?)?"
-    r"(?:([0-9]+)m(?:in(?:ute)?s?)?)?(?:([0-9]+)s(?:ec(?:ond)?s?)?)?",
-    re.IGNORECASE,
-)
-
-
 def parse_duration(text: str) -> int:
     """`30m`, `2h`, `1d`, `90s`, `1h30m` (spaces allowed) -> seconds, 1 s .. 30 days."""
-    compact = "".join(text.split())
-    match = _DURATION.fullmatch(compact) if len(compact) <= 40 else None
-    if match is None or not any(match.groups()):
+    try:
+        total = duration_seconds(text)
+    except ValueError:
         raise CommandError(
             f"{_echo(text)} is not a duration (use e.g. 30m, 2h, 1d or 1h30m).", USAGE["mute"]
-        )
-    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+        ) from None
     if not 1 <= total <= MAX_MUTE_SECONDS:
         raise CommandError(
             f"{_echo(text)} is out of range: a duration is between 1s and 30d.", USAGE["mute"]
