@@ -170,6 +170,12 @@ class AsyncStore:
     mark_card_clean = _on_thread(Store.mark_card_clean)
     mark_card_dirty = _on_thread(Store.mark_card_dirty)
 
+    begin_action = _on_thread(Store.begin_action)
+    refuse_action = _on_thread(Store.refuse_action)
+    finish_action = _on_thread(Store.finish_action)
+    get_action = _on_thread(Store.get_action)
+    recent_actions = _on_thread(Store.recent_actions)
+
     ping = _on_thread(Store.ping)
 
 

@@ -166,3 +166,31 @@ class Card:
     def from_row(cls, row: tuple[Any, ...]) -> Card:
         channel_id, job_key, ts, dirty, card_version = row
         return cls(channel_id, job_key, ts, bool(dirty), card_version)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One action taken from Slack (store/actions.py); `parameters` is JSON text."""
+
+    id: int
+    idempotency_key: str
+    kind: str
+    team_id: str | None
+    channel_id: str
+    user_id: str
+    subject_key: str
+    parameters: str
+    state: str
+    answer: str | None
+    result_job_key: str | None
+    created_at: float
+    updated_at: float
+
+    COLUMNS: ClassVar[str] = (
+        "id, idempotency_key, kind, team_id, channel_id, user_id, subject_key, parameters, "
+        "state, answer, result_job_key, created_at, updated_at"
+    )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ActionRecord:
+        return cls(*row)
