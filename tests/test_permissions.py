@@ -1,0 +1,235 @@
+"""Who may act (bot/slack/permissions.py) against a tiny local Slack that answers users.info
+and usergroups.users.list as Slack does; and the ACTIONS setting (bot/config.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import ActionsPolicy, load_settings, parse_actions
+from bot.errors import ConfigError
+from bot.slack.permissions import PermissionCheck, Verdict
+from tests.conftest import make_settings
+
+GUEST = {"is_restricted": True, "is_ultra_restricted": False}
+
+
+@dataclass
+class LocalSlack:
+    """users.info and usergroups.users.list, answered like Slack (HTTP 200, ok true/false)."""
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None  # every call answers ok:false with this error
+    calls: Counter[str] = field(default_factory=Counter)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = dict(await request.post()) | dict(request.query)
+        self.calls[method] += 1
+        if self.error is not None:
+            return web.json_response({"ok": False, "error": self.error})
+        if method == "users.info":
+            user = self.users.get(str(params.get("user")))
+            if user is None:
+                return web.json_response({"ok": False, "error": "user_not_found"})
+            flags = {"is_restricted": False, "is_ultra_restricted": False, "is_bot": False}
+            body = {"id": params["user"], "deleted": False, **flags, **user}
+            return web.json_response({"ok": True, "user": body})
+        if method == "usergroups.users.list":
+            members = self.groups.get(str(params.get("usergroup")))
+            if members is None:
+                return web.json_response({"ok": False, "error": "no_such_subteam"})
+            return web.json_response({"ok": True, "users": members})
+        return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class World:
+    slack: LocalSlack
+    client: AsyncWebClient
+    clock: ManualClock
+
+    def check(self, setting: str) -> PermissionCheck:
+        return PermissionCheck(parse_actions(setting), self.client, clock=self.clock)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    slack = LocalSlack(
+        users={
+            "UMEMBER": {},
+            "UGUEST": GUEST,
+            "USINGLE": {"is_restricted": True, "is_ultra_restricted": True},
+            "UBOT": {"is_bot": True},
+            "UGONE": {"deleted": True},
+            "UOTHERORG": {"is_stranger": True},
+        },
+        groups={"SONCALL": ["UGUEST", "UOPS"], "SEMPTY": []},
+    )
+    app = web.Application()
+    app.router.add_route("*", "/api/{method}", slack.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/"
+    yield World(slack, AsyncWebClient(token="xoxb-test", base_url=url, timeout=2), ManualClock())
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("user", "verdict", "words"),
+    [
+        ("UMEMBER", Verdict.ALLOWED, ""),
+        ("UGUEST", Verdict.GUEST, "Guests cannot"),
+        ("USINGLE", Verdict.GUEST, "Guests cannot"),
+        ("UBOT", Verdict.NOT_A_MEMBER, "Only members of this workspace"),
+        ("UGONE", Verdict.NOT_A_MEMBER, "Only members of this workspace"),
+        ("UOTHERORG", Verdict.NOT_A_MEMBER, "Only members of this workspace"),
+        ("UNOBODY", Verdict.NOT_A_MEMBER, "Only members of this workspace"),
+    ],
+)
+async def test_everyone_means_full_members(
+    world: World, user: str, verdict: Verdict, words: str
+) -> None:
+    decision = await world.check("everyone").check(user)
+    assert decision.verdict is verdict
+    assert decision.allowed is (verdict is Verdict.ALLOWED)
+    assert decision.reason.startswith(words)
+
+
+async def test_a_person_is_asked_about_once_per_cache_period(world: World) -> None:
+    check = world.check("everyone")
+    for _ in range(3):
+        assert (await check.check("UGUEST")).verdict is Verdict.GUEST
+    assert world.slack.calls["users.info"] == 1
+    world.slack.users["UGUEST"] = {}  # promoted to full member
+    world.clock.now += 299
+    assert not (await check.check("UGUEST")).allowed
+    world.clock.now += 1
+    assert (await check.check("UGUEST")).allowed
+    assert world.slack.calls["users.info"] == 2
+
+
+async def test_off_refuses_everyone_without_asking_slack(world: World) -> None:
+    decision = await world.check("off").check("UMEMBER")
+    assert decision.verdict is Verdict.OFF and "ACTIONS=off" in decision.reason
+    assert sum(world.slack.calls.values()) == 0
+
+
+async def test_a_list_allows_its_users_and_the_members_of_its_groups(world: World) -> None:
+    check = world.check("UALICE, SONCALL, SEMPTY")
+    assert (await check.check("UALICE")).allowed
+    assert sum(world.slack.calls.values()) == 0  # a listed user needs no question
+    assert (await check.check("UOPS")).allowed
+    assert (await check.check("UGUEST")).allowed  # the operator listed the group: it counts
+    refused = await check.check("UMEMBER")
+    assert refused.verdict is Verdict.NOT_LISTED and "ACTIONS setting" in refused.reason
+    assert world.slack.calls["usergroups.users.list"] == 2  # each group once, then cached
+    assert world.slack.calls["users.info"] == 0
+
+
+async def test_group_members_are_cached_a_few_minutes_on_the_clock(world: World) -> None:
+    check = world.check("SONCALL")
+    assert (await check.check("UOPS")).allowed
+    world.slack.groups["SONCALL"] = ["UNEW"]
+    world.clock.now += 200
+    assert not (await check.check("UNEW")).allowed
+    world.clock.now += 100
+    assert (await check.check("UNEW")).allowed and not (await check.check("UOPS")).allowed
+    assert world.slack.calls["usergroups.users.list"] == 2
+
+
+async def test_an_unknown_group_is_skipped_and_the_others_still_count(world: World) -> None:
+    check = world.check("SGONE,SONCALL")
+    assert (await check.check("UOPS")).allowed
+    assert (await check.check("UMEMBER")).verdict is Verdict.NOT_LISTED
+
+
+@pytest.mark.parametrize(
+    ("setting", "error", "words"),
+    [
+        ("everyone", "missing_scope", "lacks the users:read scope"),
+        ("SONCALL", "missing_scope", "lacks the usergroups:read scope"),
+        ("everyone", "ratelimited", "Slack could not tell the bot who you are"),
+        ("SONCALL", "internal_error", "Slack could not tell the bot who you are"),
+    ],
+)
+async def test_when_slack_cannot_say_the_answer_is_a_refusal_that_says_so(
+    world: World, setting: str, error: str, words: str
+) -> None:
+    world.slack.error = error
+    check = world.check(setting)
+    decision = await check.check("UOPS")
+    assert decision.verdict is Verdict.UNCHECKED and words in decision.reason
+    assert "nothing was done" in decision.reason.lower()
+    world.slack.error = None  # a failure is not cached: the next click asks again
+    assert (await check.check("UOPS")).allowed is (setting == "SONCALL")
+
+
+async def test_an_unreachable_slack_refuses(world: World) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url="http://127.0.0.1:1/api/", timeout=2)
+    check = PermissionCheck(parse_actions("everyone"), client, clock=world.clock)
+    decision = await check.check("UMEMBER")
+    assert decision.verdict is Verdict.UNCHECKED and not decision.allowed
+
+
+# --- the ACTIONS setting ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "canonical", "policy"),
+    [
+        ("everyone", "everyone", ActionsPolicy("everyone")),
+        (" Everyone ", "everyone", ActionsPolicy("everyone")),
+        ("OFF", "off", ActionsPolicy("off")),
+        (
+            "U0ALICE, S0ONCALL ,W0GRID",
+            "U0ALICE,W0GRID,S0ONCALL",
+            ActionsPolicy("list", frozenset({"U0ALICE", "W0GRID"}), frozenset({"S0ONCALL"})),
+        ),
+        ("U1", "U1", ActionsPolicy("list", frozenset({"U1"}))),
+    ],
+)
+def test_actions_setting_parses(value: str, canonical: str, policy: ActionsPolicy) -> None:
+    settings = make_settings(actions=value)
+    assert settings.actions == canonical
+    assert settings.actions_policy == policy
+    assert make_settings().actions_policy == ActionsPolicy("everyone")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("", "an empty entry"),
+        ("U1,,S2", "an empty entry"),
+        ("everyone,U1", "'everyone'"),
+        ("u0alice", "'u0alice'"),
+        ("C0CHANNEL", "'C0CHANNEL'"),
+        ("<@U0ALICE>", "'<@U0ALICE>'"),
+        ("nobody", "'nobody'"),
+    ],
+)
+def test_a_bad_actions_value_is_one_line_naming_the_variable(value: str, shown: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            mathfi_username="u", mathfi_password="p", slack_bot_token="x",
+            slack_signing_secret="s", actions=value, _env_file=None,
+        )  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith(f"ACTIONS is invalid: {shown} is not a user ID (U…)")
+    assert "\n" not in message
