@@ -3,51 +3,17 @@ and usergroups.users.list as Slack does; and the ACTIONS setting (bot/config.py)
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import pytest
-from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import ActionsPolicy, load_settings, parse_actions
 from bot.errors import ConfigError
 from bot.slack.permissions import PermissionCheck, Verdict
 from tests.conftest import make_settings
-
-GUEST = {"is_restricted": True, "is_ultra_restricted": False}
-
-
-@dataclass
-class LocalSlack:
-    """users.info and usergroups.users.list, answered like Slack (HTTP 200, ok true/false)."""
-
-    users: dict[str, dict[str, Any]] = field(default_factory=dict)
-    groups: dict[str, list[str]] = field(default_factory=dict)
-    error: str | None = None  # every call answers ok:false with this error
-    calls: Counter[str] = field(default_factory=Counter)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        method = request.match_info["method"]
-        params = dict(await request.post()) | dict(request.query)
-        self.calls[method] += 1
-        if self.error is not None:
-            return web.json_response({"ok": False, "error": self.error})
-        if method == "users.info":
-            user = self.users.get(str(params.get("user")))
-            if user is None:
-                return web.json_response({"ok": False, "error": "user_not_found"})
-            flags = {"is_restricted": False, "is_ultra_restricted": False, "is_bot": False}
-            body = {"id": params["user"], "deleted": False, **flags, **user}
-            return web.json_response({"ok": True, "user": body})
-        if method == "usergroups.users.list":
-            members = self.groups.get(str(params.get("usergroup")))
-            if members is None:
-                return web.json_response({"ok": False, "error": "no_such_subteam"})
-            return web.json_response({"ok": True, "users": members})
-        return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+from tests.local_slack import GUEST, LocalSlack, serve_local_slack
 
 
 class ManualClock:
@@ -81,14 +47,9 @@ async def world() -> AsyncIterator[World]:
         },
         groups={"SONCALL": ["UGUEST", "UOPS"], "SEMPTY": []},
     )
-    app = web.Application()
-    app.router.add_route("*", "/api/{method}", slack.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/"
-    yield World(slack, AsyncWebClient(token="xoxb-test", base_url=url, timeout=2), ManualClock())
-    await runner.cleanup()
+    async with serve_local_slack(slack) as url:
+        client = AsyncWebClient(token="xoxb-test", base_url=url, timeout=2)
+        yield World(slack, client, ManualClock())
 
 
 @pytest.mark.parametrize(
