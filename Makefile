@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock test lint typecheck pytest demo run clean
+.PHONY: install lock test test-fast lint typecheck pytest coverage mutation demo run clean
 
 # Dependencies come from the hashed lock files (pip-tools), never straight from PyPI's newest:
 # requirements.lock (runtime, used by the Dockerfile) and requirements-dev.lock (runtime + dev,
@@ -46,10 +46,31 @@ typecheck: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-pytest: install
-	$(BIN)/pytest
+# `make test` (CI, .ci/run): everything, the long variants included (--long: 31 SIGKILL
+# steps), under coverage; child processes (the service run by tests/test_process.py and
+# tests/reliability/) count too ([tool.coverage.run] patch = ["subprocess"]).
+test: lint typecheck coverage
 
-test: lint typecheck pytest
+# The developer's loop: lint, types, and every test but the reliability suite and the
+# benchmark smoke runs (under a minute).
+test-fast: lint typecheck
+	$(BIN)/pytest -q -m "not reliability and not bench_smoke"
+
+pytest: install
+	$(BIN)/pytest --long
+
+coverage: install
+	@rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest --long
+	@$(BIN)/coverage combine -q
+	$(BIN)/coverage report
+
+# Mutation testing of the modules in [tool.mutmut] only_mutate; `make mutation
+# MUTANTS='bot.core.diff*'` runs one module's mutants. Prints the score; docs/testing.md.
+MUTANTS ?=
+mutation: install
+	HYPOTHESIS_PROFILE=ci nice -n 10 $(BIN)/mutmut run $(MUTANTS)
+	@$(BIN)/python -m tests.mutation_score $(MUTANTS)
 
 demo: install
 	$(BIN)/mathfi-bot demo
@@ -58,4 +79,4 @@ run: install
 	$(BIN)/mathfi-bot run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache mutants .coverage .coverage.*

@@ -108,6 +108,7 @@ def simulate(index: int, *, seed: int, poll: float, cooldown: float) -> JobResul
     statuses: dict[str, str] = dict.fromkeys(ALGORITHMS, "PENDING")
     best: dict[str, float] = dict.fromkeys(ALGORITHMS, -1.0)
     verdict: Verdict | None = None
+    previous: JobForecast | None = None
     state = WarningState()
     started: float | None = None
     t = 0.0
@@ -130,8 +131,9 @@ def simulate(index: int, *, seed: int, poll: float, cooldown: float) -> JobResul
             snapshot = Snapshot.from_api(f"job-{index}", TrainingProgress.model_validate(payload))
             points = [p for name in ALGORITHMS for p in history[name]]
             forecast = forecast_job(
-                points, snapshot, now=t, rules=frules, previous=verdict, started_at=started
+                points, snapshot, now=t, rules=frules, previous=previous, started_at=started
             )
+            previous = forecast
             verdict = _keep(forecast, verdict)
             result.ever_at_risk |= forecast.verdict is Verdict.AT_RISK
             result.etas.append((t, forecast.eta if verdict is Verdict.ON_TRACK else None))

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,17 @@ async def start_service(servers: Servers, *, database: Path, interval: float) ->
     for i, key in enumerate(servers.scripted_keys):
         snapshot = Snapshot.from_api(key, await service.mathfi.get_progress(key))
         channel = f"CLAT{i:05d}"
-        subscribe(service.store, snapshot, channel=channel, next_poll_at=now)
-        service.poller.watch(key, due_at=now + random.uniform(0, interval))
+        await service.store.run(
+            partial(subscribe, snapshot=snapshot, channel=channel, next_poll_at=now)
+        )
+        await service.poller.watch(key, due_at=now + random.uniform(0, interval))
     return service
 
 
 async def wait_for_cards(service: Service, *, jobs: int, within: float) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if service.store.outbox_counts()["sent"] >= jobs:
+        if (await service.store.outbox_counts())["sent"] >= jobs:
             return
         await asyncio.sleep(0.1)
     raise RuntimeError("the job cards were not posted in time")
@@ -103,12 +106,12 @@ async def measure(servers: Servers, args: argparse.Namespace, tmp: Path) -> dict
             sent = await advance_jobs(http, servers, changes=args.changes, gap=gap)
             expected = args.jobs * (args.changes + 1)
             deadline = time.monotonic() + 15.0
-            while service.store.outbox_counts()["sent"] < expected:
+            while (await service.store.outbox_counts())["sent"] < expected:
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.2)
             posted = await replies(http, servers)
-        rows = service.store.rows_in_state("sent")
+        rows = await service.store.rows_in_state("sent")
     finally:
         await service.stop(grace=5.0)
     committed: dict[str, list[float]] = {}

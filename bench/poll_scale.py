@@ -53,7 +53,7 @@ from bench.common import cpu_seconds as bot_cpu
 from bot.engine.poller import Poller, PollerConfig
 from bot.mathfi.client import MathFiClient
 from bot.metrics import Metrics
-from store import Store
+from store import AsyncStore, Store
 
 TARGETS = {
     "achieved_over_ideal_min": 0.99,  # issue 7 (issue 3 asks 0.95 at 1,000 jobs / 1 s)
@@ -79,11 +79,15 @@ class Sample:
     rss: float
 
     @classmethod
-    def take(cls, bot: Bot, poller: Poller, servers: ServerProcess) -> Sample:
-        conn = bot.store.db.conn
-        (written,) = conn.execute("SELECT coalesce(sum(version), 0) FROM jobs").fetchone()
-        (pages,) = conn.execute("PRAGMA page_count").fetchone()
-        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    async def take(cls, bot: Bot, poller: Poller, servers: ServerProcess) -> Sample:
+        def read(store: Store) -> tuple[int, int, int, int]:  # on the store's thread
+            conn = store.db.conn
+            (written,) = conn.execute("SELECT coalesce(sum(version), 0) FROM jobs").fetchone()
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            return int(written), int(pages), int(page_size), conn.total_changes
+
+        written, pages, page_size, rows = await bot.store.run(read)
         errors = sum(
             sample.value
             for metric in bot.metrics.poll_errors.collect()
@@ -98,7 +102,7 @@ class Sample:
             errors=errors,
             written=int(written),
             commits=bot.commits,
-            rows=conn.total_changes,
+            rows=rows,
             db_bytes=int(pages) * int(page_size),
             rss=rss_mb(),
         )
@@ -131,14 +135,21 @@ class Bot:
     """Store + MathFi client + metrics, as bot/app/service.py builds them."""
 
     def __init__(self, servers: Servers, *, database: Path, interval: float) -> None:
+        """Private: `open` builds it and opens its store."""
         self.settings = bench_settings(servers, database=database, interval=interval)
-        self.store = Store(self.settings.database_path)
+        self.store: AsyncStore
         self.metrics = Metrics()
         self.session = aiohttp.ClientSession()
         self.client = MathFiClient.from_settings(self.settings, session=self.session)
         self.source = TimedSource(self.client)
         self.commits = 0
-        self.store.db.conn.set_trace_callback(self._trace)
+
+    @classmethod
+    async def open(cls, servers: Servers, *, database: Path, interval: float) -> Bot:
+        self = cls(servers, database=database, interval=interval)
+        self.store = await AsyncStore.open(self.settings.database_path)
+        await self.store.run(lambda store: store.db.conn.set_trace_callback(self._trace))
+        return self
 
     def _trace(self, statement: str) -> None:
         if statement.startswith("COMMIT"):
@@ -150,7 +161,7 @@ class Bot:
     async def close(self) -> None:
         await self.client.close()
         await self.session.close()
-        self.store.close()
+        await self.store.close()
 
 
 async def run_phase(
@@ -160,12 +171,12 @@ async def run_phase(
     task = asyncio.create_task(poller.run(), name="poller")
     try:
         await asyncio.sleep(warmup)
-        before = Sample.take(bot, poller, servers)
+        before = await Sample.take(bot, poller, servers)
         bot.source.recording = True
         await asyncio.sleep(duration / 2)
-        middle = Sample.take(bot, poller, servers)
+        middle = await Sample.take(bot, poller, servers)
         await asyncio.sleep(duration / 2)
-        after = Sample.take(bot, poller, servers)
+        after = await Sample.take(bot, poller, servers)
         bot.source.recording = False
     finally:
         poller.stop()
@@ -200,7 +211,7 @@ async def saturated(bot: Bot, servers: ServerProcess, args: argparse.Namespace) 
     config = PollerConfig(interval=0.001, jitter=0.0, concurrency=bot.settings.poll_concurrency)
     poller = bot.poller(config)
     for key in args.keys:
-        poller.watch(key)  # all due now (the stored next_poll_at would make them wait)
+        await poller.watch(key)  # all due now (the stored next_poll_at would make them wait)
     bot.source.latencies.clear()
     before, _, after = await run_phase(bot, poller, servers, warmup=1.0, duration=args.references)
     result = compare(before, after)
@@ -221,9 +232,13 @@ def naive(servers: Servers, *, keys_file: Path, database: Path, duration: float)
 async def bot_phases(
     servers: Servers, process: ServerProcess, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
-    bot = Bot(servers, database=tmp / "bot.db", interval=args.interval)
+    bot = await Bot.open(servers, database=tmp / "bot.db", interval=args.interval)
     try:
-        subscribe_all(bot.store, servers.keys, interval=args.interval, rng=random.Random(1))
+        await bot.store.run(
+            lambda store: subscribe_all(
+                store, servers.keys, interval=args.interval, rng=random.Random(1)
+            )
+        )
         args.keys = servers.keys
         result = {"steady": await steady(bot, process, args)}
         result["saturated"] = await saturated(bot, process, args)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         description="Accept `--mention @here`, `@channel`, `@everyone` (default: refused, so a "
         "member cannot make the bot ping the whole channel)",
     )
+    slack_timeout: int = Field(
+        10, ge=1, description="Seconds before a Slack Web API call times out (whole seconds)"
+    )
     mathfi_timeout: float = Field(
         10.0, gt=0, description="Seconds before a MathFi request times out"
     )
@@ -94,6 +97,9 @@ class Settings(BaseSettings):
     )
     poll_concurrency: int = Field(50, ge=1, description="Most job polls in flight at once")
     subscription_limit: int = Field(200, ge=1, description="Most subscriptions per channel")
+    max_subscriptions: int = Field(
+        5000, ge=1, description="Most subscriptions in all channels together"
+    )
     standby: bool = Field(
         False,
         description="When another mathfi-bot holds DATABASE_PATH: wait as a standby and take "

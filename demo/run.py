@@ -36,6 +36,7 @@ from simulator.mathfi import Simulator
 from simulator.mathfi import start_in_background as start_simulator
 from simulator.slack import SlackSink
 from simulator.slack import start_in_background as start_sink
+from store import JobRecord, Store
 
 CHANNEL = "C0DEMO"
 CHANNEL_NAME = "demo"
@@ -83,6 +84,7 @@ class Demo:
         self.sink = SlackSink(token="xoxb-demo-" + secrets.token_hex(8), team_id="T0DEMO")
         self.secret = secrets.token_hex(16)
         self.keys: list[str] = []
+        self.records: dict[str, JobRecord | None] = {}
         self.fates: dict[str, str] = {}
         self.started = time.monotonic()
         self._runners: list[web.AppRunner] = []
@@ -150,25 +152,27 @@ class Demo:
                 answers.append(f"/mathfi {text} → HTTP {answer['status']}")
         return answers
 
-    def finished(self) -> bool:
+    async def finished(self) -> bool:
+        """Every job terminal and everything sent; also refreshes `records` (the jobs as
+        the store has them) for `status_line` and `summary`."""
         service = self.service
         assert service is not None
-        records = [service.store.get_job(k) for k in self.keys]
-        if not all(r is not None and r.terminal for r in records):
+
+        def read(store: Store) -> tuple[dict[str, JobRecord | None], dict[str, int], bool]:
+            records = {k: store.get_job(k) for k in self.keys}
+            return records, store.outbox_counts(), bool(store.dirty_cards(limit=1))
+
+        self.records, counts, dirty = await service.store.run(read)
+        if not all(r is not None and r.terminal for r in self.records.values()):
             return False
-        counts = service.store.outbox_counts()
-        return (
-            not counts.get("pending")
-            and not counts.get("sending")
-            and not service.store.dirty_cards(limit=1)
-        )
+        return not counts.get("pending") and not counts.get("sending") and not dirty
 
     def status_line(self) -> Text:
         service = self.service
         assert service is not None
         parts = []
         for key in self.keys:
-            record = service.store.get_job(key)
+            record = self.records.get(key)
             parts.append(f"{key[:8]} {record.status if record else '…'}")
         elapsed = time.monotonic() - self.started
         return Text(
@@ -196,7 +200,7 @@ class Demo:
         table.add_column("final status")
         table.add_column("best")
         for key in self.keys:
-            record = service.store.get_job(key)
+            record = self.records.get(key)
             best = (
                 f"{record.best_performance:.4f} ({record.best_algorithm})"
                 if record and record.best_performance is not None
@@ -255,7 +259,7 @@ async def run_demo(
         ):
             last_report = 0.0
             while time.monotonic() < deadline and not stop.is_set():
-                if demo.finished():
+                if await demo.finished():
                     finished = True
                     break
                 if live is not None:
@@ -270,6 +274,7 @@ async def run_demo(
         interrupted = stop.is_set()
         if not live_ok:
             console.print(demo.view())
+        await demo.finished()  # the jobs as they ended
         console.print(demo.summary())
         if interrupted:
             console.print("Stopped by Ctrl-C.")

@@ -20,7 +20,7 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -37,7 +37,7 @@ _Call = tuple[Callable[[Store], Any], "Future[Any]"]
 
 def _on_thread(
     method: Callable[Concatenate[Store, P], T],
-) -> Callable[Concatenate[AsyncStore, P], Awaitable[T]]:
+) -> Callable[Concatenate[AsyncStore, P], Coroutine[Any, Any, T]]:
     """`Store.method`, run on the store's thread and awaited: same arguments, same result."""
 
     @functools.wraps(method)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import settings as hypothesis_settings
 from slack_sdk.signature import SignatureVerifier
 
 from bot.app.service import Service
 from bot.config import Settings
 from bot.engine.poller import PollerConfig
+from bot.logs import redactor
 from bot.slack.sender import SenderConfig
 from simulator.mathfi import Simulator
 from simulator.mathfi import start_in_background as start_simulator
@@ -31,6 +34,72 @@ from simulator.slack import start_in_background as start_sink
 for _name in list(os.environ):
     if _name.startswith(("SLACK_", "MATHFI_")):
         del os.environ[_name]
+
+# Hypothesis: no per-example deadline anywhere (a loaded machine made the 200 ms default
+# fail once); CI (CI=true) also derandomizes and keeps no example database, so a CI run is
+# the same run every time. Developers keep random examples. HYPOTHESIS_PROFILE overrides.
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, database=None)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "dev")
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=bool(os.environ.get("LONG_TESTS")),
+        help="the long variants (e.g. 31 SIGKILL steps instead of 10); also LONG_TESTS=1",
+    )
+
+
+# The benchmark smoke runs (seconds each) that `make test-fast` leaves out; the rest of
+# tests/test_bench_smoke.py (the hot-path unit tests) stays in the fast loop.
+BENCH_SMOKE = {
+    "test_poll_scale_runs_every_phase",
+    "test_latency_measures_every_change",
+    "test_ceiling_runs_alone",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name == "test_bench_smoke.py" and item.name in BENCH_SMOKE:
+            item.add_marker(pytest.mark.bench_smoke)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """No silent skips: a test that skips (rather than being deselected) fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and this suite allows no skips: {report.longrepr}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Put back what a test (or `bot.__main__`'s configure_logging) changes in the logging
+    globals: the root logger's level, handlers and filters, aiohttp.access's level, and the
+    secrets the process-wide redactor scrubs."""
+    root = logging.getLogger()
+    access = logging.getLogger("aiohttp.access")
+    level, handlers, filters = root.level, list(root.handlers), list(root.filters)
+    access_level = access.level
+    secrets = set(redactor()._secrets)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+        root.filters[:] = filters
+        access.setLevel(access_level)
+        redactor()._secrets.clear()
+        redactor()._secrets.update(secrets)
+
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test-token-abcdef"

@@ -1,5 +1,6 @@
 """The action runner (bot/slack/actions.py) against the real simulator, a real AsyncStore
-and the permission check over a local Slack: exactly once, refused, unknown, on the record."""
+and the permission check over the local Slack sink: exactly once, refused, unknown, on the
+record."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import parse_actions
 from bot.mathfi.client import MathFiClient
 from bot.slack.actions import ActionKind, ActionRunner, Actor, Result, StartParameters
 from bot.slack.permissions import PermissionCheck, Verdict
 from simulator import Fault, Simulator, start_in_background
+from simulator.slack import SlackSink
+from simulator.slack_directory import UserKind
 from store import AsyncStore
-from tests.local_slack import GUEST, LocalSlack, serve_local_slack
+from tests.directory_sink import calls, client_of, serve_directory
 
 START = ("POST", "/api/v1/training/datasets/{key}")
 CANCEL = ("PATCH", "/api/v1/training/{key}/cancel")
@@ -40,10 +42,9 @@ class World:
     sim: Simulator
     clock: ManualClock
     store: AsyncStore
-    slack: LocalSlack
+    slack: SlackSink
     runner: ActionRunner
     mathfi: MathFiClient
-    slack_url: str
 
     def starts(self) -> int:
         return self.sim.stats.requests[START]
@@ -52,10 +53,8 @@ class World:
         return self.sim.stats.requests[CANCEL]
 
     def runner_with(self, setting: str) -> ActionRunner:
-        client = AsyncWebClient(token="xoxb-test", base_url=self.slack_url, timeout=2)
-        return ActionRunner(
-            self.store, self.mathfi, PermissionCheck(parse_actions(setting), client)
-        )
+        check = PermissionCheck(parse_actions(setting), client_of(self.slack))
+        return ActionRunner(self.store, self.mathfi, check)
 
 
 @pytest.fixture
@@ -63,18 +62,17 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     clock = ManualClock()
     sim = Simulator(seed=3, clock=clock)
     sim_runner, sim_url = await start_in_background(sim)
-    slack = LocalSlack(users={"UALICE": {}, "UBOB": {}, "UGUEST": GUEST})
     store = await AsyncStore.open(tmp_path / "bot.db", clock=lambda: 1000.0)
     mathfi = MathFiClient(
         sim_url, username="demo@mathfi.ai", password=SecretStr("demo-password"),
         backoff_base=0.01, timeout=2.0,
     )  # fmt: skip
     try:
-        async with serve_local_slack(slack) as slack_url:
-            client = AsyncWebClient(token="xoxb-test", base_url=slack_url, timeout=2)
-            check = PermissionCheck(parse_actions("everyone"), client)
+        users: dict[str, UserKind] = {"UALICE": "member", "UBOB": "member", "UGUEST": "guest"}
+        async with serve_directory(users) as slack:
+            check = PermissionCheck(parse_actions("everyone"), client_of(slack))
             runner = ActionRunner(store, mathfi, check)
-            yield World(sim, clock, store, slack, runner, mathfi, slack_url)
+            yield World(sim, clock, store, slack, runner, mathfi)
     finally:
         await mathfi.close()
         await store.close()
@@ -149,7 +147,7 @@ async def test_actions_off_refuses_members_too(world: World) -> None:
     dataset = world.sim.create_dataset("ready")
     outcome = await world.runner_with("off").start(key="k", actor=ALICE, params=params(dataset))
     assert outcome.result is Result.REFUSED and outcome.verdict is Verdict.OFF
-    assert world.starts() == 0 and world.slack.calls.total() == 0
+    assert world.starts() == 0 and calls(world.slack) == 0
 
 
 @pytest.mark.parametrize("status", ["PENDING", "PROCESSING", "FAILED"])

@@ -8,7 +8,7 @@ import asyncio
 import json
 import multiprocessing
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from bench import ceiling, latency, poll_scale
 from bench import forecast as forecast_bench
 from bench.common import percentile, spread
 from bot.engine.group_commit import GroupCommit
-from store import HistoryPoint, NewOutboxRow, Store, StoreUnavailable
+from store import AsyncStore, HistoryPoint, NewOutboxRow, Store, StoreUnavailable
 from store.db import PRUNE_EVERY, PollRecord
 from tests.conftest import Env
 from tests.scripts import LIFECYCLE
@@ -158,17 +158,29 @@ def store(tmp_path: Path) -> Any:
     opened.close()
 
 
+@pytest.fixture
+async def on_thread(store: Store, tmp_path: Path) -> AsyncIterator[AsyncStore]:
+    """The same database as `store`, as the poller has it: on the store's own thread."""
+    opened = await AsyncStore.open(tmp_path / "bot.db", clock=lambda: 1000.0, busy_timeout_ms=50)
+    yield opened
+    await opened.close()
+
+
+def given(poll: PollRecord) -> Callable[[Store], PollRecord]:
+    return lambda _: poll
+
+
 async def test_polls_of_one_turn_share_a_transaction_and_a_bad_one_fails_alone(
-    store: Store,
+    store: Store, on_thread: AsyncStore
 ) -> None:
-    writer = GroupCommit(store)
+    writer = GroupCommit(on_thread)
     written: dict[str, int] = {}
     refused: dict[str, StoreUnavailable] = {}
     bad_row = NewOutboxRow("bad", "CJ2", "J2", "new_best", "not json")
 
     async def record(key: str, poll: PollRecord) -> None:
         await writer.record(
-            poll,
+            given(poll),
             written=lambda version: written.__setitem__(key, version),
             refused=lambda err: refused.__setitem__(key, err),
         )
@@ -184,15 +196,15 @@ async def test_polls_of_one_turn_share_a_transaction_and_a_bad_one_fails_alone(
 
 
 async def test_a_locked_database_refuses_the_whole_batch_and_then_recovers(
-    store: Store, tmp_path: Path
+    on_thread: AsyncStore, tmp_path: Path
 ) -> None:
-    writer = GroupCommit(store)
+    writer = GroupCommit(on_thread)
     refused: dict[str, str] = {}
     written: dict[str, int] = {}
 
     async def record(key: str) -> None:
         await writer.record(
-            changed_poll(key),
+            given(changed_poll(key)),
             written=lambda version: written.__setitem__(key, version),
             refused=lambda err: refused.__setitem__(key, str(err)),
         )

@@ -39,7 +39,7 @@ async def answer(env: Env, text: str, **kwargs: Any) -> dict[str, Any]:
     status, ack, url = await env.command(text, **kwargs)
     assert status == 200, (status, ack)
     assert isinstance(ack, dict) and ack.get("response_type") == "ephemeral", ack
-    if "Asking MathFi" not in str(ack.get("text")):
+    if not any(slow in str(ack.get("text")) for slow in ("Asking MathFi", "Working on it")):
         return ack
     reply = await env.reply(url)
     assert reply.get("response_type") == "ephemeral", reply
@@ -52,11 +52,11 @@ async def subscribed(env: Env, text: str, *, channel: str = "C0TEST") -> dict[st
     return reply
 
 
-def nothing_created(env: Env, key: str, *, channel: str = "C0TEST") -> None:
+async def nothing_created(env: Env, key: str, *, channel: str = "C0TEST") -> None:
     store = env.service.store
-    assert store.get_subscription(channel_id=channel, job_key=key) is None
-    assert store.get_job(key) is None
-    assert not any(store.outbox_counts().values())
+    assert (await store.get_subscription(channel_id=channel, job_key=key)) is None
+    assert (await store.get_job(key)) is None
+    assert not any((await store.outbox_counts()).values())
     assert env.service.poller.watched == 0
 
 
@@ -116,7 +116,7 @@ async def test_subscribe_with_options_stores_them_and_posts_the_card(env: Env) -
     assert "min +0.02" in reply["text"] and "events: failures" in reply["text"]
     assert "<@U0BOB|bob>" in reply["text"]
 
-    sub = env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
     assert sub is not None and sub.active
     assert (sub.min_improvement, sub.mention, sub.events) == (0.02, "<@U0BOB|bob>", "failures")
     assert sub.team_id == "T0DEMO" and sub.created_by == "U0ALICE"
@@ -131,7 +131,7 @@ async def test_subscribe_with_options_stores_them_and_posts_the_card(env: Env) -
 async def test_subscribe_defaults(env: Env) -> None:
     key = env.sim.script_job(RUNNING)
     await subscribed(env, f"subscribe {key}")
-    sub = env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
     assert sub is not None
     assert (sub.min_improvement, sub.mention, sub.events) == (0.005, None, "all")
 
@@ -153,7 +153,7 @@ async def test_subscribing_twice_is_one_subscription(env: Env) -> None:
 async def test_unknown_key_names_it_and_creates_nothing(env: Env) -> None:
     reply = await answer(env, f"subscribe {UNKNOWN_KEY}")
     assert f"no training job `{UNKNOWN_KEY}`" in reply["text"]
-    nothing_created(env, UNKNOWN_KEY)
+    await nothing_created(env, UNKNOWN_KEY)
     await env.cycle()
     assert env.sink.channels.get("C0TEST", []) == []
 
@@ -163,7 +163,7 @@ async def test_mathfi_answering_503_says_so_and_creates_nothing(env: Env) -> Non
     env.sim.add_fault(Fault(kind="status", status=503, path_prefix=f"/api/v1/training/{key}"))
     reply = await answer(env, f"subscribe {key}")
     assert "MathFi cannot be reached" in reply["text"] and "nothing was done" in reply["text"]
-    nothing_created(env, key)
+    await nothing_created(env, key)
 
 
 async def test_mathfi_on_a_closed_port_says_so_and_creates_nothing(
@@ -172,7 +172,7 @@ async def test_mathfi_on_a_closed_port_says_so_and_creates_nothing(
     async with other_service(env, tmp_path, mathfi_base_url=closed_port_url()) as down:
         reply = await answer(down, f"subscribe {UNKNOWN_KEY}")
         assert "MathFi cannot be reached" in reply["text"]
-        nothing_created(down, UNKNOWN_KEY)
+        await nothing_created(down, UNKNOWN_KEY)
         status_reply = await answer(down, f"status {UNKNOWN_KEY}")
         assert "MathFi cannot be reached" in status_reply["text"]
 
@@ -185,8 +185,8 @@ async def test_per_channel_limit(env: Env, tmp_path: Path) -> None:
         refused = await answer(limited, f"subscribe {keys[2]}")
         assert "already watches 2 jobs" in refused["text"]
         store = limited.service.store
-        assert store.get_subscription(channel_id="C0TEST", job_key=keys[2]) is None
-        assert store.count_active(channel_id="C0TEST") == 2
+        assert (await store.get_subscription(channel_id="C0TEST", job_key=keys[2])) is None
+        assert (await store.count_active(channel_id="C0TEST")) == 2
         # At the limit, changing an existing subscription still works ...
         again = await subscribed(limited, f"subscribe {keys[0]} --events failures")
         assert "already watches" in again["text"]
@@ -197,11 +197,71 @@ async def test_per_channel_limit(env: Env, tmp_path: Path) -> None:
         await subscribed(limited, f"subscribe {keys[2]}")
 
 
+async def test_resubscribing_without_options_keeps_the_stored_ones(env: Env) -> None:
+    """Issue 11 item 3: a bare re-subscribe must not switch off the on-call mention."""
+    key = env.sim.script_job(RUNNING)
+    await subscribed(
+        env, f"subscribe {key} --min-improvement 0.02 --mention <@U0BOB|bob> --events failures"
+    )
+    again = await subscribed(env, f"subscribe {key}")
+    assert "already watches" in again["text"]
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    assert sub is not None
+    assert (sub.min_improvement, sub.mention, sub.events) == (0.02, "<@U0BOB|bob>", "failures")
+    await subscribed(env, f"subscribe {key} --events status")  # only what is given changes
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    assert sub is not None
+    assert (sub.min_improvement, sub.mention, sub.events) == (0.02, "<@U0BOB|bob>", "status")
+
+
+async def test_ten_concurrent_subscribes_with_a_limit_of_three_give_three(
+    env: Env, tmp_path: Path
+) -> None:
+    """Issue 11 item 5: the limit is checked in the insert's transaction, not before the
+    MathFi call (which let all ten through)."""
+    keys = [env.sim.script_job(RUNNING) for _ in range(10)]
+    async with other_service(env, tmp_path, subscription_limit=3) as limited:
+        replies = await asyncio.gather(*(answer(limited, f"subscribe {k}") for k in keys))
+        assert (await limited.service.store.count_active(channel_id="C0TEST")) == 3
+        texts = [r["text"] for r in replies]
+        assert sum("Now watching" in t for t in texts) == 3, texts
+        refused = [t for t in texts if "Now watching" not in t]
+        assert len(refused) == 7
+        assert all("already watches 3 jobs" in t and "SUBSCRIPTION_LIMIT" in t for t in refused)
+
+
+async def test_the_global_limit_names_max_subscriptions(env: Env, tmp_path: Path) -> None:
+    keys = [env.sim.script_job(RUNNING) for _ in range(2)]
+    async with other_service(env, tmp_path, max_subscriptions=2) as limited:
+        await subscribed(limited, f"subscribe {keys[0]}", channel="C1")
+        await subscribed(limited, f"subscribe {keys[1]}", channel="C2")
+        refused = await answer(limited, f"subscribe {keys[0]}", channel="C3")
+        assert "MAX_SUBSCRIPTIONS" in refused["text"] and "nothing was changed" in refused["text"]
+        assert (await limited.service.store.count_all_active()) == 2
+        # an existing subscription may still change its options at the limit
+        again = await subscribed(limited, f"subscribe {keys[0]} --events status", channel="C1")
+        assert "already watches" in again["text"]
+
+
+async def test_a_broadcast_mention_is_refused_unless_the_operator_allows_it(
+    env: Env, tmp_path: Path
+) -> None:
+    """Issue 11 hole 4: any member could make the bot ping the whole channel."""
+    key = env.sim.script_job(RUNNING)
+    refused = await answer(env, f"subscribe {key} --mention @channel")
+    assert "would ping everyone" in refused["text"]
+    await nothing_created(env, key)
+    async with other_service(env, tmp_path, allow_broadcast_mentions=True) as allowed:
+        await subscribed(allowed, f"subscribe {key} --mention @channel")
+        sub = await allowed.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+        assert sub is not None and sub.mention == "<!channel>"
+
+
 async def test_subscribe_to_a_finished_job_says_so(env: Env) -> None:
     key = env.sim.script_job([LIFECYCLE[-1]], training=CHAMPION_TRAINING)
     reply = await subscribed(env, f"subscribe {key} --mention <!subteam^S0ONCALL|oncall>")
     assert "COMPLETED" in reply["text"] and "no further updates" in reply["text"]
-    sub = env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
     assert sub is not None and sub.mention == "<!subteam^S0ONCALL|oncall>"
     assert env.service.poller.watched == 0  # nothing left to poll
 
@@ -212,7 +272,7 @@ async def test_mathfi_refusing_the_credentials_says_so(env: Env, tmp_path: Path)
         reply = await answer(refused, f"subscribe {key}")
         assert "refused the bot's credentials" in reply["text"]
         assert "wrong-password" not in text_of(reply)
-        nothing_created(refused, key)
+        await nothing_created(refused, key)
 
 
 # --------------------------------------------------------------------- unsubscribe, list
@@ -226,16 +286,16 @@ async def test_unsubscribe_one_and_all_act_on_this_channel_only(env: Env) -> Non
 
     reply = await answer(env, f"unsubscribe {a}", channel="C1")
     assert f"Stopped watching `{a}`" in reply["text"]
-    assert store.count_active(channel_id="C1") == 1
-    assert store.count_active(channel_id="C2") == 2
+    assert (await store.count_active(channel_id="C1")) == 1
+    assert (await store.count_active(channel_id="C2")) == 2
 
     again = await answer(env, f"unsubscribe {a}", channel="C1")
     assert "not watching" in again["text"] and "Usage" in str(again["blocks"])
 
     everything = await answer(env, "unsubscribe all", channel="C1")
     assert "Stopped watching 1 job" in everything["text"]
-    assert store.count_active(channel_id="C1") == 0
-    assert store.count_active(channel_id="C2") == 2
+    assert (await store.count_active(channel_id="C1")) == 0
+    assert (await store.count_active(channel_id="C2")) == 2
     empty = await answer(env, "unsubscribe ALL", channel="C1")
     assert "was not watching any job" in empty["text"]
 
@@ -277,7 +337,7 @@ async def test_list_shows_why_a_subscription_is_disabled(env: Env) -> None:
     await subscribed(env, f"subscribe {key}")
     env.sink.archive("C0TEST")
     await env.cycle()  # the card: Slack answers is_archived, a permanent error
-    sub = env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
     assert sub is not None and sub.disabled_reason
     listing = await answer(env, "list")
     assert key in listing["text"]
@@ -298,7 +358,7 @@ async def test_status_asks_mathfi_now_for_an_unwatched_job(env: Env) -> None:
     assert "`▁▃▆█` `BSEV01` *0.8000*" in blocks  # per-algorithm line with its sparkline
     assert "`BSEV02` *0.7000*" in blocks
     assert "actions" not in blocks  # no buttons: this is not the card
-    nothing_created(env, key)
+    await nothing_created(env, key)
 
 
 async def test_status_of_an_unknown_key_names_it(env: Env) -> None:
@@ -313,7 +373,7 @@ async def test_mute_silences_progress_but_not_the_final_status(env: Env) -> None
     await env.cycle()  # the card
     muted = await answer(env, f"mute {key} 2h")
     assert "muted for 2h" in muted["text"]
-    sub = env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
     assert sub is not None and sub.muted_until == env.clock() + 7200
 
     env.sim.advance(key)  # PENDING → RUNNING, first best: progress, so silent
@@ -358,7 +418,7 @@ async def test_mute_and_unmute_need_a_subscription_here(env: Env) -> None:
     for text in (f"mute {key} 2h", f"unmute {key}"):
         reply = await answer(env, text, channel="C2")
         assert "not watching" in reply["text"]
-    sub = env.service.store.get_subscription(channel_id="C1", job_key=key)
+    sub = await env.service.store.get_subscription(channel_id="C1", job_key=key)
     assert sub is not None and sub.muted_until is None
 
 
@@ -433,7 +493,7 @@ async def test_bad_signature_is_401_and_does_nothing(env: Env) -> None:
     assert await post_form(env, body, {"Content-Type": "application/x-www-form-urlencoded"}) == 401
     await asyncio.sleep(0.1)
     assert env.responses(url) == []
-    nothing_created(env, key)
+    await nothing_created(env, key)
 
 
 async def test_stale_timestamp_is_401(env: Env) -> None:
@@ -444,7 +504,7 @@ async def test_stale_timestamp_is_401(env: Env) -> None:
     assert await post_form(env, body, sign(body, timestamp=now + 301)) == 401
     await asyncio.sleep(0.1)
     assert env.responses(url) == []
-    nothing_created(env, key)
+    await nothing_created(env, key)
     # The same helper with a recent timestamp is accepted: only the age was wrong.
     listing, _ = command_form(env, "list")
     assert await post_form(env, listing, sign(listing, timestamp=now - 240)) == 200
@@ -460,7 +520,7 @@ async def test_another_team_is_refused_and_nothing_is_created(env: Env) -> None:
     await asyncio.sleep(0.1)
     assert env.responses(url) == []
     assert env.sim.stats.progress_polls == polls
-    nothing_created(env, key)
+    await nothing_created(env, key)
 
 
 # --------------------------------------------------------------------- buttons
@@ -470,7 +530,7 @@ async def test_mute_button_mutes_for_an_hour(env: Env) -> None:
     assert await env.button(ACTION_MUTE, key) == 200
     reply = await last_button_reply(env)
     assert "muted for 1h" in reply["text"]
-    sub = env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
+    sub = await env.service.store.get_subscription(channel_id="C0TEST", job_key=key)
     assert sub is not None and sub.muted_until == env.clock() + 3600
 
 
@@ -482,9 +542,9 @@ async def test_unsubscribe_button_acts_on_the_clicked_channel(env: Env) -> None:
     reply = await last_button_reply(env)
     assert f"Stopped watching `{key}`" in reply["text"]
     store = env.service.store
-    sub = store.get_subscription(channel_id="C1", job_key=key)
+    sub = await store.get_subscription(channel_id="C1", job_key=key)
     assert sub is not None and not sub.active
-    assert store.count_active(channel_id="C2") == 1
+    assert (await store.count_active(channel_id="C2")) == 1
 
 
 async def test_refresh_button_polls_now_and_redraws_the_card(env: Env) -> None:

@@ -114,6 +114,13 @@ CASES: list[tuple[str, Snapshot | None, Snapshot, DiffOptions, list[Event]]] = [
         [algo_status("BSEV02", None, "RUNNING")],
     ),
     (
+        "an algorithm that appears without a status is not news",
+        snap("RUNNING", A_RUN),
+        snap("RUNNING", A_RUN, algo("BSEV02", "")),
+        DiffOptions(),
+        [],
+    ),
+    (
         "algorithm disappears",
         snap("RUNNING", A_RUN, B_RUN),
         snap("RUNNING", A_RUN),
@@ -140,6 +147,14 @@ CASES: list[tuple[str, Snapshot | None, Snapshot, DiffOptions, list[Event]]] = [
         snap("RUNNING", algo("BSEV01", "RUNNING", 0.805)),
         DiffOptions(),
         [new_best("BSEV01", 0.805, 0.80)],
+    ),
+    (
+        # 0.75 - 0.5 is exactly min_improvement less the 1e-9 float tolerance: still a gain
+        "a gain at the edge of the float tolerance",
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.5)),
+        snap("RUNNING", algo("BSEV01", "RUNNING", 0.75)),
+        DiffOptions(min_improvement=0.250000001),
+        [new_best("BSEV01", 0.75, 0.5)],
     ),
     (
         "custom min_improvement",
@@ -210,6 +225,22 @@ CASES: list[tuple[str, Snapshot | None, Snapshot, DiffOptions, list[Event]]] = [
             job_status("PENDING", "COMPLETED"),
             algo_status("BSEV01", None, "COMPLETED"),
             champion("BSEV01", 0.91),
+        ],
+    ),
+    (
+        "the COMPLETED algorithm is the champion, even when another scored higher",
+        snap("RUNNING", A_RUN, B_RUN),
+        snap(
+            "COMPLETED",
+            algo("BSEV01", "NOT_COMPLETED", 0.88),
+            algo("BSEV02", "COMPLETED", 0.86),
+        ),
+        DiffOptions(),
+        [
+            job_status("RUNNING", "COMPLETED"),
+            algo_status("BSEV01", "RUNNING", "NOT_COMPLETED"),
+            algo_status("BSEV02", "RUNNING", "COMPLETED"),
+            champion("BSEV02", 0.86),
         ],
     ),
     (
@@ -389,7 +420,7 @@ def test_headline_kind(events: list[Event], expected: EventKind) -> None:
 
 
 def test_headline_kind_needs_events() -> None:
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match=r"^headline_kind needs at least one event$"):
         headline_kind([])
 
 

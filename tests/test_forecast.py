@@ -24,6 +24,7 @@ from bot.core.forecast import (
 )
 from bot.core.forecast_warnings import WarningKind, WarningState, next_warning
 from bot.core.models import AlgorithmProgress, Snapshot
+from bot.core.projection import RISE, BestCurve
 
 RULES = ForecastRules()
 T0 = 10_000.0  # epoch of the job's start in these tests
@@ -210,12 +211,14 @@ def test_the_verdict_only_changes_across_the_hysteresis_band(
         verdict = new
 
 
-@given(st.lists(st.floats(min_value=-0.01, max_value=0.005), min_size=1, max_size=60))
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=60))
 def test_readings_inside_the_band_never_flip_the_verdict(band: list[float]) -> None:
+    low, high = -RULES.enter_margin, RULES.exit_margin
     for start in (Verdict.ON_TRACK, Verdict.AT_RISK):
         verdict = start
-        for margin in band:
-            verdict = verdict_after(margin, margin, verdict, RULES)
+        for share in band:
+            margin = low + share * (high - low)
+            verdict = verdict_after(margin, margin, verdict, RULES, margin)
         assert verdict is start
 
 
@@ -311,3 +314,49 @@ def test_the_gate_honours_cooldown_and_each_warning_s_once_rules(
     kinds = [w.kind for w in sent if w.kind is not WarningKind.STALL]
     assert all(a != b for a, b in pairwise(kinds))  # at_risk and back_on_track alternate
     assert not kinds or kinds[0] is WarningKind.AT_RISK
+
+
+# --------------------------------------------------------------------- two polls, quiet clock
+@pytest.mark.parametrize(
+    ("hopeful", "earlier", "expected"),
+    [
+        (-0.05, -0.05, Verdict.AT_RISK),  # two polls agree
+        (-0.05, None, Verdict.ON_TRACK),  # the poll before had no reading
+        (-0.05, -0.001, Verdict.ON_TRACK),  # the poll before was hopeful
+        (-0.05, -math.inf, Verdict.AT_RISK),  # unknown (a bare verdict was passed): one poll
+        (0.0, -0.05, Verdict.ON_TRACK),
+    ],
+)
+def test_turning_at_risk_needs_two_polls_in_a_row(
+    hopeful: float, earlier: float | None, expected: Verdict
+) -> None:
+    assert verdict_after(hopeful, hopeful, Verdict.ON_TRACK, RULES, earlier) is expected
+
+
+def test_passing_the_last_forecast_delays_at_risk_by_one_poll_a_bare_verdict_does_not() -> None:
+    curves = {"A": saturating(0.5, 0.7, 150)}
+    points, snap = history(curves, until=600), snapshot(["A"], target=0.85)
+    first = forecast_job(points, snap, now=T0 + 600, rules=RULES, started_at=T0)
+    assert first.verdict is Verdict.AT_RISK and first.hopeful_margin is not None
+    unconfirmed = JobForecast(Verdict.NOT_ENOUGH_HISTORY, 0.85)
+    got = forecast_job(points, snap, now=T0 + 600, rules=RULES, previous=unconfirmed, started_at=T0)
+    assert got.verdict is Verdict.ON_TRACK
+    again = forecast_job(points, snap, now=T0 + 600, rules=RULES, previous=got, started_at=T0)
+    assert again.verdict is Verdict.AT_RISK
+    old_call = forecast_job(
+        points, snap, now=T0 + 600, rules=RULES, previous=Verdict.ON_TRACK, started_at=T0
+    )
+    assert old_call.verdict is Verdict.AT_RISK
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=RISE * 0.99), min_size=1, max_size=30))
+def test_creeping_by_less_than_rise_does_not_restart_the_quiet_clock(creeps: list[float]) -> None:
+    values, at = [0.5, 0.6], [0.0, 30.0]
+    for i, creep in enumerate(creeps):  # each step stays within RISE of the 0.6 jump in total
+        values.append(0.6 + creep)
+        at.append(60.0 + 30.0 * i)
+    curve = BestCurve(list(zip(at, values, strict=True)))
+    assert curve.last_rise == 30.0
+    assert BestCurve([*zip(at, values, strict=True), (at[-1] + 30, 0.6 + RISE)]).last_rise == (
+        at[-1] + 30
+    )

@@ -60,7 +60,7 @@ async def test_whole_lifecycle_posts_and_edits_in_order(env: Env) -> None:
     assert "@oncall" not in final.text  # COMPLETED is good news: no on-call mention
     assert "COMPLETED" in env.sink.channels["C0TEST"][0].text  # the card was edited in place
     # Nothing left to send, every row sent exactly once, no more polling of a finished job.
-    counts = env.service.store.outbox_counts()
+    counts = await env.service.store.outbox_counts()
     assert counts.get("pending", 0) == 0 and counts.get("dead", 0) == 0
     assert env.service.poller.watched == 0
 

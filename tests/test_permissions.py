@@ -1,5 +1,5 @@
-"""Who may act (bot/slack/permissions.py) against a tiny local Slack that answers users.info
-and usergroups.users.list as Slack does; and the ACTIONS setting (bot/config.py)."""
+"""Who may act (bot/slack/permissions.py) against the local Slack sink's users.info and
+usergroups.users.list; and the ACTIONS setting (bot/config.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ActionsPolicy, load_settings, parse_actions
 from bot.errors import ConfigError
 from bot.slack.permissions import PermissionCheck, Verdict
+from simulator.slack import SlackSink
+from simulator.slack_directory import SinkUser, UserKind
+from simulator.slack_faults import SlackFault
 from tests.conftest import make_settings
-from tests.local_slack import GUEST, LocalSlack, serve_local_slack
+from tests.directory_sink import calls, client_of, serve_directory
 
 
 class ManualClock:
@@ -26,7 +29,7 @@ class ManualClock:
 
 @dataclass
 class World:
-    slack: LocalSlack
+    slack: SlackSink
     client: AsyncWebClient
     clock: ManualClock
 
@@ -36,20 +39,13 @@ class World:
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    slack = LocalSlack(
-        users={
-            "UMEMBER": {},
-            "UGUEST": GUEST,
-            "USINGLE": {"is_restricted": True, "is_ultra_restricted": True},
-            "UBOT": {"is_bot": True},
-            "UGONE": {"deleted": True},
-            "UOTHERORG": {"is_stranger": True},
-        },
-        groups={"SONCALL": ["UGUEST", "UOPS"], "SEMPTY": []},
-    )
-    async with serve_local_slack(slack) as url:
-        client = AsyncWebClient(token="xoxb-test", base_url=url, timeout=2)
-        yield World(slack, client, ManualClock())
+    users: dict[str, UserKind] = {
+        "UMEMBER": "member", "UGUEST": "guest", "USINGLE": "single_channel_guest",
+        "UBOT": "bot", "UGONE": "deleted",
+    }  # fmt: skip
+    groups = {"SONCALL": ["UGUEST", "UOPS"], "SEMPTY": []}
+    async with serve_directory(users, groups) as sink:
+        yield World(sink, client_of(sink), ManualClock())
 
 
 @pytest.mark.parametrize(
@@ -60,7 +56,6 @@ async def world() -> AsyncIterator[World]:
         ("USINGLE", Verdict.GUEST, "Guests cannot"),
         ("UBOT", Verdict.NOT_A_MEMBER, "Only members of this workspace"),
         ("UGONE", Verdict.NOT_A_MEMBER, "Only members of this workspace"),
-        ("UOTHERORG", Verdict.NOT_A_MEMBER, "Only members of this workspace"),
         ("UNOBODY", Verdict.NOT_A_MEMBER, "Only members of this workspace"),
     ],
 )
@@ -77,42 +72,42 @@ async def test_a_person_is_asked_about_once_per_cache_period(world: World) -> No
     check = world.check("everyone")
     for _ in range(3):
         assert (await check.check("UGUEST")).verdict is Verdict.GUEST
-    assert world.slack.calls["users.info"] == 1
-    world.slack.users["UGUEST"] = {}  # promoted to full member
+    assert calls(world.slack, "users.info") == 1
+    world.slack.add_user(SinkUser("UGUEST", "member"))  # promoted to full member
     world.clock.now += 299
     assert not (await check.check("UGUEST")).allowed
     world.clock.now += 1
     assert (await check.check("UGUEST")).allowed
-    assert world.slack.calls["users.info"] == 2
+    assert calls(world.slack, "users.info") == 2
 
 
 async def test_off_refuses_everyone_without_asking_slack(world: World) -> None:
     decision = await world.check("off").check("UMEMBER")
     assert decision.verdict is Verdict.OFF and "ACTIONS=off" in decision.reason
-    assert sum(world.slack.calls.values()) == 0
+    assert calls(world.slack) == 0
 
 
 async def test_a_list_allows_its_users_and_the_members_of_its_groups(world: World) -> None:
     check = world.check("UALICE, SONCALL, SEMPTY")
     assert (await check.check("UALICE")).allowed
-    assert sum(world.slack.calls.values()) == 0  # a listed user needs no question
+    assert calls(world.slack) == 0  # a listed user needs no question
     assert (await check.check("UOPS")).allowed
     assert (await check.check("UGUEST")).allowed  # the operator listed the group: it counts
     refused = await check.check("UMEMBER")
     assert refused.verdict is Verdict.NOT_LISTED and "ACTIONS setting" in refused.reason
-    assert world.slack.calls["usergroups.users.list"] == 2  # each group once, then cached
-    assert world.slack.calls["users.info"] == 0
+    assert calls(world.slack, "usergroups.users.list") == 2  # each group once, then cached
+    assert calls(world.slack, "users.info") == 0
 
 
 async def test_group_members_are_cached_a_few_minutes_on_the_clock(world: World) -> None:
     check = world.check("SONCALL")
     assert (await check.check("UOPS")).allowed
-    world.slack.groups["SONCALL"] = ["UNEW"]
+    world.slack.add_usergroup("SONCALL", ["UNEW"])
     world.clock.now += 200
     assert not (await check.check("UNEW")).allowed
     world.clock.now += 100
     assert (await check.check("UNEW")).allowed and not (await check.check("UOPS")).allowed
-    assert world.slack.calls["usergroups.users.list"] == 2
+    assert calls(world.slack, "usergroups.users.list") == 2
 
 
 async def test_an_unknown_group_is_skipped_and_the_others_still_count(world: World) -> None:
@@ -133,12 +128,12 @@ async def test_an_unknown_group_is_skipped_and_the_others_still_count(world: Wor
 async def test_when_slack_cannot_say_the_answer_is_a_refusal_that_says_so(
     world: World, setting: str, error: str, words: str
 ) -> None:
-    world.slack.error = error
+    world.slack.add_fault(SlackFault("error", error=error))
     check = world.check(setting)
     decision = await check.check("UOPS")
     assert decision.verdict is Verdict.UNCHECKED and words in decision.reason
     assert "nothing was done" in decision.reason.lower()
-    world.slack.error = None  # a failure is not cached: the next click asks again
+    world.slack.clear_faults()  # a failure is not cached: the next click asks again
     assert (await check.check("UOPS")).allowed is (setting == "SONCALL")
 
 

@@ -38,13 +38,13 @@ async def test_running_is_polled_every_interval_and_unchanged_writes_nothing(env
     key = env.sim.script_job([LIFECYCLE[1]])
     await subscribe(env, key)
     await env.cycle()
-    record = env.service.store.get_job(key)
+    record = await env.service.store.get_job(key)
     assert record is not None
     start = polls(env)
     for _ in range(5):
         await env.cycle(10.0)
     assert polls(env) - start == 5
-    after = env.service.store.get_job(key)
+    after = await env.service.store.get_job(key)
     assert after is not None and after.version == record.version  # nothing written
     assert after.updated_at == record.updated_at
 
@@ -55,7 +55,7 @@ async def test_a_job_nobody_watches_is_not_polled(env: Env) -> None:
     await env.cycle()
     status, _, _ = await env.command(f"unsubscribe {key}")
     assert status == 200
-    env.service.poller.resync()
+    await env.service.poller.resync()
     start = polls(env)
     for _ in range(3):
         await env.cycle(10.0)
@@ -68,13 +68,13 @@ async def test_a_terminal_job_is_not_polled_once_its_events_are_queued(env: Env)
     await subscribe(env, key)
     env.sim.advance(key)
     await env.cycle(10.0)
-    record = env.service.store.get_job(key)
+    record = await env.service.store.get_job(key)
     assert record is not None and record.terminal
     start = polls(env)
     await env.cycle(10.0)
     await env.cycle(10.0)
     assert polls(env) == start
-    kinds = [r.kind for r in env.service.store.rows_in_state("sent")]
+    kinds = [r.kind for r in (await env.service.store.rows_in_state("sent"))]
     assert "champion" in kinds
 
 
@@ -102,7 +102,7 @@ async def test_errors_back_off_and_log_once_then_recover_once(
         await env.cycle(10.0)
     recovered = [r for r in caplog.records if "reachable again" in r.getMessage()]
     assert len(recovered) == 1
-    kinds = [r.kind for r in env.service.store.rows_in_state("sent")]
+    kinds = [r.kind for r in (await env.service.store.rows_in_state("sent"))]
     # unreachable after 60 s of failures (the test config), then recovered with the new best
     assert kinds.count("unreachable") == 1
     assert "recovered" in kinds or "new_best" in kinds
@@ -129,7 +129,7 @@ async def test_a_bad_payload_for_one_job_never_stops_the_others(env: Env) -> Non
     await env.cycle(1.0)
     replies = [m for m in env.sink.channels["C1"] if m.thread_ts]
     assert len(replies) == 1 and "0.74" in replies[0].text
-    record = env.service.store.get_job(bad)
+    record = await env.service.store.get_job(bad)
     assert record is not None
     assert Snapshot.model_validate_json(record.snapshot_json).status == "RUNNING"
 
@@ -142,7 +142,7 @@ async def test_history_is_written_only_when_a_value_changes(env: Env) -> None:
         env.sim.advance(key)
         await env.cycle(10.0)
     await env.cycle(10.0)  # unchanged
-    history = env.service.store.history(key)
+    history = await env.service.store.history(key)
     per_algorithm = {p.algorithm for p in history}
     assert per_algorithm == {"BSEV01", "BSEV02", "BSIX01", "BFIF01"}
     assert len(history) == 8  # two changed polls x four algorithms; the baseline is the card
@@ -159,7 +159,7 @@ async def test_muted_subscription_still_gets_the_final_status(env: Env) -> None:
     env.sim.advance(key)
     await env.cycle(10.0)
     await env.cycle(1.0)
-    kinds = [r.kind for r in env.service.store.rows_in_state("sent")]
+    kinds = [r.kind for r in (await env.service.store.rows_in_state("sent"))]
     assert "new_best" not in kinds
     assert "champion" in kinds
 
@@ -169,21 +169,24 @@ async def test_unreachable_and_recovered_rows_are_versioned_notifications(env: E
     await subscribe(env, key, channel="C1")
     await subscribe(env, key, channel="C2", extra="--events failures")
     await env.cycle()
-    version = env.service.store.get_job(key).version  # type: ignore[union-attr]
+    version = (await env.service.store.get_job(key)).version  # type: ignore[union-attr]
     env.sim.add_fault(Fault(kind="status", status=503, path_prefix=f"/api/v1/training/{key}"))
     for _ in range(12):
         await env.cycle(10.0)
     env.sim.clear_faults()
     for _ in range(20):
         await env.cycle(10.0)
-    rows = [r for r in env.service.store.rows_in_state("sent") if r.kind != "watch_started"]
+    rows = [r for r in (await env.service.store.rows_in_state("sent")) if r.kind != "watch_started"]
     told = {
         (r.channel_id, r.kind): read_notification(
             r.payload, channel_id="", job_key="", kind="", dedupe_key=""
         )
         for r in rows
     }
-    subs = {c: env.service.store.get_subscription(channel_id=c, job_key=key) for c in ("C1", "C2")}
+    subs = {
+        c: (await env.service.store.get_subscription(channel_id=c, job_key=key))
+        for c in ("C1", "C2")
+    }
     for channel in ("C1", "C2"):  # --events failures hears both as well
         lost = told[(channel, "unreachable")]
         assert lost.dedupe_key == f"{key}:v{version}:unreachable:{channel}"
@@ -192,3 +195,26 @@ async def test_unreachable_and_recovered_rows_are_versioned_notifications(env: E
         assert back.dedupe_key == f"{key}:v{version + 1}:{channel}"
         assert back.events[0].kind.value == "recovered" and back.snapshot is not None
     assert all(json.loads(r.payload)["schema_version"] == 1 for r in rows)
+
+
+async def test_the_unreachable_alert_names_the_kind_of_trouble_not_the_host(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 item 7: the channel hears "connection refused"; the host and port of the
+    MathFi it could not reach stay in the log."""
+    key = env.sim.script_job([LIFECYCLE[1], LIFECYCLE[2]])
+    await subscribe(env, key, channel="C1")
+    await env.cycle()
+    simulator = env.runners.pop(1)  # MathFi goes away: its port refuses connections
+    port = env.sim_url.rsplit(":", 1)[1]
+    await simulator.cleanup()
+    caplog.set_level(logging.INFO, logger="bot.engine.poller")
+    for _ in range(12):
+        await env.cycle(10.0)
+    (card,) = env.sink.top_level("C1")
+    (alert,) = [m for m in env.sink.replies("C1", card.ts) if "cannot reach" in m.text]
+    seen = alert.text + json.dumps(alert.blocks)
+    assert "connection refused" in seen, seen
+    assert "127.0.0.1" not in seen and port not in seen and "localhost" not in seen, seen
+    logged = [r.getMessage() for r in caplog.records if "is unreachable since" in r.getMessage()]
+    assert len(logged) == 1 and f"127.0.0.1:{port}" in logged[0], logged

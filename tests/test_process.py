@@ -21,6 +21,7 @@ from simulator.mathfi import start_in_background as start_simulator
 from simulator.slack import SlackFault, SlackSink
 from simulator.slack import start_in_background as start_sink
 from tests.conftest import sign, wait_for
+from tests.reliability.process import bound_port
 from tests.scripts import LIFECYCLE
 
 PASSWORD = "pw-Zq81-very-secret"
@@ -36,21 +37,23 @@ REQUIRED = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+def base_env() -> dict[str, str]:
+    """PATH, the repo on PYTHONPATH, and coverage's variables (a measured run measures the
+    child too); nothing else of this process's environment."""
+    coverage = {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}
+    return {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **coverage}
 
 
 class Bot:
+    """The service as a child process; it binds HTTP_PORT=0 and `start` reads the port
+    from its "listening on" log line."""
+
     def __init__(self, tmp: Path, sim_url: str, sink: SlackSink) -> None:
-        self.port = free_port()
+        self.port = 0
         self.log = tmp / "bot.log"
         self.db = tmp / "bot.db"
         self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(ROOT),
+            **base_env(),
             "MATHFI_BASE_URL": sim_url,
             "MATHFI_USERNAME": "ops@mathfi.ai",
             "MATHFI_PASSWORD": PASSWORD,
@@ -62,7 +65,7 @@ class Bot:
             "DATABASE_PATH": str(self.db),
             "POLL_INTERVAL": "0.2",
             "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(self.port),
+            "HTTP_PORT": "0",
             "LOG_LEVEL": "DEBUG",
             "LOG_FORMAT": "json",
         }
@@ -95,7 +98,8 @@ class Bot:
                     return False
 
             deadline = time.monotonic() + 20
-            while not await healthy():
+            while not (self.port and await healthy()):
+                self.port = self.port or bound_port(self.log.read_text().splitlines()) or 0
                 assert self.proc.returncode is None, self.log.read_text()
                 assert time.monotonic() < deadline, self.log.read_text()
                 await asyncio.sleep(0.1)
@@ -171,10 +175,13 @@ async def test_no_secret_reaches_a_log_line(world: tuple[Simulator, SlackSink, B
         await wait_for(lambda: sim.stats.logins >= 2, timeout=10)
         issued |= set(sim._tokens)
         # a Slack error
+        posted = len(sink.channels["C0OPS"])
         sink.add_fault(SlackFault(kind="error", error="internal_error", count=2))
         sim.advance(key)
-        await asyncio.sleep(1.0)
+        await wait_for(lambda: len(sink.channels["C0OPS"]) > posted, timeout=15)
         # a crash in a listener: a button payload the listener cannot understand
+        errors = lambda: bot.log.read_text().count('"level": "ERROR"')  # noqa: E731
+        errors_before = errors()
         payload = json.dumps(
             {
                 "type": "block_actions",
@@ -189,7 +196,7 @@ async def test_no_secret_reaches_a_log_line(world: tuple[Simulator, SlackSink, B
             bot.url + "/slack/events", data=body.encode(), headers=sign(body, secret=SIGNING)
         ) as response:
             assert response.status == 200
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: errors() > errors_before, timeout=10)  # the crash, logged
     await bot.stop()
     log = bot.log.read_text()
     assert len(issued) >= 2 and "ERROR" in log  # the listener crash was logged
@@ -202,7 +209,7 @@ async def test_no_secret_reaches_a_log_line(world: tuple[Simulator, SlackSink, B
 async def refused_run(tmp_path: Path, **variables: str) -> str:
     """`mathfi-bot run` that must refuse to start: exit 2 and, as its last line, one
     `mathfi-bot: …` message and no traceback. Returns that line."""
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **variables}
+    env = {**base_env(), **variables}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -69,7 +69,7 @@ def algorithm_failed(key: str) -> Event:
     )
 
 
-def enqueue(env: Env, channel: str, *events: Event, mention: str | None = None) -> int:
+async def enqueue(env: Env, channel: str, *events: Event, mention: str | None = None) -> int:
     """One notification row, as the poller writes it; returns its outbox id."""
     notification = Notification(
         channel_id=channel,
@@ -81,17 +81,17 @@ def enqueue(env: Env, channel: str, *events: Event, mention: str | None = None) 
         mention=mention,
         dedupe_key=f"test:{uuid.uuid4()}",
     )
-    return enqueue_row(env, outbox_row(notification))
+    return await enqueue_row(env, outbox_row(notification))
 
 
-def enqueue_row(env: Env, row: NewOutboxRow) -> int:
-    assert env.service.store.enqueue([row]) == 1
-    pending = env.service.store.rows_in_state("pending")
+async def enqueue_row(env: Env, row: NewOutboxRow) -> int:
+    assert (await env.service.store.enqueue([row])) == 1
+    pending = await env.service.store.rows_in_state("pending")
     return next(r.id for r in pending if r.dedupe_key == row.dedupe_key)
 
 
-def outbox(env: Env, row_id: int) -> OutboxRow:
-    row = env.service.store.get_outbox_row(row_id)
+async def outbox(env: Env, row_id: int) -> OutboxRow:
+    row = await env.service.store.get_outbox_row(row_id)
     assert row is not None
     return row
 
@@ -116,18 +116,20 @@ def calls(env: Env, method: str, channel: str) -> list[dict[str, Any]]:
     return [p for m, p in env.sink.calls if m == method and p.get("channel") == channel]
 
 
-def settled(env: Env) -> bool:
-    counts = env.service.store.outbox_counts()
-    return counts["pending"] + counts["sending"] == 0 and not env.service.store.dirty_cards()
+async def settled(env: Env) -> bool:
+    counts = await env.service.store.outbox_counts()
+    return counts["pending"] + counts["sending"] == 0 and not (
+        await env.service.store.dirty_cards()
+    )
 
 
 async def drain(env: Env, sender: Sender | None = None, *, step: float = 1.0) -> None:
     for _ in range(60):
-        if settled(env):
+        if await settled(env):
             return
         env.clock.advance(step)
         await tick(env, sender)
-    raise AssertionError(f"outbox not drained: {env.service.store.outbox_counts()}")
+    raise AssertionError(f"outbox not drained: {(await env.service.store.outbox_counts())}")
 
 
 def fresh_sender(env: Env, client: AsyncWebClient | None = None) -> Sender:
@@ -149,7 +151,7 @@ async def test_429_storm_waits_retry_after_and_loses_nothing(env: Env) -> None:
     ids: dict[str, list[int]] = {"C1": [], "C2": []}
     for i in range(3):
         for channel in ("C1", "C2"):
-            ids[channel].append(enqueue(env, channel, best(key, 0.70 + i / 100)))
+            ids[channel].append(await enqueue(env, channel, best(key, 0.70 + i / 100)))
     for retry_after in (1, 2, 4):  # a storm with growing Retry-After values
         env.sink.add_fault(
             SlackFault(
@@ -166,10 +168,10 @@ async def test_429_storm_waits_retry_after_and_loses_nothing(env: Env) -> None:
         for method, params in await tick(env):
             if method == "chat.postMessage":
                 posted[params["channel"]].append(env.clock())
-        head = outbox(env, ids["C1"][0])
+        head = await outbox(env, ids["C1"][0])
         if head.state == "pending" and head.attempts > len(limited):
             limited.append(head.next_attempt_at - env.clock())
-        if settled(env):
+        if await settled(env):
             break
         env.clock.advance(0.25)
     assert limited == [1.0, 2.0, 4.0]  # next_attempt_at = now + Retry-After, each time
@@ -177,7 +179,7 @@ async def test_429_storm_waits_retry_after_and_loses_nothing(env: Env) -> None:
     assert [b - a for a, b in itertools.pairwise(t)] == [1.0, 2.0, 4.0, 1.0, 1.0]
     assert posted["C2"] == [t[0], t[0] + 1.0, t[0] + 2.0]  # C2 was never held back
     assert note_ids(env, "C1") == ids["C1"] and note_ids(env, "C2") == ids["C2"]
-    assert all(outbox(env, i).state == "sent" for i in ids["C1"] + ids["C2"])
+    assert all([(await outbox(env, i)).state == "sent" for i in ids["C1"] + ids["C2"]])
     assert not calls(env, "conversations.replies", "C1")  # a 429 certainly did not post
 
 
@@ -185,7 +187,7 @@ async def test_5xx_burst_retries_with_backoff_and_loses_nothing(env: Env) -> Non
     key = await watch(env, "C1")
     await tick(env)
     env.clock.advance(1.0)
-    ids = [enqueue(env, "C1", best(key, 0.70 + i / 100)) for i in range(3)]
+    ids = [(await enqueue(env, "C1", best(key, 0.70 + i / 100))) for i in range(3)]
     for status in (500, 503):
         env.sink.add_fault(
             SlackFault(kind="status", status=status, method="chat.postMessage", count=2)
@@ -194,15 +196,15 @@ async def test_5xx_burst_retries_with_backoff_and_loses_nothing(env: Env) -> Non
     for _ in range(200):
         made = await tick(env)
         assert not made or env.clock() >= gate, "retried before its backoff ended"
-        head = outbox(env, ids[0])
+        head = await outbox(env, ids[0])
         if head.state == "pending" and any(m == "chat.postMessage" for m, _ in made):
             delay = head.next_attempt_at - env.clock()
             assert 0.0 <= delay <= 1.0 * 2**head.attempts  # full-jitter exponential backoff
             gate = head.next_attempt_at
-        if settled(env):
+        if await settled(env):
             break
         env.clock.advance(0.5)
-    assert outbox(env, ids[0]).attempts == 5  # 4 failures, then the post
+    assert (await outbox(env, ids[0])).attempts == 5  # 4 failures, then the post
     assert note_ids(env, "C1") == ids  # each exactly once, in order
     assert len(calls(env, "conversations.replies", "C1")) == 4  # each unknown outcome looked up
 
@@ -212,7 +214,7 @@ async def test_hang_past_timeout_is_looked_up_not_doubled(env: Env, shared_sessi
     key = await watch(env, "C1")
     await tick(env)
     env.clock.advance(1.0)
-    row_id = enqueue(env, "C1", best(key, 0.75))
+    row_id = await enqueue(env, "C1", best(key, 0.75))
     env.sink.add_fault(SlackFault(kind="hang", seconds=0.8, method="chat.postMessage", count=1))
     async with aiohttp.ClientSession() as session:
         client = AsyncWebClient(
@@ -226,7 +228,7 @@ async def test_hang_past_timeout_is_looked_up_not_doubled(env: Env, shared_sessi
         started = time.monotonic()
         await tick(env, sender)
         assert time.monotonic() - started < 0.7, "the client timeout was not honoured"
-        row = outbox(env, row_id)
+        row = await outbox(env, row_id)
         assert row.state == "pending" and "Timeout" in (row.last_error or "")
         # Slack did post it, late: the retry must find it rather than post again.
         await wait_for(lambda: note_ids(env, "C1") == [row_id], timeout=3.0)
@@ -234,7 +236,7 @@ async def test_hang_past_timeout_is_looked_up_not_doubled(env: Env, shared_sessi
     assert note_ids(env, "C1") == [row_id]
     assert len(calls(env, "chat.postMessage", "C1")) == 2  # the card and the hung reply
     assert calls(env, "conversations.replies", "C1")
-    assert outbox(env, row_id).slack_ts == env.sink.channels["C1"][-1].ts
+    assert (await outbox(env, row_id)).slack_ts == env.sink.channels["C1"][-1].ts
 
 
 # ----------------------------------------------------------------------------- crashes
@@ -245,18 +247,18 @@ async def test_answer_lost_after_commit_is_found_not_reposted(env: Env, target: 
     if target == "reply":
         await tick(env)
         env.clock.advance(1.0)
-        row_id = enqueue(env, "C1", best(key, 0.75))
+        row_id = await enqueue(env, "C1", best(key, 0.75))
     else:
-        row_id = env.service.store.rows_in_state("pending")[0].id
+        row_id = (await env.service.store.rows_in_state("pending"))[0].id
     env.sink.add_fault(fault)
     await tick(env)
-    assert outbox(env, row_id).state == "pending"  # Slack stored it, we heard a 500
+    assert (await outbox(env, row_id)).state == "pending"  # Slack stored it, we heard a 500
     await drain(env)
-    row = outbox(env, row_id)
+    row = await outbox(env, row_id)
     assert row.state == "sent"
     card = env.sink.top_level("C1")
     assert len(card) == 1
-    assert env.service.store.get_card(channel_id="C1", job_key=key).ts == card[0].ts  # type: ignore[union-attr]
+    assert (await env.service.store.get_card(channel_id="C1", job_key=key)).ts == card[0].ts  # type: ignore[union-attr]
     if target == "reply":
         assert note_ids(env, "C1") == [row_id]
         assert row.slack_ts == env.sink.replies("C1", card[0].ts)[0].ts
@@ -270,8 +272,8 @@ async def test_answer_lost_after_commit_is_found_not_reposted(env: Env, target: 
 @pytest.mark.parametrize("reached_slack", [True, False], ids=["posted", "never-posted"])
 async def test_restart_reconciles_a_card_left_sending(env: Env, reached_slack: bool) -> None:
     key = await watch(env, "C1")
-    (row,) = env.service.store.rows_in_state("pending")
-    env.service.store.mark_sending(row.id)
+    (row,) = await env.service.store.rows_in_state("pending")
+    await env.service.store.mark_sending(row.id)
     if reached_slack:  # the process died after Slack stored the card, before save_card
         metadata = {
             "event_type": "mathfi_card",
@@ -279,11 +281,13 @@ async def test_restart_reconciles_a_card_left_sending(env: Env, reached_slack: b
         }
         await env.service.slack.chat_postMessage(channel="C1", text="card", metadata=metadata)
     sender = fresh_sender(env)
-    assert sender.reconcile() == 1
+    assert (await sender.reconcile()) == 1
     await tick(env, sender)
     (card,) = env.sink.top_level("C1")
-    assert outbox(env, row.id).state == "sent" and outbox(env, row.id).slack_ts == card.ts
-    assert env.service.store.get_card(channel_id="C1", job_key=key).ts == card.ts  # type: ignore[union-attr]
+    assert (await outbox(env, row.id)).state == "sent" and (
+        await outbox(env, row.id)
+    ).slack_ts == card.ts
+    assert (await env.service.store.get_card(channel_id="C1", job_key=key)).ts == card.ts  # type: ignore[union-attr]
     assert len(calls(env, "chat.postMessage", "C1")) == 1
     assert len(calls(env, "conversations.history", "C1")) == 1
 
@@ -293,10 +297,10 @@ async def test_restart_reconciles_a_reply_left_sending(env: Env, reached_slack: 
     key = await watch(env, "C1")
     await tick(env)
     env.clock.advance(1.0)
-    row_id = enqueue(env, "C1", best(key, 0.75))
-    env.service.store.mark_sending(row_id)
+    row_id = await enqueue(env, "C1", best(key, 0.75))
+    await env.service.store.mark_sending(row_id)
     if reached_slack:  # the post went out; the process died before mark_sent
-        row = outbox(env, row_id)
+        row = await outbox(env, row_id)
         notification = read_notification(
             row.payload,
             channel_id=row.channel_id,
@@ -307,11 +311,11 @@ async def test_restart_reconciles_a_reply_left_sending(env: Env, reached_slack: 
         await env.service.sender._rows._post_row(row, notification)
     assert note_ids(env, "C1") == ([row_id] if reached_slack else [])
     sender = fresh_sender(env)
-    assert sender.reconcile() == 1
+    assert (await sender.reconcile()) == 1
     await drain(env, sender)
     assert note_ids(env, "C1") == [row_id]
-    assert outbox(env, row_id).state == "sent"
-    assert outbox(env, row_id).slack_ts == env.sink.channels["C1"][-1].ts
+    assert (await outbox(env, row_id)).state == "sent"
+    assert (await outbox(env, row_id)).slack_ts == env.sink.channels["C1"][-1].ts
     assert len(calls(env, "chat.postMessage", "C1")) == 2  # card + the one reply
     assert len(calls(env, "conversations.replies", "C1")) == 1
 
@@ -331,17 +335,19 @@ async def test_permanent_error_disables_channel_and_others_go_on(
     key = await watch(env, "CBAD", "COK")
     await tick(env)
     env.clock.advance(1.0)
-    bad = [enqueue(env, "CBAD", best(key, 0.70 + i / 100)) for i in range(2)]
-    ok = enqueue(env, "COK", best(key, 0.70))
+    bad = [(await enqueue(env, "CBAD", best(key, 0.70 + i / 100))) for i in range(2)]
+    ok = await enqueue(env, "COK", best(key, 0.70))
     if error == "is_archived":
         env.sink.archive("CBAD")
     else:
         env.sink.add_fault(SlackFault(kind="error", error=error, channel="CBAD"))
     await tick(env)
-    (view,) = env.service.store.list_subscriptions(channel_id="CBAD")
+    (view,) = await env.service.store.list_subscriptions(channel_id="CBAD")
     assert view.subscription.disabled_reason and hint in view.subscription.disabled_reason
-    assert [(outbox(env, i).state, outbox(env, i).last_error) for i in bad] == [("dead", error)] * 2
-    assert outbox(env, ok).state == "sent"
+    assert [((await outbox(env, i)).state, (await outbox(env, i)).last_error) for i in bad] == [
+        ("dead", error)
+    ] * 2
+    assert (await outbox(env, ok)).state == "sent"
     bad_calls = len(env.sink.calls)
     # The job moves on: the poller marks every card of the job stale, COK gets a reply.
     env.sim.advance(key)
@@ -353,7 +359,7 @@ async def test_permanent_error_disables_channel_and_others_go_on(
         await tick(env)
     assert not [p for _, p in env.sink.calls[bad_calls:] if p.get("channel") == "CBAD"]
     assert len(note_ids(env, "COK")) == 2
-    (cok,) = env.service.store.list_subscriptions(channel_id="COK")
+    (cok,) = await env.service.store.list_subscriptions(channel_id="COK")
     assert cok.subscription.delivering
 
 
@@ -364,10 +370,10 @@ async def test_unrenderable_row_is_dropped_and_does_not_block_its_channel(env: E
     broken = NewOutboxRow(
         dedupe_key="test:broken", channel_id="C1", job_key=key, kind="new_best", payload="{}"
     )
-    env.service.store.enqueue([broken])
-    after = enqueue(env, "C1", best(key, 0.75))
+    await env.service.store.enqueue([broken])
+    after = await enqueue(env, "C1", best(key, 0.75))
     await drain(env)
-    (dead,) = env.service.store.rows_in_state("dead")
+    (dead,) = await env.service.store.rows_in_state("dead")
     assert dead.dedupe_key == "test:broken" and (dead.last_error or "").startswith("unrenderable")
     assert note_ids(env, "C1") == [after]
 
@@ -393,7 +399,7 @@ async def test_rows_queued_before_the_upgrade_are_still_delivered(env: Env) -> N
     await tick(env)
     env.clock.advance(1.0)
     seen = Snapshot(job_key=key, status="FAILED", target_performance=0.777)
-    reply = enqueue_row(
+    reply = await enqueue_row(
         env,
         NewOutboxRow(
             dedupe_key=f"{key}:v7:C1",
@@ -405,7 +411,7 @@ async def test_rows_queued_before_the_upgrade_are_still_delivered(env: Env) -> N
             ),
         ),
     )
-    card = enqueue_row(  # the old subscribe command's first card, for another channel
+    card = await enqueue_row(  # the old subscribe command's first card, for another channel
         env,
         NewOutboxRow(
             dedupe_key=f"{key}:watch:C2:1.000000:abcd",
@@ -416,12 +422,12 @@ async def test_rows_queued_before_the_upgrade_are_still_delivered(env: Env) -> N
         ),
     )
     await drain(env)
-    assert outbox(env, reply).state == "sent" and outbox(env, card).state == "sent"
+    assert (await outbox(env, reply)).state == "sent" and (await outbox(env, card)).state == "sent"
     (posted,) = env.sink.replies("C1", env.sink.top_level("C1")[0].ts)
     assert posted.text.startswith(f"{ONCALL} ") and posted.reply_broadcast
     assert "target 0.777" in str(posted.blocks)  # drawn from the snapshot the row carries
     (c2_card,) = env.sink.top_level("C2")
-    assert outbox(env, card).slack_ts == c2_card.ts
+    assert (await outbox(env, card)).slack_ts == c2_card.ts
 
 
 # ----------------------------------------------------------------------------- pacing and edits
@@ -429,8 +435,11 @@ async def test_pacing_per_channel_not_across_channels(env: Env) -> None:
     key = await watch(env, "C1", "C2")
     await tick(env)
     env.clock.advance(1.0)
-    first, second = enqueue(env, "C1", best(key, 0.7)), enqueue(env, "C1", best(key, 0.71))
-    other = enqueue(env, "C2", best(key, 0.7))
+    first, second = (
+        (await enqueue(env, "C1", best(key, 0.7))),
+        (await enqueue(env, "C1", best(key, 0.71))),
+    )
+    other = await enqueue(env, "C2", best(key, 0.7))
     at: dict[int, float] = {}
 
     def record(kind: str, message: SinkMessage) -> None:
@@ -455,7 +464,7 @@ async def test_several_card_edits_due_at_once_are_one_update(env: Env) -> None:
     env.clock.advance(1.0)
     for _ in range(3):  # three polls changed the job before the sender came round
         for channel in ("C1", "C2"):
-            env.service.store.mark_card_dirty(channel_id=channel, job_key=key)
+            await env.service.store.mark_card_dirty(channel_id=channel, job_key=key)
     made = await tick(env)
     assert sorted((m, p["channel"]) for m, p in made) == [
         ("chat.update", "C1"),
@@ -464,7 +473,7 @@ async def test_several_card_edits_due_at_once_are_one_update(env: Env) -> None:
     env.clock.advance(1.0)
     assert not await tick(env)
     # Two replies in a row make the card stale twice: it is edited once, after both.
-    ids = [enqueue(env, "C1", best(key, 0.7)), enqueue(env, "C1", best(key, 0.71))]
+    ids = [(await enqueue(env, "C1", best(key, 0.7))), (await enqueue(env, "C1", best(key, 0.71)))]
     before = len(env.sink.calls)
     await drain(env)
     methods = [m for m, p in env.sink.calls[before:] if p.get("channel") == "C1"]
@@ -476,14 +485,14 @@ async def test_several_card_edits_due_at_once_are_one_update(env: Env) -> None:
 # ----------------------------------------------------------------------------- what is posted
 async def test_metadata_broadcast_and_on_call_mention(env: Env) -> None:
     key = await watch(env, "C1", mention=ONCALL)
-    (watch_row,) = env.service.store.rows_in_state("pending")
+    (watch_row,) = await env.service.store.rows_in_state("pending")
     await tick(env)
     (card,) = env.sink.top_level("C1")
     assert card.metadata == {
         "event_type": "mathfi_card",
         "event_payload": {"outbox_id": watch_row.id, "job_key": key, "kind": "watch_started"},
     }
-    sub = env.service.store.get_subscription(channel_id="C1", job_key=key)
+    sub = await env.service.store.get_subscription(channel_id="C1", job_key=key)
     assert sub is not None and sub.mention == ONCALL
     cases = [  # (events, broadcast, mention)
         ([best(key, 0.75)], False, False),
@@ -495,7 +504,7 @@ async def test_metadata_broadcast_and_on_call_mention(env: Env) -> None:
         ([job_status(key, "RUNNING", old="PENDING")], False, False),
         ([algorithm_failed(key)], False, False),  # one algorithm failing is no alert
     ]
-    expected = {enqueue(env, "C1", *ev, mention=sub.mention): (b, m) for ev, b, m in cases}
+    expected = {(await enqueue(env, "C1", *ev, mention=sub.mention)): (b, m) for ev, b, m in cases}
     await drain(env)
     replies = env.sink.replies("C1", card.ts)
     assert [r.metadata["event_payload"]["outbox_id"] for r in replies if r.metadata] == list(
@@ -503,7 +512,7 @@ async def test_metadata_broadcast_and_on_call_mention(env: Env) -> None:
     )
     for reply in replies:
         assert reply.metadata is not None
-        row = outbox(env, reply.metadata["event_payload"]["outbox_id"])
+        row = await outbox(env, reply.metadata["event_payload"]["outbox_id"])
         assert reply.metadata == {
             "event_type": "mathfi_notification",
             "event_payload": {"outbox_id": row.id, "job_key": key, "kind": row.kind},
@@ -516,20 +525,20 @@ async def test_metadata_broadcast_and_on_call_mention(env: Env) -> None:
 async def test_a_deleted_card_is_posted_again_with_the_reply(env: Env) -> None:
     key = await watch(env, "C1")
     await tick(env)
-    old = env.service.store.get_card(channel_id="C1", job_key=key)
+    old = await env.service.store.get_card(channel_id="C1", job_key=key)
     assert old is not None and old.ts is not None
     # Somebody deleted the card in Slack: its thread no longer exists.
-    env.service.store.save_card(channel_id="C1", job_key=key, ts="1000000000.000001")
+    await env.service.store.save_card(channel_id="C1", job_key=key, ts="1000000000.000001")
     env.clock.advance(1.0)
-    row = enqueue(env, "C1", best(key, 0.7))
+    row = await enqueue(env, "C1", best(key, 0.7))
     await tick(env)  # thread_not_found: the card is forgotten, the row retried at once
-    assert outbox(env, row).state == "pending"
-    assert env.service.store.get_card(channel_id="C1", job_key=key) is None
+    assert (await outbox(env, row)).state == "pending"
+    assert (await env.service.store.get_card(channel_id="C1", job_key=key)) is None
     env.clock.advance(1.0)
     await tick(env)
     env.clock.advance(1.0)
     await tick(env)
-    assert outbox(env, row).state == "sent"
+    assert (await outbox(env, row)).state == "sent"
     cards = [m for m in env.sink.top_level("C1")]
     assert len(cards) == 2  # the original (now "deleted" for us) and the new one
     assert note_ids(env, "C1") == [row]
@@ -544,11 +553,11 @@ async def test_a_busy_thread_does_not_starve_its_card(env: Env) -> None:
     _, _, url = await env.command(f"subscribe {other}", channel="C1")
     await env.reply(url)
     for value in (0.70, 0.71, 0.72, 0.73):  # a long queue in C1 for the other job
-        enqueue(env, "C1", best(other, value))
-    env.service.store.mark_card_dirty(channel_id="C1", job_key=key)
+        await enqueue(env, "C1", best(other, value))
+    await env.service.store.mark_card_dirty(channel_id="C1", job_key=key)
     for _ in range(3):
         env.clock.advance(1.0)
         await tick(env)
     # The first job's card was edited while the other job's replies were still queued.
     assert len(calls(env, "chat.update", "C1")) > updates_before
-    assert env.service.store.outbox_counts()["pending"] > 0
+    assert (await env.service.store.outbox_counts())["pending"] > 0

@@ -9,31 +9,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from simulator.slack import SlackFault, SlackSink, start_in_background
-
-TOKEN = "xoxb-test-token"
-CHANNEL = "C0TEST"
-META = {"event_type": "mathfi_outbox", "event_payload": {"row": 7}}
-
-
-class ManualClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class RecordingSleep:
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.slept.append(seconds)
+from tests.sink_kit import CHANNEL, META, TOKEN, ManualClock, RecordingSleep, post, slack_error
 
 
 @pytest.fixture
@@ -59,19 +39,6 @@ async def sink(clock: ManualClock, sleep: RecordingSleep) -> AsyncIterator[Slack
 @pytest.fixture
 def client(sink: SlackSink) -> AsyncWebClient:
     return AsyncWebClient(token=TOKEN, base_url=sink.api_url)
-
-
-async def post(client: AsyncWebClient, text: str = "hello", **kwargs: Any) -> str:
-    response = await client.chat_postMessage(
-        channel=kwargs.pop("channel", CHANNEL), text=text, **kwargs
-    )
-    return str(response["ts"])
-
-
-async def slack_error(call: Any) -> SlackApiError:
-    with pytest.raises(SlackApiError) as caught:
-        await call
-    return caught.value
 
 
 async def test_auth_test_names_team_and_bot(client: AsyncWebClient) -> None:

@@ -64,7 +64,7 @@ async def test_slash_command_over_socket_mode(
     )
     assert "Asking MathFi" in str(ack.get("payload"))
     await wait_for(lambda: sink.responses[response_url.rsplit("/", 1)[-1]])
-    subs = service.store.list_subscriptions(channel_id="C0SOCK")
+    subs = await service.store.list_subscriptions(channel_id="C0SOCK")
     assert [s.subscription.job_key for s in subs] == [key]
     await service.sender.tick()
     assert sink.channels["C0SOCK"][0].metadata["event_type"] == "mathfi_card"

@@ -2,7 +2,9 @@
 
 Our aiohttp application owns `POST /slack/events`, `GET /healthz` and `GET /metrics`; the
 poller and the sender are background loops started and cancelled with it. Socket Mode
-(bolt's aiohttp adapter) replaces `/slack/events` when SLACK_APP_TOKEN is set.
+(bolt's aiohttp adapter) replaces `/slack/events` when SLACK_APP_TOKEN is set. The store is
+an `AsyncStore` (its own thread): nothing here waits on SQLite on the event loop, and
+/healthz and /metrics answer from what the loops keep fresh plus a bounded database probe.
 
 Longer than 300 lines: the lifecycle, the bolt wiring and the three HTTP routes share
 the one `Service` object; start-up guards live in `bot.app.startup`.
@@ -38,7 +40,12 @@ from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.slack import commands
 from bot.slack.sender import Sender, SenderConfig
-from store import Store, StoreUnavailable
+from store import AsyncStore
+
+# /healthz waits this long for the database probe, then says "busy" rather than wait.
+PROBE_WITHIN = 0.05
+# A probe's answer is reused this long: a busy database is asked at most this often.
+PROBE_EVERY = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +70,9 @@ class Service:
         self.accepting = False
         self._tasks: list[asyncio.Task[None]] = []
         self._socket: AsyncSocketModeHandler | None = None
-        self.store: Store
+        self.store: AsyncStore
+        self._probe: asyncio.Task[bool] | None = None
+        self._probed: tuple[float, bool] | None = None  # (monotonic time, database ok)
         self.mathfi: MathFiClient
         self.slack: AsyncWebClient
         self.poller: Poller
@@ -75,7 +84,7 @@ class Service:
     async def start(self, *, run_loops: bool = True) -> None:
         """Open everything; `run_loops=False` leaves the poller and sender to be ticked by tests."""
         s = self.settings
-        self.store = Store(s.database_path, clock=self.clock)
+        self.store = await AsyncStore.open(s.database_path, clock=self.clock)
         check_writable(s.database_path)  # a read-only file refuses the start, not /healthz
         # A backstop: each client also sets its own, shorter, per-request timeout.
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -84,7 +93,7 @@ class Service:
             token=s.slack_bot_token.get_secret_value(),
             base_url=s.slack_api_url,
             session=self._session,
-            timeout=10,
+            timeout=s.slack_timeout,
             retry_handlers=[],
         )
         await self._identify()
@@ -105,8 +114,8 @@ class Service:
         self.bolt = self._build_bolt()
         # Slack's timestamps are wall-clock time, whatever clock the loops run on.
         self._replays = ReplayGuard(s.slack_signing_secret.get_secret_value(), clock=time.time)
-        self.metrics.active_subscriptions.set(self.store.count_all_active())
-        self.sender.reconcile()
+        self.metrics.active_subscriptions.set(await self.store.count_all_active())
+        await self.sender.reconcile()
         if run_loops:
             self._tasks = [
                 asyncio.create_task(self.poller.run(), name="poller"),
@@ -176,8 +185,10 @@ class Service:
             await self.mathfi.close()
         if hasattr(self, "_session"):
             await self._session.close()
+        if self._probe is not None:
+            self._probe.cancel()
         if hasattr(self, "store"):
-            self.store.close()
+            await self.store.close()
         log.info("stopped")
 
     # ----------------------------------------------------------------- bolt
@@ -200,6 +211,8 @@ class Service:
                 metrics=self.metrics,
                 command=s.slack_command,
                 subscription_limit=s.subscription_limit,
+                max_subscriptions=s.max_subscriptions,
+                allow_broadcast_mentions=s.allow_broadcast_mentions,
                 poll_interval=s.poll_interval,
                 watch=self.poller.watch,
                 clock=self.clock,
@@ -266,21 +279,21 @@ class Service:
         bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 
-    def health(self) -> tuple[int, dict[str, Any]]:
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        """The loops' ages and the outbox counts as the sender last read them, plus a
+        database probe waited for at most PROBE_WITHIN seconds ("busy" when it takes
+        longer: another process holds the database, or the store's thread is behind)."""
         if not hasattr(self, "sender"):  # the port is bound before start() has run
             return 503, {"status": "starting", "accepting_commands": False}
+        database = await self._database_state()
         now = self.clock()
         stale = self.settings.stale_after
         ages = {
             "poller": _age(now, self.poller.last_cycle_at),
             "sender": _age(now, self.sender.last_cycle_at),
         }
-        try:
-            database_ok = self.store.ping()
-            counts = self.store.outbox_counts()
-        except StoreUnavailable as err:
-            database_ok, counts = False, {}
-            log.debug("health: database check failed: %s", err)
+        counts = self.sender.outbox_counts
+        database_ok = database == "ok"
         loops_ok = all(age is not None and age <= stale for age in ages.values())
         mathfi_ok = not self.poller.mathfi_down
         status = "ok" if loops_ok and database_ok and mathfi_ok else "degraded"
@@ -292,24 +305,40 @@ class Service:
             "last_send_cycle_age_seconds": ages["sender"],
             "outbox_backlog": counts.get("pending", 0) + counts.get("sending", 0),
             "outbox_dead": counts.get("dead", 0),
-            "database": "ok" if database_ok else "unavailable",
+            "database": database,
             "mathfi": "ok" if mathfi_ok else "unreachable",
             "watched_jobs": self.poller.watched,
             "accepting_commands": self.accepting,
         }
         return (200 if loops_ok and database_ok else 503), body
 
+    async def _database_state(self) -> str:
+        """ "ok", "unavailable" or "busy". One probe at a time (a ping on the store's
+        thread); its answer is reused for PROBE_EVERY seconds, so hammering /healthz does
+        not queue pings in front of the loops' work."""
+        fresh = self._probed is not None and time.monotonic() - self._probed[0] < PROBE_EVERY
+        if self._probed is not None and fresh:
+            return "ok" if self._probed[1] else "unavailable"
+        if self._probe is None:
+            self._probe = asyncio.create_task(self.store.ping(), name="database-probe")
+            self._probe.add_done_callback(self._probe_done)
+        done, _ = await asyncio.wait({self._probe}, timeout=PROBE_WITHIN)
+        if not done:
+            return "busy"
+        return "ok" if self._probed is not None and self._probed[1] else "unavailable"
+
+    def _probe_done(self, probe: asyncio.Task[bool]) -> None:
+        self._probe = None
+        ok = not probe.cancelled() and probe.exception() is None and probe.result()
+        self._probed = (time.monotonic(), ok)
+
     async def _healthz(self, request: web.Request) -> web.Response:
-        code, body = self.health()
+        code, body = await self.health()
         return web.json_response(body, status=code)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        try:
-            if hasattr(self, "sender"):
-                counts = self.store.outbox_counts()
-                self.metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
-        except StoreUnavailable:
-            pass
+        """The outbox backlog is the sender's last reading (set each tick): no database
+        call here."""
         return web.Response(
             body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
@@ -392,7 +421,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
         log.info(
             "listening on http://%s:%d (POST /slack/events, GET /healthz, GET /metrics)",
             settings.http_host,
-            settings.http_port,
+            runner.addresses[0][1],  # the bound port, also when HTTP_PORT is 0
         )
         await service.start()
         await stop.wait()

@@ -9,7 +9,8 @@ has the method and the benchmark figures.
   least `min_history` seconds (default 180 s: six polls at the default 30 s interval);
   until one algorithm has, the verdict is NOT_ENOUGH_HISTORY.
 - Hysteresis: the margin is the best projected value minus the target. From on-track (or
-  no verdict yet) the job turns AT_RISK only when the margin is below -enter_margin; from
+  no verdict yet) the job turns AT_RISK only when the margin is below -enter_margin (in two
+  polls in a row when `previous` is the last JobForecast); from
   at-risk it is ON_TRACK again only when the margin is above +exit_margin.
 - Stall warning: the leading running algorithm (highest best) is projected to be stopped by
   the stall rule within `stall_horizon` seconds without reaching the target first.
@@ -57,7 +58,7 @@ class ForecastRules:
     stall_delta: float = 0.02
     time_budget: float = 3600.0
     min_history: float = 180.0
-    enter_margin: float = 0.01
+    enter_margin: float = 0.005
     exit_margin: float = 0.005
     stall_horizon: float = 90.0
     fit_span: float = 600.0  # seconds of history the trend is fitted on
@@ -100,6 +101,7 @@ class JobForecast:
     best_projected: float | None = None
     best_algorithm: str | None = None
     stall_warning: StallWarning | None = None
+    hopeful_margin: float | None = None  # the hopeful reading's best projected - target
 
     @property
     def margin(self) -> float | None:
@@ -125,11 +127,14 @@ def forecast_job(
     *,
     now: float,
     rules: ForecastRules,
-    previous: Verdict | None = None,
+    previous: Verdict | JobForecast | None = None,
     started_at: float | None = None,
 ) -> JobForecast:
     """The job's forecast at `now`. `started_at`: when its algorithms started running, if
-    known (else the first stored point, which pruning moves forward: pass it if you can)."""
+    known (else the first stored point, which pruning moves forward: pass it if you can).
+    `previous`: the last poll's forecast (then turning at risk needs two polls in a row
+    whose hopeful reading misses), or only the last ON_TRACK / AT_RISK verdict (one poll
+    is then enough, as before)."""
     target = snapshot.target_performance
     if snapshot.terminal:
         return JobForecast(Verdict.ENDED, target)
@@ -160,7 +165,9 @@ def forecast_job(
     hopeful = max(f.projected for f in scenarios[1])
     first = _first_arrival(forecasts)
     return JobForecast(
-        verdict=verdict_after(best.projected - target, hopeful - target, previous, rules),
+        verdict=verdict_after(
+            best.projected - target, hopeful - target, *_earlier(previous, rules)
+        ),
         target=target,
         algorithms=tuple(forecasts),
         eta=first.eta if first else None,
@@ -170,7 +177,18 @@ def forecast_job(
         best_projected=best.projected,
         best_algorithm=best.algorithm,
         stall_warning=_stall_warning(forecasts, ready, now, rules),
+        hopeful_margin=hopeful - target,
     )
+
+
+def _earlier(
+    previous: Verdict | JobForecast | None, rules: ForecastRules
+) -> tuple[Verdict | None, ForecastRules, float | None]:
+    """(the verdict to keep, rules, the hopeful margin the last poll read; -inf: not asked)."""
+    if not isinstance(previous, JobForecast):
+        return previous, rules, -math.inf
+    kept = previous.verdict if previous.verdict in (Verdict.ON_TRACK, Verdict.AT_RISK) else None
+    return kept, rules, previous.hopeful_margin
 
 
 def _first_arrival(forecasts: list[AlgorithmForecast]) -> AlgorithmForecast | None:
@@ -214,13 +232,20 @@ def _project(
 
 
 def verdict_after(
-    margin: float, hopeful: float, previous: Verdict | None, rules: ForecastRules
+    margin: float,
+    hopeful: float,
+    previous: Verdict | None,
+    rules: ForecastRules,
+    earlier_hopeful: float | None = -math.inf,
 ) -> Verdict:
-    """Hysteresis: at risk once even the hopeful reading misses by more than enter_margin;
-    back on track once the central reading clears the target by more than exit_margin."""
+    """Hysteresis: at risk once even the hopeful reading misses by more than enter_margin,
+    in this poll and in the one before (`earlier_hopeful`: that poll's hopeful margin, None
+    if it had none; -inf when unknown, which waives the second poll); back on track once
+    the central reading clears the target by more than exit_margin."""
     if previous is Verdict.AT_RISK:
         return Verdict.ON_TRACK if margin > rules.exit_margin else Verdict.AT_RISK
-    return Verdict.AT_RISK if hopeful < -rules.enter_margin else Verdict.ON_TRACK
+    agreed = earlier_hopeful is not None and earlier_hopeful < -rules.enter_margin
+    return Verdict.AT_RISK if hopeful < -rules.enter_margin and agreed else Verdict.ON_TRACK
 
 
 def _stall_warning(

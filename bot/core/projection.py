@@ -5,8 +5,9 @@ looks at the running best, so everything here works on the best-so-far step func
 The trend is a least-squares fit of the last `fit_span` seconds of B: a straight line,
 or an exponential approach H - A e^(-t/tau) over a grid of tau; a bend is preferred only
 when it fits clearly better than the line (noise on a steady climb must not read as a
-plateau). Its rate is scaled down by how long the best has not risen (a fit across a jump
-must not outlive the flat stretch that follows).
+plateau). Its rate is scaled down by how long the best has not risen by RISE (a fit across
+a jump must not outlive the flat stretch that follows, and a noisy plateau's running best
+creeps up by the noise's extremes without making progress).
 
 The stall rule stops the algorithm at the first moment its best gained less than `delta`
 over the last `window`. Within the next window, part of that window is known history: the
@@ -25,6 +26,9 @@ _TAUS = (45.0, 70.0, 100.0, 150.0, 220.0, 330.0, 500.0, 750.0, 1100.0)
 # A curve is read as bending (exponential) only when that fits clearly better than a line:
 # noise on a steady climb must not make it look like it levels off.
 _BEND_GAIN = 0.6
+# The quiet clock counts from the last rise of the best by this much (since the last such
+# rise): the creep of a noisy plateau's running best is not progress.
+RISE = 0.005
 _SCAN_STEPS = 24  # checks of the stall rule within the next window (every window / 24)
 
 
@@ -75,11 +79,12 @@ class BestCurve:
     def __init__(self, points: Sequence[tuple[float, float]]) -> None:
         self.times: list[float] = []
         self.bests: list[float] = []
-        self.last_rise = -math.inf  # when the best last went up
-        best = -math.inf
+        self.last_rise = -math.inf  # when the best last went up by RISE or more
+        best = counted = -math.inf
         for at, value in points:
-            if value > best:
-                best, self.last_rise = value, at
+            best = max(best, value)
+            if best >= counted + RISE:
+                counted, self.last_rise = best, at
             self.times.append(at)
             self.bests.append(best)
 
@@ -99,7 +104,8 @@ class BestCurve:
         """Least-squares fit of the last `span` seconds of B (at least `min_points` points,
         plus B(now) at now): a straight line, or H - A e^(-t/tau) for each tau of a grid;
         the smallest squared error wins. Its rate is then scaled by 1 - (time since the best
-        last rose) / `quiet`: a fit across a jump must not outlive the flat stretch after."""
+        last rose by RISE) / `quiet`: a fit across a jump must not outlive the flat stretch
+        after it."""
         first = min(bisect.bisect_left(self.times, now - span), len(self) - min_points)
         xs = [t - now for t in self.times[max(first, 0) :]] + [0.0]
         ys = [*self.bests[max(first, 0) :], self.at(now)]

@@ -1,6 +1,6 @@
 """The poller: one loop, due-time scheduling, bounded concurrency, group commit.
 
-(About 340 lines, kept whole: the loop and one poll share the heap and the per-job state.
+(About 370 lines, kept whole: the loop and one poll share the heap and the per-job state.
 What needs no loop is elsewhere: the schedule and the records a poll writes in
 `bot.engine.jobs`, the shared transaction in `bot.engine.group_commit`, the health log in
 `bot.engine.health`, who is told what in `bot.core.fanout`.)
@@ -47,7 +47,8 @@ from bot.engine.jobs import (
 )
 from bot.errors import MathFiError
 from bot.metrics import Metrics
-from store import Store, StoreUnavailable
+from store import AsyncStore, JobRecord, Store, StoreUnavailable
+from store.db import PollRecord
 
 __all__ = ["JobState", "Poller", "PollerConfig", "ProgressSource"]
 
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 class Poller:
     def __init__(
         self,
-        store: Store,
+        store: AsyncStore,
         source: ProgressSource,
         *,
         config: PollerConfig,
@@ -92,13 +93,16 @@ class Poller:
     def watched(self) -> int:
         return len(self._jobs)
 
-    def watch(self, job_key: str, *, due_at: float | None = None) -> None:
+    async def watch(self, job_key: str, *, due_at: float | None = None) -> None:
         """Poll a job now (or at `due_at`), from the state the store has of it.
 
         The commands call this after a subscribe (whose snapshot may be a fresh baseline)
         and for the card's Refresh button.
         """
-        record = self._store.get_job(job_key)
+        self._adopt(job_key, await self._store.get_job(job_key), due_at)
+
+    def _adopt(self, job_key: str, record: JobRecord | None, due_at: float | None) -> None:
+        """Schedule the job as the store has it (a terminal or unknown job: not at all)."""
         if record is None or record.terminal:
             return
         known = self._jobs.get(job_key)
@@ -123,18 +127,26 @@ class Poller:
     def _next_due(self, state: JobState, now: float) -> float:
         return next_due(self._config, state, now, self._rng)
 
-    def resync(self) -> None:
-        """Align the heap with the store: new watched jobs in, orphaned ones out."""
+    async def resync(self) -> None:
+        """Align the heap with the store: new watched jobs in, orphaned ones out (one turn
+        of the store's thread: the watched keys and the records of the new ones)."""
+        known = set(self._jobs)
+
+        def read(store: Store) -> tuple[dict[str, float], dict[str, JobRecord | None]]:
+            watched = store.watched_keys()
+            return watched, {key: store.get_job(key) for key in watched if key not in known}
+
+        watched, new = await self._store.run(read)
         now = self._clock()
-        watched = self._store.watched_keys()
         for key in list(self._jobs):
             if key not in watched:
                 del self._jobs[key]
-        for key, next_poll_at in watched.items():
+        for key, record in new.items():
             if key in self._jobs:
-                continue
+                continue  # watched meanwhile (a subscribe): that state is newer
             spread = self._config.interval * self._rng.random()
-            self.watch(key, due_at=max(now, next_poll_at or now) + spread * 0.1)
+            next_poll_at = watched[key]
+            self._adopt(key, record, max(now, next_poll_at or now) + spread * 0.1)
         self._metrics.watched_jobs.set(len(self._jobs))
         self._next_resync = now + self._config.resync_every
 
@@ -157,7 +169,7 @@ class Poller:
         now = self._clock()
         self.last_cycle_at = now
         if now >= self._next_resync:
-            self.resync()
+            await self.resync()
         await self._start_due(now)
         wait = self._next_resync - self._clock()
         if self._heap:
@@ -195,7 +207,7 @@ class Poller:
         now = self._clock()
         self.last_cycle_at = now
         if now >= self._next_resync:
-            self.resync()
+            await self.resync()
         before = self.polls_completed
         await self._start_due(now)
         await self.drain()
@@ -235,7 +247,7 @@ class Poller:
                 await self._source.get_training(state.key) if is_terminal(progress.status) else None
             )
         except MathFiError as err:
-            self._on_error(state, err)
+            await self._on_error(state, err)
             return
         self._metrics.polls.inc()
         self._health.mathfi_answered()
@@ -257,25 +269,29 @@ class Poller:
             job_events = [job_recovered(state.key), *job_events]
         for event in job_events:
             self._metrics.events.labels(kind=event.kind.value).inc()
-        subscriptions = map(recipient, self._store.subscriptions_for_job(state.key))
-        notifications = fan_out(
-            previous,
-            snapshot,
-            subscriptions,
-            now,
-            version=state.version + 1,
-            recovered=state.unreachable,
-        )
-        poll = poll_record(
-            previous,
-            snapshot,
-            digest=digest,
-            now=now,
-            next_poll_at=self._next_due(state, now),
-            notifications=notifications,
-        )
+        version, recovered = state.version + 1, state.unreachable
+        next_poll_at = self._next_due(state, now)
+
+        def prepare(store: Store) -> PollRecord:  # on the store's thread, with the batch
+            notifications = fan_out(
+                previous,
+                snapshot,
+                map(recipient, store.subscriptions_for_job(snapshot.job_key)),
+                now,
+                version=version,
+                recovered=recovered,
+            )
+            return poll_record(
+                previous,
+                snapshot,
+                digest=digest,
+                now=now,
+                next_poll_at=next_poll_at,
+                notifications=notifications,
+            )
+
         await self._writer.record(
-            poll,
+            prepare,
             written=partial(self._committed, state, snapshot, digest, now),
             refused=partial(self._on_store_error, state),
         )
@@ -296,7 +312,7 @@ class Poller:
             self._schedule(state.key, self._next_due(state, now))
 
     # ----------------------------------------------------------------- failures
-    def _on_error(self, state: JobState, err: MathFiError) -> None:
+    async def _on_error(self, state: JobState, err: MathFiError) -> None:
         now = self._clock()
         kind = error_kind(err)
         self._metrics.poll_errors.labels(kind=kind).inc()
@@ -305,21 +321,29 @@ class Poller:
             state.failing_since = now
         self._health.mathfi_failed(err, job_key=state.key, first=state.errors == 1)
         goes_unreachable = lost_for_good(self._config, state, err, now)
-        notifications = []
-        if goes_unreachable:
-            lost = Unreachable(state.key, str(err))
-            self._metrics.events.labels(kind=EventKind.UNREACHABLE.value).inc()
-            subscriptions = map(recipient, self._store.subscriptions_for_job(state.key))
-            notifications = fan_out(state.snapshot, lost, subscriptions, now, version=state.version)
         next_at = self._next_due(state, now)
         if state.errors == 1 or goes_unreachable:
-            try:
-                self._store.record_error(
-                    job_key=state.key,
+            if goes_unreachable:
+                self._metrics.events.labels(kind=EventKind.UNREACHABLE.value).inc()
+            # The channel hears the kind of trouble only; the details stay in the log.
+            lost = Unreachable(state.key, err.public_reason) if goes_unreachable else None
+            key, previous, version = state.key, state.snapshot, state.version
+            unreachable = goes_unreachable or state.unreachable
+
+            def write(store: Store) -> None:  # one turn of the store's thread
+                notifications = []
+                if lost is not None:
+                    subscriptions = map(recipient, store.subscriptions_for_job(key))
+                    notifications = fan_out(previous, lost, subscriptions, now, version=version)
+                store.record_error(
+                    job_key=key,
                     next_poll_at=next_at,
-                    unreachable=goes_unreachable or state.unreachable,
+                    unreachable=unreachable,
                     outbox=[outbox_row(n) for n in notifications],
                 )
+
+            try:
+                await self._store.run(write)
             except StoreUnavailable as store_err:
                 self._on_store_error(state, store_err)
                 return

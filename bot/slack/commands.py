@@ -1,13 +1,21 @@
 """`/mathfi` slash commands and the card buttons (bolt listeners, registered by `register`).
 
-Ack first, then work: commands that only touch SQLite answer in the ack itself; those that
-ask MathFi (`subscribe`, `status`) ack with "looking it up" and answer via `response_url`.
+(About 370 lines, kept whole: each command's work and its listener share `CommandContext`
+and the wording of its answers; parsing is in `bot.slack.command_text`, the replies in
+`bot.slack.replies`, how an answer reaches the user in `bot.slack.answers`.)
+
+Ack first, then work: the ack never waits on SQLite. Commands that only touch the store
+answer in the ack when the store answers at once, else via `response_url` (`bot.slack.
+answers`); those that ask MathFi (`subscribe`, `status`) ack with "looking it up" and answer
+via `response_url`. A store call the database refuses (another process holds it) is tried
+again for about half a minute before the user hears that nothing was done.
 Every mistake gets a short ephemeral explanation with the usage line; anything unexpected is
 logged with a reference that the user is shown, never a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -25,6 +33,7 @@ from bot.engine.jobs import outbox_row
 from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
 from bot.metrics import Metrics
 from bot.slack import replies
+from bot.slack.answers import ack_or_respond, internal_error, patiently, reply_body, settled
 from bot.slack.command_text import (
     DEFAULT_COMMAND,
     USAGE,
@@ -48,7 +57,7 @@ from bot.slack.render import (
     render_error,
     render_status,
 )
-from store import Store, StoreUnavailable, Subscription
+from store import AsyncStore, Store, StoreUnavailable, Subscription, SubscriptionLimitReached
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +71,17 @@ class MathFiReader(Protocol):
 
 @dataclass
 class CommandContext:
-    store: Store
+    store: AsyncStore
     mathfi: MathFiReader
     metrics: Metrics
+    watch: Callable[[str], Awaitable[None]]  # the poller's `watch`
     command: str = "/mathfi"
-    subscription_limit: int = 200
+    subscription_limit: int = 200  # per channel
+    max_subscriptions: int = 5000  # in the whole store
+    allow_broadcast_mentions: bool = False  # `--mention @here/@channel/@everyone`
     poll_interval: float = 30.0
-    watch: Callable[[str], None] = lambda key: None  # the poller's `watch`
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 def _usage(ctx: CommandContext, name: str) -> str:
@@ -116,14 +128,17 @@ def subscribe_snapshot(
     team_id: str,
     channel_id: str,
     user_id: str,
-    min_improvement: float,
+    min_improvement: float | None,
     mention: str | None,
-    events: EventsFilter,
+    events: EventsFilter | None,
     next_poll_at: float,
     now: float,
+    channel_limit: int | None = None,
+    global_limit: int | None = None,
 ) -> tuple[Subscription, bool]:
-    """Watch `snapshot.job_key` in a channel (the store's one transaction), with a watch row
-    that posts the card when the subscription is new."""
+    """Watch `snapshot.job_key` in a channel (the store's one transaction, limits checked in
+    it), with a watch row that posts the card when the subscription is new. An option left
+    None keeps what the subscription has stored."""
     best = snapshot.best()
     first_card = watch_started(
         snapshot.job_key, channel_id, mention=mention, now=now, nonce=secrets.token_hex(4)
@@ -135,7 +150,7 @@ def subscribe_snapshot(
         user_id=user_id,
         min_improvement=min_improvement,
         mention=mention,
-        events=events.value,
+        events=events.value if events is not None else None,
         snapshot_json=snapshot.canonical_json(),
         snapshot_hash=snapshot_hash(snapshot),
         status=snapshot.status,
@@ -144,38 +159,60 @@ def subscribe_snapshot(
         terminal=snapshot.terminal,
         next_poll_at=next_poll_at,
         watch_row=outbox_row(first_card),
+        channel_limit=channel_limit,
+        global_limit=global_limit,
+        now=now,
     )
 
 
 async def run_subscribe(
     ctx: CommandContext, cmd: Subscribe, *, team_id: str, channel_id: str, user_id: str
 ) -> Message:
-    existing = ctx.store.get_subscription(channel_id=channel_id, job_key=cmd.key)
-    already = existing is not None and existing.active
-    if not already and ctx.store.count_active(channel_id=channel_id) >= ctx.subscription_limit:
-        return render_error(
-            f"This channel already watches {ctx.subscription_limit} jobs, the most allowed. "
-            f"Unsubscribe from finished ones first (`{ctx.command} list`)."
-        )
     try:
         snapshot = await fetch_snapshot(ctx, cmd.key)
     except MathFiError as err:
         return render_error(mathfi_problem(err, cmd.key))
-    sub, created = subscribe_snapshot(
-        ctx.store,
-        snapshot,
-        team_id=team_id,
-        channel_id=channel_id,
-        user_id=user_id,
-        min_improvement=cmd.min_improvement if cmd.min_improvement is not None else 0.005,
-        mention=cmd.mention,
-        events=EventsFilter(cmd.events or EventsFilter.ALL),
-        next_poll_at=ctx.clock() + ctx.poll_interval,
-        now=ctx.clock(),
-    )
-    ctx.watch(cmd.key)
-    ctx.metrics.active_subscriptions.set(ctx.store.count_all_active())
+    now = ctx.clock()
+
+    def subscribe(store: Store) -> tuple[Subscription, bool, int]:
+        sub, created = subscribe_snapshot(
+            store,
+            snapshot,
+            team_id=team_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            min_improvement=cmd.min_improvement,
+            mention=cmd.mention,
+            events=EventsFilter(cmd.events) if cmd.events is not None else None,
+            next_poll_at=now + ctx.poll_interval,
+            now=now,
+            channel_limit=ctx.subscription_limit,
+            global_limit=ctx.max_subscriptions,
+        )
+        return sub, created, store.count_all_active()
+
+    try:
+        sub, created, active = await patiently(lambda: ctx.store.run(subscribe), sleep=ctx.sleep)
+    except SubscriptionLimitReached as err:
+        return limit_reached(ctx, err)
+    ctx.metrics.active_subscriptions.set(active)
+    await ctx.watch(cmd.key)
     return replies.subscribed(sub, snapshot, created=created, command=ctx.command)
+
+
+def limit_reached(ctx: CommandContext, err: SubscriptionLimitReached) -> Message:
+    """Which limit refused the subscription, and what to do about it."""
+    if err.scope == "channel":
+        return render_error(
+            f"This channel already watches {err.limit} jobs, the most allowed "
+            f"(SUBSCRIPTION_LIMIT); nothing was changed. Unsubscribe from finished ones "
+            f"first (`{ctx.command} list`)."
+        )
+    return render_error(
+        f"The bot already has {err.limit} subscriptions across all channels, the most "
+        "allowed (MAX_SUBSCRIPTIONS); nothing was changed. Unsubscribe from finished jobs, "
+        "or ask whoever runs the bot to raise MAX_SUBSCRIPTIONS."
+    )
 
 
 async def run_status(ctx: CommandContext, cmd: Status) -> Message:
@@ -186,78 +223,90 @@ async def run_status(ctx: CommandContext, cmd: Status) -> Message:
     return render_status(snapshot, now=ctx.clock())
 
 
-def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Message:
-    """Commands that need only SQLite: answered within the ack."""
-    store = ctx.store
+async def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Message:
+    """Commands that need only SQLite: each one turn of the store's thread, tried again
+    while the database refuses it."""
     if isinstance(cmd, Help):
         return Message(text=help_text(ctx.command), blocks=[])
+    now = ctx.clock()  # one reading: a mute's reply says exactly the duration asked for
+    work = _local_work(cmd, channel_id=channel_id, now=now)
+    answer, active = await patiently(lambda: ctx.store.run(work), sleep=ctx.sleep)
+    if active is not None:
+        ctx.metrics.active_subscriptions.set(active)
     if isinstance(cmd, ListSubs):
-        return replies.subscription_list(
-            store.list_subscriptions(channel_id=channel_id),
-            now=ctx.clock(),
-            command=ctx.command,
-            page=cmd.page,
-        )
+        assert isinstance(answer, list)
+        return replies.subscription_list(answer, now=now, command=ctx.command, page=cmd.page)
     if isinstance(cmd, Unsubscribe):
+        count = int(answer)
         if cmd.all:
-            count = store.unsubscribe_all(channel_id=channel_id)
-            ctx.metrics.active_subscriptions.set(store.count_all_active())
             return replies.plain(
                 f"Stopped watching {count} job(s) in this channel."
                 if count
                 else "This channel was not watching any job."
             )
-        assert cmd.key is not None
-        if store.unsubscribe(channel_id=channel_id, job_key=cmd.key):
-            ctx.metrics.active_subscriptions.set(store.count_all_active())
+        if count:
             return replies.plain(f"Stopped watching `{cmd.key}` in this channel.")
         return render_error(f"This channel is not watching `{cmd.key}`.", usage=_usage(ctx, "list"))
     if isinstance(cmd, Mute | Unmute):
-        now = ctx.clock()  # one reading: the reply says exactly the duration asked for
-        until = now + cmd.seconds if isinstance(cmd, Mute) else None
-        if not store.set_muted_until(channel_id=channel_id, job_key=cmd.key, until=until):
+        if not answer:
             return render_error(
                 f"This channel is not watching `{cmd.key}`.", usage=_usage(ctx, "subscribe")
             )
-        store.mark_card_dirty(channel_id=channel_id, job_key=cmd.key)
+        until = now + cmd.seconds if isinstance(cmd, Mute) else None
         return replies.muted(cmd.key, until=until, now=now)
     raise TypeError(f"not a local command: {cmd!r}")
 
 
-def run_refresh(ctx: CommandContext, key: str, *, channel_id: str) -> Message:
+def _local_work(
+    cmd: Command, *, channel_id: str, now: float
+) -> Callable[[Store], tuple[Any, int | None]]:
+    """What a local command does on the store's thread: (its result, the count of active
+    subscriptions when it may have changed them)."""
+
+    def work(store: Store) -> tuple[Any, int | None]:
+        if isinstance(cmd, ListSubs):
+            return store.list_subscriptions(channel_id=channel_id), None
+        if isinstance(cmd, Unsubscribe):
+            if cmd.all:
+                count = store.unsubscribe_all(channel_id=channel_id)
+            else:
+                assert cmd.key is not None
+                count = int(store.unsubscribe(channel_id=channel_id, job_key=cmd.key))
+            return count, store.count_all_active() if count else None
+        if isinstance(cmd, Mute | Unmute):
+            until = now + cmd.seconds if isinstance(cmd, Mute) else None
+            if not store.set_muted_until(channel_id=channel_id, job_key=cmd.key, until=until):
+                return False, None
+            store.mark_card_dirty(channel_id=channel_id, job_key=cmd.key)
+            return True, None
+        raise TypeError(f"not a local command: {cmd!r}")
+
+    return work
+
+
+async def run_refresh(ctx: CommandContext, key: str, *, channel_id: str) -> Message:
     """The card's Refresh button: poll the job now and redraw this channel's card.
 
     Only for a job this channel watches: an old card (after an unsubscribe) keeps its
     buttons, and its Refresh must not start polling the job again.
     """
-    sub = ctx.store.get_subscription(channel_id=channel_id, job_key=key)
-    if sub is None or not sub.active:
+
+    def refresh(store: Store) -> bool:
+        sub = store.get_subscription(channel_id=channel_id, job_key=key)
+        if sub is None or not sub.active:
+            return False
+        store.mark_card_dirty(channel_id=channel_id, job_key=key)
+        return True
+
+    if not await patiently(lambda: ctx.store.run(refresh), sleep=ctx.sleep):
         return render_error(
             f"This channel is not watching `{key}`.", usage=_usage(ctx, "subscribe")
         )
-    ctx.watch(key)
-    ctx.store.mark_card_dirty(channel_id=channel_id, job_key=key)
+    await ctx.watch(key)
     return replies.plain(f"Refreshing `{key}`…")
 
 
 # --------------------------------------------------------------------- bolt wiring
-def _reference() -> str:
-    return secrets.token_hex(4)
-
-
-def _internal_error(where: str) -> Message:
-    ref = _reference()
-    log.exception("%s failed (reference %s)", where, ref)
-    return render_error("Something went wrong on our side; nothing was changed.", reference=ref)
-
-
-def _reply(message: Message) -> dict[str, Any]:
-    body: dict[str, Any] = {"response_type": "ephemeral", "text": message.text}
-    if message.blocks:
-        body["blocks"] = message.blocks
-    return body
-
-
 def register(app: AsyncApp, ctx: CommandContext) -> None:
     """Attach the slash command and the card buttons to the bolt app."""
 
@@ -265,53 +314,35 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
         channel_id = str(body.get("channel_id", ""))
         text = str(body.get("text", ""))
         try:
-            cmd = parse_command(text)
+            cmd = parse_command(text, allow_broadcast=ctx.allow_broadcast_mentions)
         except CommandError as err:
             ctx.metrics.commands.labels(command="invalid", outcome="user_error").inc()
-            await ack(**_reply(command_error(ctx, err)))
+            await ack(**reply_body(command_error(ctx, err)))
             return
         name = type(cmd).__name__.lower()
+        where = f"{ctx.command} {name}"
         if isinstance(cmd, Subscribe | Status):
             await ack(response_type="ephemeral", text=f"⏳ Asking MathFi about `{cmd.key}`…")
-            try:
-                if isinstance(cmd, Subscribe):
-                    message = await run_subscribe(
-                        ctx,
-                        cmd,
-                        team_id=str(body.get("team_id", "")),
-                        channel_id=channel_id,
-                        user_id=str(body.get("user_id", "")),
-                    )
-                else:
-                    message = await run_status(ctx, cmd)
-                outcome = "ok"
-            except StoreUnavailable as err:
-                log.error("database unavailable during %s: %s", name, err)
-                message, outcome = (
-                    render_error(
-                        "The bot's database is unavailable right now; nothing was changed. "
-                        "Try again in a minute."
-                    ),
-                    "error",
+            if isinstance(cmd, Subscribe):
+                work = run_subscribe(
+                    ctx,
+                    cmd,
+                    team_id=str(body.get("team_id", "")),
+                    channel_id=channel_id,
+                    user_id=str(body.get("user_id", "")),
                 )
-            except Exception:
-                message, outcome = _internal_error(f"{ctx.command} {name}"), "error"
-            ctx.metrics.commands.labels(command=name, outcome=outcome).inc()
-            await respond(**_reply(message))
+            else:
+                work = run_status(ctx, cmd)
+            message = await settled(work, name=name, where=where, metrics=ctx.metrics)
+            await respond(**reply_body(message))
             return
-        try:
-            message = run_local(ctx, cmd, channel_id=channel_id)
-            outcome = "ok"
-        except StoreUnavailable as err:
-            log.error("database unavailable during %s: %s", name, err)
-            message, outcome = (
-                render_error("The bot's database is unavailable right now; nothing was changed."),
-                "error",
-            )
-        except Exception:
-            message, outcome = _internal_error(f"{ctx.command} {name}"), "error"
-        ctx.metrics.commands.labels(command=name, outcome=outcome).inc()
-        await ack(**_reply(message))
+        answer = settled(
+            run_local(ctx, cmd, channel_id=channel_id),
+            name=name,
+            where=where,
+            metrics=ctx.metrics,
+        )
+        await ack_or_respond(answer, ack=ack, respond=respond)
 
     app.command(ctx.command)(on_command)
 
@@ -323,15 +354,15 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
                 channel_id = str(body["channel"]["id"])
                 cmd = make(key)
                 if isinstance(cmd, Status):
-                    message = run_refresh(ctx, key, channel_id=channel_id)
+                    message = await run_refresh(ctx, key, channel_id=channel_id)
                 else:
-                    message = run_local(ctx, cmd, channel_id=channel_id)
+                    message = await run_local(ctx, cmd, channel_id=channel_id)
             except StoreUnavailable as err:
                 log.error("database unavailable during a button: %s", err)
                 message = render_error("The bot's database is unavailable right now.")
             except Exception:
-                message = _internal_error("card button")
-            await respond(replace_original=False, **_reply(message))
+                message = internal_error("card button")
+            await respond(replace_original=False, **reply_body(message))
 
         return on_button
 

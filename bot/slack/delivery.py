@@ -19,7 +19,7 @@ from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, m
 from bot.slack.live_cards import LiveCards
 from bot.slack.reconcile import already_posted
 from bot.slack.render import render_notification
-from store import OutboxRow, Store
+from store import AsyncStore, OutboxRow, Store
 
 # The sender's logger: these lines read as before the sender was split.
 log = logging.getLogger("bot.slack.sender")
@@ -42,7 +42,7 @@ class Delivery:
 
     def __init__(
         self,
-        store: Store,
+        store: AsyncStore,
         slack: SlackCaller,
         cards: LiveCards,
         *,
@@ -77,7 +77,7 @@ class Delivery:
             except SlackDeliveryError as err:
                 if err.transient:
                     # could not look right now: still unknown, look again next time
-                    self._failed(row, err, posted_unknown=True)
+                    await self._failed(row, err, posted_unknown=True)
                     return
                 # Slack refused the lookup itself (e.g. missing_scope, thread_not_found):
                 # looking again cannot help, so post rather than block the channel forever.
@@ -94,34 +94,34 @@ class Delivery:
                 kind=row.kind,
                 dedupe_key=row.dedupe_key,
             )
-            self._store.mark_sending(row.id)
+            await self._store.mark_sending(row.id)
             ts = await self._post_row(row, notification)
         except SlackDeliveryError as err:
-            self._failed(row, err, posted_unknown=err.posted_unknown)
+            await self._failed(row, err, posted_unknown=err.posted_unknown)
             return
         except ValueError as err:  # bad payload or event (pydantic's errors are ValueErrors)
             # Raised before this row's message went out: left pending or in `sending`, the
             # row would block its channel for good. It can never be sent: drop it.
             log.error("outbox row %s cannot be rendered, dropping it: %s", row.id, err)
-            self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
+            await self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
             return
-        self._store.mark_sent(row.id, ts=ts)
+        await self._store.mark_sent(row.id, ts=ts)
         self._metrics.messages_sent.labels(kind=row.kind).inc()
 
     async def _post_row(self, row: OutboxRow, notification: Notification) -> str:
         """Post the row: the card first if the channel has none, then (unless the row only
         starts the watch) the reply in the card's thread; returns the message's ts."""
-        card_ts = self._cards.posted_ts(row.channel_id, row.job_key)
+        card_ts = await self._cards.posted_ts(row.channel_id, row.job_key)
         watch = notification.headline is EventKind.WATCH_STARTED
         if card_ts is None:
             card_ts = await self._post_card(row)
             if watch:
                 return card_ts
         elif watch:
-            self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
+            await self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
             return card_ts
         # the job as it was when these events happened, else as the store has it now
-        snapshot = notification.snapshot or self._cards.snapshot(row.job_key)
+        snapshot = notification.snapshot or await self._cards.snapshot(row.job_key)
         message = render_notification(
             notification.events,
             snapshot=snapshot or Snapshot(job_key=row.job_key, status="UNKNOWN"),
@@ -147,7 +147,7 @@ class Delivery:
             )
         except SlackDeliveryError as err:
             if err.error == "thread_not_found":  # somebody deleted the card
-                self._store.forget_card(channel_id=row.channel_id, job_key=row.job_key)
+                await self._store.forget_card(channel_id=row.channel_id, job_key=row.job_key)
                 raise SlackDeliveryError(
                     "card deleted; posting a new one",
                     kind=SlackFailure.THREAD_GONE,
@@ -156,13 +156,11 @@ class Delivery:
             raise
         self.posts += 1
         self._paced(row.channel_id)
-        self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
+        await self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
         return str(answer["ts"])
 
     async def _post_card(self, row: OutboxRow) -> str:
-        message = self._cards.message(
-            row.channel_id, row.job_key, self._cards.snapshot(row.job_key)
-        )
+        message = await self._cards.message(row.channel_id, row.job_key)
         answer = await self._slack.call(
             "chat.postMessage",
             channel=row.channel_id,
@@ -175,12 +173,14 @@ class Delivery:
         self.posts += 1
         self._paced(row.channel_id)
         ts = str(answer["ts"])
-        self._store.save_card(channel_id=row.channel_id, job_key=row.job_key, ts=ts)
+        await self._store.save_card(channel_id=row.channel_id, job_key=row.job_key, ts=ts)
         return ts
 
-    def _failed(self, row: OutboxRow, err: SlackDeliveryError, *, posted_unknown: bool) -> None:
+    async def _failed(
+        self, row: OutboxRow, err: SlackDeliveryError, *, posted_unknown: bool
+    ) -> None:
         if err.kind is SlackFailure.PERMANENT:
-            disable_channel(self._store, row.channel_id, err.error)
+            await disable_channel(self._store, row.channel_id, err.error)
             return
         attempts = row.attempts + 1
         if not err.transient and attempts >= self._config.max_attempts:
@@ -193,7 +193,7 @@ class Delivery:
                 attempts,
                 err.error,
             )
-            self._store.mark_dead(row.id, error=err.error)
+            await self._store.mark_dead(row.id, error=err.error)
             return
         delay = err.retry_after
         if delay is None:
@@ -206,16 +206,23 @@ class Delivery:
             delay = max(delay, self._slack.timeout)
         self._paced(row.channel_id, extra=delay)
         prefix = "" if posted_unknown else NOT_POSTED
-        self._store.mark_retry(
+        await self._store.mark_retry(
             row.id, next_attempt_at=self._clock() + delay, error=prefix + err.error
         )
 
 
-def disable_channel(store: Store, channel: str, error: str) -> None:
-    """Slack refused the channel for good: disable its subscriptions, drop its queue."""
+async def disable_channel(store: AsyncStore, channel: str, error: str) -> None:
+    """Slack refused the channel for good: disable its subscriptions, drop its queue (one
+    turn of the store's thread)."""
     reason = disable_reason(error)
-    count = store.disable_channel(channel_id=channel, reason=reason)
-    dead = store.dead_channel_rows(channel_id=channel, error=error)
+
+    def disable(sync: Store) -> tuple[int, int]:
+        return (
+            sync.disable_channel(channel_id=channel, reason=reason),
+            sync.dead_channel_rows(channel_id=channel, error=error),
+        )
+
+    count, dead = await store.run(disable)
     log.warning(
         "Slack said %s for channel %s: disabled %d subscription(s), dropped %d queued message(s)",
         error,

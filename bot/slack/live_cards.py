@@ -8,14 +8,14 @@ own pace per channel, and a rate limit on `chat.update` (app-wide) pauses them a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 
 from bot.core.models import Snapshot
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
 from bot.slack.api import SlackCaller
 from bot.slack.render import Message, render_card
-from store import Card, Store
+from store import AsyncStore, Card, HistoryPoint, JobRecord, Store, Subscription
 
 # The sender's logger: these lines read as before the sender was split.
 log = logging.getLogger("bot.slack.sender")
@@ -27,13 +27,13 @@ EDIT_RETRY = 5.0
 class LiveCards:
     def __init__(
         self,
-        store: Store,
+        store: AsyncStore,
         slack: SlackCaller,
         *,
         metrics: Metrics,
         pace: float,
         clock: Callable[[], float],
-        disable: Callable[[str, str], None],
+        disable: Callable[[str, str], Awaitable[None]],
     ) -> None:
         self._store = store
         self._slack = slack
@@ -45,15 +45,21 @@ class LiveCards:
         self._edits_paused_until = 0.0
         self.edits = 0
 
-    def posted_ts(self, channel: str, job_key: str) -> str | None:
+    async def posted_ts(self, channel: str, job_key: str) -> str | None:
         """The ts of the job's card in the channel, if one was posted."""
-        card = self._store.get_card(channel_id=channel, job_key=job_key)
+        card = await self._store.get_card(channel_id=channel, job_key=job_key)
         return card.ts if card is not None else None
 
     def due(
-        self, now: float, *, posting: Collection[tuple[str, str]], editing: Collection[str]
+        self,
+        now: float,
+        dirty: list[Card],
+        *,
+        posting: Collection[tuple[str, str]],
+        editing: Collection[str],
     ) -> list[Card]:
-        """The dirty cards to redraw now: one per channel, none whose channel has an edit in
+        """Of the `dirty` cards (the store's, oldest change first), those to redraw now: one
+        per channel, none whose channel has an edit in
         flight (`editing`) or whose job a post of this tick is about to change (`posting`:
         (channel, job) pairs). Edits have their own pace (chat.update is rate limited apart
         from chat.postMessage), so a busy thread never starves its card."""
@@ -61,7 +67,7 @@ class LiveCards:
             return []
         cards = [
             c
-            for c in self._store.dirty_cards(limit=200)
+            for c in dirty
             if (c.channel_id, c.job_key) not in posting
             and c.channel_id not in editing
             and self._edit_ready.get(c.channel_id, 0.0) <= now
@@ -70,12 +76,12 @@ class LiveCards:
 
     async def refresh(self, card: Card) -> None:
         """Redraw one card with `chat.update`; marked clean unless the edit may work later."""
-        if card.ts is None or self._disabled(card.channel_id, card.job_key):
+        if card.ts is None or await self._disabled(card.channel_id, card.job_key):
             # Nothing to edit, or nowhere to edit it: left dirty, the card would be retried
             # on every tick (a hot loop against a channel Slack has refused for good).
-            self._clean(card)
+            await self._clean(card)
             return
-        message = self.message(card.channel_id, card.job_key, self.snapshot(card.job_key))
+        message = await self.message(card.channel_id, card.job_key)
         try:
             await self._slack.call(
                 "chat.update",
@@ -89,10 +95,10 @@ class LiveCards:
                 log.warning(
                     "card of %s in %s was deleted; leaving it", card.job_key, card.channel_id
                 )
-                self._clean(card)
+                await self._clean(card)
             elif err.kind is SlackFailure.PERMANENT:
-                self._disable(card.channel_id, err.error)
-                self._clean(card)
+                await self._disable(card.channel_id, err.error)
+                await self._clean(card)
             elif err.kind is SlackFailure.RATE_LIMITED and err.retry_after is not None:
                 self._edits_paused_until = self._clock() + err.retry_after  # app-wide
             else:
@@ -101,26 +107,37 @@ class LiveCards:
         self.edits += 1
         self._metrics.messages_sent.labels(kind="card_update").inc()
         self._edit_ready[card.channel_id] = self._clock() + self._pace
-        self._clean(card)
+        await self._clean(card)
 
-    def _clean(self, card: Card) -> None:
-        self._store.mark_card_clean(
+    async def _clean(self, card: Card) -> None:
+        await self._store.mark_card_clean(
             channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
         )
 
-    def _disabled(self, channel: str, job_key: str) -> bool:
-        sub = self._store.get_subscription(channel_id=channel, job_key=job_key)
+    async def _disabled(self, channel: str, job_key: str) -> bool:
+        sub = await self._store.get_subscription(channel_id=channel, job_key=job_key)
         return sub is not None and sub.disabled_reason is not None
 
-    def message(self, channel: str, job_key: str, snapshot: Snapshot | None) -> Message:
-        """The card as it should look now: the job, its history, and the channel's mute."""
-        if snapshot is None:
-            snapshot = Snapshot(job_key=job_key, status="UNKNOWN")
-        record = self._store.get_job(job_key)
-        sub = self._store.get_subscription(channel_id=channel, job_key=job_key)
+    async def message(self, channel: str, job_key: str) -> Message:
+        """The card as it should look now: the job as the store has it, its history, and
+        the channel's mute (read in one turn of the store's thread)."""
+
+        def read(store: Store) -> tuple[JobRecord | None, Subscription | None, list[HistoryPoint]]:
+            return (
+                store.get_job(job_key),
+                store.get_subscription(channel_id=channel, job_key=job_key),
+                store.history(job_key),
+            )
+
+        record, sub, points = await self._store.run(read)
+        snapshot = (
+            Snapshot.model_validate_json(record.snapshot_json)
+            if record
+            else Snapshot(job_key=job_key, status="UNKNOWN")
+        )
         now = self._clock()
         history: dict[str, list[float]] = {}
-        for point in self._store.history(job_key):
+        for point in points:
             history.setdefault(point.algorithm, []).append(point.value)
         return render_card(
             snapshot,
@@ -130,7 +147,7 @@ class LiveCards:
             muted_until=sub.muted_until if sub else None,
         )
 
-    def snapshot(self, job_key: str) -> Snapshot | None:
+    async def snapshot(self, job_key: str) -> Snapshot | None:
         """The job as the store has it now."""
-        record = self._store.get_job(job_key)
+        record = await self._store.get_job(job_key)
         return Snapshot.model_validate_json(record.snapshot_json) if record else None

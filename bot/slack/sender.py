@@ -26,8 +26,8 @@ from bot.metrics import Metrics
 from bot.slack.api import SlackCaller
 from bot.slack.delivery import Delivery, SenderConfig, disable_channel
 from bot.slack.live_cards import LiveCards
-from bot.slack.reconcile import requeue_interrupted
-from store import OutboxRow, Store, StoreUnavailable
+from bot.slack.reconcile import reconciling, requeue, requeue_interrupted
+from store import AsyncStore, Card, OutboxRow, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class Sender:
     def __init__(
         self,
-        store: Store,
+        store: AsyncStore,
         client: AsyncWebClient,
         *,
         metrics: Metrics,
@@ -73,6 +73,9 @@ class Sender:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._stopping = asyncio.Event()
         self.last_cycle_at: float | None = None
+        # The outbox's rows per state as of the last tick: /healthz and /metrics read this
+        # rather than waiting on the database.
+        self.outbox_counts: dict[str, int] = {}
 
     @property
     def posts(self) -> int:
@@ -121,13 +124,26 @@ class Sender:
         wait for it; returns how many deliveries were started."""
         now = self._clock()
         self.last_cycle_at = now
-        if not self._inflight and self._store.rows_in_state("sending"):
-            self.reconcile()  # orphaned by a failed write: outcome unknown, look it up
-        counts = self._store.outbox_counts()
+        look_up = not self._inflight
+
+        def read(store: Store) -> tuple[int, dict[str, int], list[OutboxRow], list[Card]]:
+            # What a tick needs, in one turn of the store's thread. With nothing in flight,
+            # a row left `sending` was orphaned by a failed write: its outcome is unknown,
+            # so it is due again, to be looked up first.
+            return (
+                requeue(store, now=now) if look_up else 0,
+                store.outbox_counts(),
+                store.due_outbox(now=now, limit=200),
+                store.dirty_cards(limit=200),
+            )
+
+        requeued, counts, due, dirty = await self._store.run(read)
+        reconciling(requeued)
+        self.outbox_counts = counts
         self._metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
         rows = [
             r
-            for r in self._store.due_outbox(now=now, limit=200)
+            for r in due
             if self._rows.ready(r.channel_id) and ("post", r.channel_id) not in self._busy
         ]
         by_channel: dict[str, OutboxRow] = {}
@@ -135,6 +151,7 @@ class Sender:
             by_channel.setdefault(row.channel_id, row)
         cards = self._cards.due(
             now,
+            dirty,
             posting={(r.channel_id, r.job_key) for r in by_channel.values()},
             editing={channel for lane, channel in self._busy if lane == "edit"},
         )
@@ -177,14 +194,18 @@ class Sender:
         while self._clock() < deadline:
             if await self.tick():
                 continue
-            due = self._store.due_outbox(now=self._clock(), limit=1)
-            if not due and not self._store.dirty_cards(limit=1):
+            if not await self._store.run(partial(_work_left, now=self._clock())):
                 return
             await self._sleep(0.1)  # a channel is paced; wait for its turn
 
-    def reconcile(self) -> int:
+    async def reconcile(self) -> int:
         """After a crash: every row left in `sending` is looked up before anything else."""
-        return requeue_interrupted(self._store, now=self._clock())
+        return await requeue_interrupted(self._store, now=self._clock())
+
+
+def _work_left(store: Store, *, now: float) -> bool:
+    """A row is due or a card is dirty."""
+    return bool(store.due_outbox(now=now, limit=1) or store.dirty_cards(limit=1))
 
 
 __all__ = ["Sender", "SenderConfig"]

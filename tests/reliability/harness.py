@@ -30,7 +30,7 @@ from simulator.mathfi import start_in_background as start_simulator
 from simulator.slack import SinkMessage, SlackSink
 from simulator.slack import start_in_background as start_sink
 from tests.conftest import sign
-from tests.reliability.process import ServiceProcess, eventually, free_port, short_timeout
+from tests.reliability.process import ServiceProcess, eventually, short_timeout
 from tests.reliability.timeline import Ev, assert_exactly_once
 
 __all__ = ["Harness", "ServiceProcess", "eventually", "running"]
@@ -78,7 +78,7 @@ class Harness:
             "DATABASE_PATH": str(self.db_path),
             "POLL_INTERVAL": "0.2",
             "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(free_port()),
+            "HTTP_PORT": "0",  # the child binds a free port and logs it
             "LOG_FORMAT": "json",
             "MATHFI_MAX_RETRIES": "1",
             "MATHFI_TIMEOUT": "1",
@@ -242,8 +242,7 @@ async def running(
         try:
             h.sink_runner, _ = await start_sink(sink)
             service_env = h.service_env(password=password, **env)
-            port = int(service_env["HTTP_PORT"])
-            h.service = ServiceProcess(env=service_env, cwd=tmp, port=port)
+            h.service = ServiceProcess(env=service_env, cwd=tmp)
             try:
                 if start:
                     await h.service.start(http)

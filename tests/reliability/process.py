@@ -2,7 +2,9 @@
 
 `ServiceProcess` runs `python -m bot run` with a given environment and working directory,
 its stdout and stderr (JSON log lines) appended to one file across restarts, and offers
-the ways a process ends: SIGKILL (a crash), SIGTERM (a graceful stop).
+the ways a process ends: SIGKILL (a crash), SIGTERM (a graceful stop). The child binds
+HTTP_PORT=0 itself and the parent reads the bound port from its "listening on" log line
+(no port chosen by the parent and released before the child binds it).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import asyncio
 import contextlib
 import inspect
 import json
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,24 +42,43 @@ async def eventually(
         await asyncio.sleep(every)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+_LISTENING = re.compile(r"listening on http://[^\s:]+:(\d+) ")
+
+
+def bound_port(lines: list[str]) -> int | None:
+    """The port of the last "listening on http://host:port" line (JSON or text log)."""
+    for line in reversed(lines):
+        found = _LISTENING.search(line)
+        if found:
+            return int(found.group(1))
+    return None
 
 
 class ServiceProcess:
-    """`python -m bot run` as a child process; stdout and stderr go to `log_path`."""
+    """`python -m bot run` as a child process; stdout and stderr go to `log_path`.
 
-    def __init__(self, *, env: Mapping[str, str], cwd: Path, port: int) -> None:
-        self.env, self.cwd, self.port = dict(env), cwd, port
+    By default the child binds HTTP_PORT=0 (a new port each start) and `port` is read from
+    its "listening on" line: known once `start` returns, or once `bound` finds it. A test
+    about a given port (say, a taken one) passes `port`."""
+
+    def __init__(self, *, env: Mapping[str, str], cwd: Path, port: int = 0) -> None:
+        self.env, self.cwd = {**env, "HTTP_PORT": str(port)}, cwd
+        self.port, self._given_port = port, port
         self.log_path = cwd / "service.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._first_line = 0  # of the current run in the log
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.bound() or self.port}"
+
+    def bound(self) -> int | None:
+        """The port the current run listens on, once it has said so (None before)."""
+        if self._given_port:
+            return self._given_port if bound_port(self.lines()[self._first_line :]) else None
+        self.port = self.port or bound_port(self.lines()[self._first_line :]) or 0
+        return self.port or None
 
     @property
     def alive(self) -> bool:
@@ -66,23 +87,30 @@ class ServiceProcess:
     async def start(
         self, http: aiohttp.ClientSession, *, timeout: float = 20.0, **env: str
     ) -> None:
-        """Spawn the service (extra `env` overrides this start only); wait for /healthz 200."""
+        """Spawn the service (extra `env` overrides this start only); read the port it bound
+        from its log; wait for /healthz 200."""
         self._spawn(env)
         self.starts += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:
                 raise AssertionError(f"the service exited at start:\n{self.tail()}")
+            if not self.bound():
+                await asyncio.sleep(0.03)
+                continue
             health = f"{self.base_url}/healthz"
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with http.get(health, timeout=short_timeout(1.0)) as reply:
                     if reply.status == 200:
                         return
             await asyncio.sleep(0.03)
-        raise AssertionError(f"/healthz did not answer 200 within {timeout:g} s:\n{self.tail()}")
+        what = "/healthz did not answer 200" if self.bound() else 'no "listening on" line'
+        raise AssertionError(f"{what} within {timeout:g} s:\n{self.tail()}")
 
     def _spawn(self, env: Mapping[str, str]) -> None:
         assert not self.alive, "the service is already running"
+        self._first_line = len(self.lines())
+        self.port = self._given_port
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bot", "run"],

@@ -33,7 +33,7 @@ from tests.reliability.harness import (
     eventually,
     running,
 )
-from tests.reliability.process import free_port, short_timeout
+from tests.reliability.process import short_timeout
 from tests.reliability.timeline import climb
 
 pytestmark = pytest.mark.reliability
@@ -72,11 +72,12 @@ async def other_world() -> AsyncIterator[Other]:
         await sim_runner.cleanup()
 
 
-def second_process(tmp: Path, env: dict[str, str], port: int) -> ServiceProcess:
-    """Spawned without waiting for /healthz (a standby does not answer until it takes over)."""
+def second_process(tmp: Path, env: dict[str, str], port: int = 0) -> ServiceProcess:
+    """Spawned without waiting for /healthz (a standby does not answer until it takes over);
+    port 0: the process binds a free port and logs it (`ServiceProcess.bound`)."""
     cwd = tmp / "second"
     cwd.mkdir(exist_ok=True)
-    proc = ServiceProcess(env=env | {"HTTP_PORT": str(port)}, cwd=cwd, port=port)
+    proc = ServiceProcess(env=env, cwd=cwd, port=port)
     proc._spawn({})
     return proc
 
@@ -122,7 +123,7 @@ async def test_a_second_instance_refuses_in_one_line_and_does_nothing(tmp_path: 
 async def test_a_standby_takes_over_within_seconds(tmp_path: Path, how: str) -> None:
     async with running(tmp_path) as h, other_world() as other:
         key = await watching(h, other)
-        standby = second_process(tmp_path, other.env(h, STANDBY="true"), free_port())
+        standby = second_process(tmp_path, other.env(h, STANDBY="true"))
         try:
             await eventually(
                 lambda: standby.messages(containing="standby: another mathfi-bot holds"),
@@ -131,7 +132,7 @@ async def test_a_standby_takes_over_within_seconds(tmp_path: Path, how: str) -> 
             )
             await asyncio.sleep(1.5)  # the first polls on; the standby must not
             assert standby.alive and other.untouched(), (other.sim.stats.requests, standby.tail())
-            assert not await healthy(h.http, standby.base_url)  # not even the port is bound
+            assert standby.bound() is None  # not even the port is bound
 
             first_polls = h.sim.stats.progress_polls
             if how == "SIGKILL":
@@ -162,7 +163,7 @@ async def test_a_standby_takes_over_within_seconds(tmp_path: Path, how: str) -> 
 
 async def test_a_standby_stopped_while_waiting_exits_cleanly(tmp_path: Path) -> None:
     async with running(tmp_path) as h, other_world() as other:
-        standby = second_process(tmp_path, other.env(h, STANDBY="true"), free_port())
+        standby = second_process(tmp_path, other.env(h, STANDBY="true"))
         try:
             await eventually(
                 lambda: standby.messages(containing="standby: another mathfi-bot holds"),

@@ -104,11 +104,11 @@ async def test_429_storm_5xx_bursts_and_lost_answers(tmp_path: Path) -> None:
 
 
 async def test_a_post_that_hangs_past_the_client_timeout(tmp_path: Path) -> None:
-    # 13.5 s: longer than the 10 s client timeout plus the sender's first backoff (at most
-    # 2 s) plus a loop turn, so the outcome does not depend on the random backoff.
-    hang = 13.5
+    # 8.5 s: longer than the 5 s client timeout (SLACK_TIMEOUT) plus the sender's first
+    # backoff (at most 2 s) plus a loop turn, so the outcome does not depend on the backoff.
+    hang = 8.5
     timeline = climb(3, retire_at=())
-    async with running(tmp_path) as h:
+    async with running(tmp_path, SLACK_TIMEOUT="5") as h:
         key = h.sim.script_job(timeline.payloads, training=timeline.training)
         await h.subscribe(key)
         await all_sent(h, CHANNEL, 1, timeout=10)
