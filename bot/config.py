@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -167,6 +169,21 @@ class Settings(BaseSettings):
         description="A job nobody has watched (no subscription, no change) for this long "
         "loses its snapshot, history and cards (a duration; at least 1h)",
     )
+    # --- acting from Slack (start, cancel, retrain) ---
+    actions: str = Field(
+        "everyone",
+        description="Who may start, cancel, retrain: `everyone` (full members, not guests), "
+        "`off`, or a comma list of U… user and S… user-group IDs",
+    )
+
+    @field_validator("actions")
+    @classmethod
+    def _actions_shape(cls, value: str) -> str:
+        return str(parse_actions(value))
+
+    @property
+    def actions_policy(self) -> ActionsPolicy:
+        return parse_actions(self.actions)
 
     @field_validator("slack_api_url")
     @classmethod
@@ -195,6 +212,46 @@ class Settings(BaseSettings):
     @classmethod
     def _command_shape(cls, value: str) -> str:
         return value if value.startswith("/") else "/" + value
+
+
+@dataclass(frozen=True)
+class ActionsPolicy:
+    """Who may act from Slack: `everyone` (full members), `off`, or the `users` and the
+    members of the user `groups` listed (mode `list`)."""
+
+    mode: Literal["everyone", "off", "list"]
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+    def __str__(self) -> str:
+        if self.mode != "list":
+            return self.mode
+        return ",".join(sorted(self.users) + sorted(self.groups))
+
+
+_USER_ID = re.compile(r"[UW][A-Z0-9]{1,30}")
+_GROUP_ID = re.compile(r"S[A-Z0-9]{1,30}")
+
+
+def parse_actions(value: str) -> ActionsPolicy:
+    """`everyone`, `off`, or `U123,S456,…` (spaces allowed); ValueError in one line."""
+    text = value.strip()
+    if text.lower() in ("everyone", "off"):
+        return ActionsPolicy(mode="everyone" if text.lower() == "everyone" else "off")
+    users: set[str] = set()
+    groups: set[str] = set()
+    for item in (part.strip() for part in text.split(",")):
+        if _USER_ID.fullmatch(item):
+            users.add(item)
+        elif _GROUP_ID.fullmatch(item):
+            groups.add(item)
+        else:
+            shown = repr(item[:40]) if item else "an empty entry"
+            raise ValueError(
+                f"{shown} is not a user ID (U…) or a user-group ID (S…); use `everyone`, "
+                "`off`, or a comma list of such IDs"
+            )
+    return ActionsPolicy(mode="list", users=frozenset(users), groups=frozenset(groups))
 
 
 def is_loopback(url: str) -> bool:

@@ -11,8 +11,10 @@ Our choices where MathFi documents nothing:
   has ended, or a second upload -> 409. Creates answer 200.
 - Tokens are JWT-shaped opaque strings valid `token_lifetime` seconds of the clock (not of
   simulated time, so a fast demo does not expire them); `expires_in` is that, rounded up.
-- Datasets: `numberOfBuckets` defaults to 20; listing is newest first, `offset` 0 and
-  `limit` 20 by default, `state` filters. The upload URL is this server's `PUT /_upload/{key}`
+- Datasets: `numberOfBuckets` defaults to 20; listing is newest first (`createdOn`, then
+  creation order), `offset` 0 and `limit` 20 by default, `state` filters, `total` counts
+  every match. A test may create a dataset held in any status (`create_dataset(status=…)`,
+  `POST /_sim/datasets`). The upload URL is this server's `PUT /_upload/{key}`
   (no token, like a signed URL; `Content-Type: text/csv`, 10 to 534,773,760 bytes). After
   the upload the dataset is PROCESSING for `pending_seconds` of simulated time, then
   COMPLETED, or FAILED when the CSV has no data row or fewer than two columns.
@@ -99,6 +101,7 @@ class _Dataset:
     ready: bool
     uploaded_at: float | None = None
     valid: bool = True
+    held_status: str | None = None  # a test's fixed status, whatever the upload did
 
 
 def _number(
@@ -191,12 +194,25 @@ class Simulator:
 
     # --- direct control -------------------------------------------------------------
 
-    def create_dataset(self, name: str, *, number_of_buckets: int = 10, ready: bool = True) -> str:
+    def create_dataset(
+        self,
+        name: str,
+        *,
+        number_of_buckets: int = 10,
+        ready: bool = True,
+        status: str | None = None,
+        created_on: str | None = None,
+    ) -> str:
+        """A dataset: COMPLETED (`ready`), waiting for its upload, or held in `status`."""
         if name in self._names:
             raise SimulatorError(409, f"a dataset named {name!r} already exists")
+        if status is not None and status not in DATASET_STATUSES:
+            raise SimulatorError(400, f"status must be one of {sorted(DATASET_STATUSES)}")
         key = new_key(self._rng)
-        created_on = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self._datasets[key] = _Dataset(key, name, number_of_buckets, None, created_on, ready)
+        created_on = created_on or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        dataset = _Dataset(key, name, number_of_buckets, None, created_on, ready)
+        dataset.held_status = status
+        self._datasets[key] = dataset
         self._names.add(name)
         return key
 
@@ -281,6 +297,8 @@ class Simulator:
         return dataset
 
     def _dataset_status(self, dataset: _Dataset) -> str:
+        if dataset.held_status is not None:
+            return dataset.held_status
         if dataset.ready:
             return "COMPLETED"
         if dataset.uploaded_at is None:
@@ -334,6 +352,7 @@ class Simulator:
         app.router.add_patch("/api/v1/training/{key}/cancel", self._cancel)
         app.router.add_post("/_sim/faults", self._sim_add_fault)
         app.router.add_delete("/_sim/faults", self._sim_clear_faults)
+        app.router.add_post("/_sim/datasets", self._sim_create_dataset)
         app.router.add_post("/_sim/jobs", self._sim_start_job)
         app.router.add_post("/_sim/script", self._sim_script)
         app.router.add_post("/_sim/jobs/{key}/advance", self._sim_advance)
@@ -386,7 +405,12 @@ class Simulator:
         state = request.query.get("state")
         if state is not None and state not in DATASET_STATUSES:
             raise SimulatorError(400, f"state must be one of {sorted(DATASET_STATUSES)}")
-        bodies = [self._dataset_body(d) for d in reversed(self._datasets.values())]
+        newest_first = sorted(
+            enumerate(self._datasets.values()),
+            key=lambda pair: (pair[1].created_on, pair[0]),
+            reverse=True,
+        )
+        bodies = [self._dataset_body(dataset) for _, dataset in newest_first]
         if state is not None:
             bodies = [body for body in bodies if body["status"] == state]
         page = bodies[offset : offset + limit]
@@ -420,7 +444,7 @@ class Simulator:
 
     async def _upload(self, request: web.Request) -> web.Response:
         dataset = self._dataset(request.match_info["key"])
-        if dataset.ready or dataset.uploaded_at is not None:
+        if dataset.ready or dataset.uploaded_at is not None or dataset.held_status is not None:
             raise SimulatorError(409, f"dataset {dataset.key} already has its data")
         if request.content_type != "text/csv":
             raise SimulatorError(400, "the upload must be Content-Type: text/csv")
@@ -488,6 +512,18 @@ class Simulator:
     async def _sim_clear_faults(self, request: web.Request) -> web.Response:
         self.clear_faults()
         return web.json_response({"faults": []})
+
+    async def _sim_create_dataset(self, request: web.Request) -> web.Response:
+        """{"name": …, "status": "PENDING" | "PROCESSING" | "COMPLETED" | "FAILED",
+        "createdOn": "2025-10-24T08:35:36Z"} (status and createdOn optional)."""
+        data = await _json_object(request)
+        name, status, created_on = data.get("name"), data.get("status"), data.get("createdOn")
+        if not isinstance(name, str) or not all(
+            isinstance(value, str | None) for value in (status, created_on)
+        ):
+            raise SimulatorError(400, "expected {name, status?, createdOn?} as strings")
+        key = self.create_dataset(name, status=status, created_on=created_on)
+        return web.json_response(self._dataset_body(self._datasets[key]))
 
     async def _sim_start_job(self, request: web.Request) -> web.Response:
         data = await _json_object(request, optional=True)

@@ -7,6 +7,7 @@ methods, run on the store's own thread and awaited from the event loop).
 from store.async_store import AsyncStore
 from store.db import Store
 from store.records import (
+    ActionRecord,
     Card,
     DatabaseSize,
     HistoryPoint,
@@ -22,6 +23,7 @@ from store.records import (
 )
 
 __all__ = [
+    "ActionRecord",
     "AsyncStore",
     "Card",
     "DatabaseSize",

@@ -174,6 +174,11 @@ class AsyncStore:
     prune_jobs = _on_thread(Store.prune_jobs)
     vacuum = _on_thread(Store.vacuum)
     database_size = _on_thread(Store.database_size)
+    begin_action = _on_thread(Store.begin_action)
+    refuse_action = _on_thread(Store.refuse_action)
+    finish_action = _on_thread(Store.finish_action)
+    get_action = _on_thread(Store.get_action)
+    recent_actions = _on_thread(Store.recent_actions)
 
     ping = _on_thread(Store.ping)
 

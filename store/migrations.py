@@ -21,6 +21,8 @@ Migration = Callable[[Database], None]
 
 OUTBOX_STATES = ("pending", "sending", "sent", "dead")
 EVENT_FILTERS = ("all", "status", "failures")
+ACTION_KINDS = ("start", "cancel", "retrain")
+ACTION_STATES = ("requested", "done", "failed", "unknown", "refused")
 
 
 def m001_initial(db: Database) -> None:
@@ -186,11 +188,75 @@ def m002_vacuum(db: Database) -> None:
 
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
-MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, m001_initial), (2, m002_retention))
-# Steps that cannot run inside a transaction (VACUUM), run after the commit, at every
-# open while their migration is applied: each checks whether it has anything to do (a
-# crash between the commit and the step leaves it to the next open).
-FINISH: dict[int, Migration] = {2: m002_vacuum}
+
+def m003_actions(db: Database) -> None:
+    """Actions taken from Slack (start, cancel, retrain a training), one row each, written
+    before MathFi is called: `idempotency_key` (unique) makes a double click or a redelivery
+    find the row instead of acting twice. `subject_key` is what the action acts on (the
+    dataset of a start, the job of a cancel or a retrain); `parameters` is JSON.
+    """
+    actions = db.table("actions").create(
+        {
+            "id": int,
+            "idempotency_key": str,
+            "kind": str,
+            "team_id": str,
+            "channel_id": str,
+            "user_id": str,
+            "subject_key": str,
+            "parameters": str,
+            "state": str,
+            "answer": str,
+            "result_job_key": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null=[
+            "idempotency_key",
+            "kind",
+            "channel_id",
+            "user_id",
+            "subject_key",
+            "parameters",
+            "state",
+            "created_at",
+            "updated_at",
+        ],
+        defaults={"state": "requested", "parameters": "{}"},
+    )
+    actions.create_index(["idempotency_key"], unique=True)
+    actions.create_index(["subject_key", "kind"])
+    actions.create_index(["channel_id", "id"])
+    kinds = ", ".join(f"'{kind}'" for kind in ACTION_KINDS)
+    states = ", ".join(f"'{state}'" for state in ACTION_STATES)
+    checks = {
+        "actions_insert_check": (
+            "BEFORE INSERT ON actions",
+            f"NOT json_valid(NEW.parameters) OR NEW.kind NOT IN ({kinds}) "
+            f"OR NEW.state NOT IN ({states})",
+            "action row refused: parameters are not JSON, or kind or state is unknown",
+        ),
+        # requested -> done | failed | unknown; unknown may still be resolved; the rest stay.
+        "actions_state_check": (
+            "BEFORE UPDATE OF state ON actions",
+            f"NEW.state NOT IN ({states}) OR (NEW.state != OLD.state "
+            "AND OLD.state NOT IN ('requested', 'unknown'))",
+            "action state change refused",
+        ),
+    }
+    for name, (when, condition, message) in checks.items():
+        db.execute(
+            f"CREATE TRIGGER {name} {when} WHEN {condition} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )
+
+
+MIGRATIONS: tuple[tuple[int, Migration], ...] = (
+    (1, m001_initial),
+    (2, m002_retention),
+    (3, m003_actions),
+)
 
 
 def applied(db: Database) -> set[int]:
@@ -239,3 +305,9 @@ def finish(db: Database, done: set[int]) -> None:
             log.warning(
                 "migration %s: %s failed, retried at the next open: %s", number, step.__name__, err
             )
+
+
+# Steps that cannot run inside a transaction (VACUUM), run after the commit, at every
+# open while their migration is applied: each checks whether it has anything to do (a
+# crash between the commit and the step leaves it to the next open).
+FINISH: dict[int, Migration] = {2: m002_vacuum}

@@ -184,3 +184,31 @@ class DatabaseSize:
 
     bytes: int
     free_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One action taken from Slack (store/actions.py); `parameters` is JSON text."""
+
+    id: int
+    idempotency_key: str
+    kind: str
+    team_id: str | None
+    channel_id: str
+    user_id: str
+    subject_key: str
+    parameters: str
+    state: str
+    answer: str | None
+    result_job_key: str | None
+    created_at: float
+    updated_at: float
+
+    COLUMNS: ClassVar[str] = (
+        "id, idempotency_key, kind, team_id, channel_id, user_id, subject_key, parameters, "
+        "state, answer, result_job_key, created_at, updated_at"
+    )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ActionRecord:
+        return cls(*row)

@@ -12,13 +12,16 @@ from hypothesis import strategies as st
 from bot.slack.command_text import (
     HELP_TEXT,
     USAGE,
+    Cancel,
     Command,
     CommandError,
+    Datasets,
     Help,
     ListSubs,
     Mute,
     Status,
     Subscribe,
+    Train,
     Unmute,
     Unsubscribe,
     escape_mrkdwn,
@@ -33,6 +36,8 @@ KEY = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 UPPER = KEY.upper()
 NOT_A_KEY = "is not a training job key (expected a UUID like " + KEY + ")"
 SUB = USAGE["subscribe"]
+TRAIN = USAGE["train"]
+NOT_A_DATASET = "is not a dataset key (expected a UUID like " + KEY + ")"
 
 
 def sub(
@@ -112,6 +117,26 @@ VALID: list[tuple[str, Command]] = [
     (f"mute {KEY} 2H", Mute(key=KEY, seconds=7200)),
     (f"mute {KEY} 30d", Mute(key=KEY, seconds=30 * 86400)),
     (f"MUTE {UPPER} 45min", Mute(key=KEY, seconds=2700)),
+    # train: defaults 0.8 and 19, ranges of REFERENCE §5.1 / §8
+    (f"train {KEY}", Train(dataset_key=KEY)),
+    (f"TRAIN <{UPPER}>", Train(dataset_key=KEY, target=0.8, scaling_factor=19)),
+    (f"train {KEY} --target 0.85", Train(dataset_key=KEY, target=0.85)),
+    (f"train {KEY} --target=1", Train(dataset_key=KEY, target=1.0)),
+    (f"train {KEY} --target 85%", Train(dataset_key=KEY, target=0.85)),
+    (f"train {KEY} --target .9 --scaling-factor 8", Train(KEY, target=0.9, scaling_factor=8)),
+    (f"train {KEY} --scaling_factor=499", Train(dataset_key=KEY, scaling_factor=499)),
+    (f"train {KEY} —scaling-factor 50", Train(dataset_key=KEY, scaling_factor=50)),
+    (
+        f"train --events failures {KEY} --mention <!subteam^S1|@ml>",
+        Train(dataset_key=KEY, mention="<!subteam^S1|@ml>", events="failures"),
+    ),
+    (f"train {KEY} --mention @here", Train(dataset_key=KEY, mention="<!here>")),
+    # cancel, datasets
+    (f"cancel {UPPER}", Cancel(key=KEY)),
+    (f"Cancel `{KEY}`", Cancel(key=KEY)),
+    ("datasets", Datasets()),
+    ("DATASETS 3", Datasets(page=3)),
+    ("datasets 1000", Datasets(page=1000)),
 ]
 
 
@@ -139,6 +164,13 @@ def test_broadcast_mentions_are_refused_unless_allowed(option: str, normalised: 
     assert isinstance(allowed, Subscribe) and allowed.mention == normalised
 
 
+def test_a_broadcast_mention_on_train_is_refused_with_the_train_usage() -> None:
+    with pytest.raises(CommandError) as refused:
+        parse_command(f"train {KEY} --mention @channel")
+    assert refused.value.message.startswith("`--mention <!channel>` would ping everyone")
+    assert refused.value.usage == TRAIN
+
+
 def test_person_and_group_mentions_need_no_permission() -> None:
     for mention in ("<@U0ONCALL>", "<!subteam^S0ONCALL|oncall>"):
         parsed = parse_command(f"subscribe {KEY} --mention {mention}")
@@ -160,14 +192,14 @@ INVALID: list[tuple[str, str, str | None]] = [
     (
         "watch it",
         "Unknown command `watch`. Commands: subscribe, unsubscribe, list, status, mute, unmute, "
-        "help.",
+        "train, cancel, datasets, help.",
         None,
     ),
     (KEY, f"Start with a command, e.g. `subscribe {KEY}` or `status {KEY}`.", None),
     (
         "<!channel>",
         "Unknown command `&lt;!channel&gt;`. Commands: subscribe, unsubscribe, "
-        "list, status, mute, unmute, help.",
+        "list, status, mute, unmute, train, cancel, datasets, help.",
         None,
     ),
     ("help me", "Unexpected argument `me`.", USAGE["help"]),
@@ -252,6 +284,54 @@ INVALID: list[tuple[str, str, str | None]] = [
     (f"mute {KEY} 0m", "`0m` is out of range: a duration is between 1s and 30d.", USAGE["mute"]),
     (f"mute {KEY} 31d", "`31d` is out of range: a duration is between 1s and 30d.", USAGE["mute"]),
     (f"mute {KEY} 2h --force", "`mute` takes no options: `--force`.", USAGE["mute"]),
+    ("dataset", "Unknown command `dataset`. Did you mean `datasets`?", None),
+    ("train", "Missing the dataset key.", TRAIN),
+    ("train --target 0.9", "Missing the dataset key.", TRAIN),
+    ("train oilplantv4", f"`oilplantv4` {NOT_A_DATASET}", TRAIN),
+    (f"train {KEY} {KEY}", f"Unexpected argument `{KEY}`.", TRAIN),
+    (f"train {KEY} --target", "`--target` needs a value.", TRAIN),
+    (f"train {KEY} --target 0.8 --target 0.9", "`--target` is given more than once.", TRAIN),
+    (
+        f"train {KEY} --min-improvement 0.01",
+        "Unknown option `--min-improvement`. Options: --target, --scaling-factor, --mention, "
+        "--events.",
+        TRAIN,
+    ),
+    (
+        f"train {KEY} --scaling 19",
+        "Unknown option `--scaling`. Did you mean `--scaling-factor`?",
+        TRAIN,
+    ),
+    *[
+        (
+            f"train {KEY} --target {value}",
+            f"`--target` must be a number above 0 and at most 1 (e.g. 0.85), not `{value}`.",
+            TRAIN,
+        )
+        for value in ("0", "0.0", "1.01", "-0.5", "101%", "high", "nan", "inf", "0,85", "1e-400")
+    ],
+    *[
+        (
+            f"train {KEY} --scaling-factor {value}",
+            f"`--scaling-factor` must be a whole number from 8 to 499 (e.g. 19), not `{value}`.",
+            TRAIN,
+        )
+        for value in ("0", "7", "500", "19.5", "-19", "1e2", "nineteen", "١٩")
+    ],
+    (
+        f"train {KEY} --events some",
+        "`--events` must be all, status or failures, not `some`.",
+        TRAIN,
+    ),
+    (f"train {KEY} --mention bob", f"{MENTION_FORMS}`bob`.", TRAIN),
+    ("cancel", "Missing the training job key.", USAGE["cancel"]),
+    ("cancel all", f"`all` {NOT_A_KEY}", USAGE["cancel"]),
+    (f"cancel {KEY} --force", "`cancel` takes no options: `--force`.", USAGE["cancel"]),
+    ("datasets all", "`all` is not a page number (e.g. `datasets 2`).", USAGE["datasets"]),
+    ("datasets 0", "`0` is not a page number (e.g. `datasets 2`).", USAGE["datasets"]),
+    ("datasets 1001", "`1001` is not a page number (e.g. `datasets 2`).", USAGE["datasets"]),
+    ("datasets 1 2", "Unexpected argument `2`.", USAGE["datasets"]),
+    ("datasets --state COMPLETED", "`datasets` takes no options: `--state`.", USAGE["datasets"]),
 ]
 
 
@@ -352,7 +432,10 @@ def test_is_job_key(text: str, expected: bool) -> None:
 
 
 def test_usage_covers_every_command_and_help_text_shows_them_escaped() -> None:
-    assert list(USAGE) == ["subscribe", "unsubscribe", "list", "status", "mute", "unmute", "help"]
+    assert list(USAGE) == [
+        "subscribe", "unsubscribe", "list", "status", "mute", "unmute",
+        "train", "cancel", "datasets", "help",
+    ]  # fmt: skip
     assert USAGE["subscribe"] == (
         "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
         "[--mention <@U…>|<!subteam^…>] [--events all|status|failures]"
@@ -399,6 +482,12 @@ _WORDS = [
     "--mention",
     "--min-improvement",
     "--min-improvement=2",
+    "--target",
+    "--target=0.9",
+    "1.5",
+    "--scaling-factor",
+    "19",
+    "500",
 ]
 _COMMAND_LIKE = st.lists(
     st.one_of(st.sampled_from(_WORDS), st.text(max_size=30)), max_size=8
@@ -431,7 +520,17 @@ def test_any_text_gives_a_command_or_a_command_error(text: str) -> None:
         _check_error(err)
     else:
         assert isinstance(
-            result, Subscribe | Unsubscribe | ListSubs | Status | Mute | Unmute | Help
+            result,
+            Subscribe
+            | Unsubscribe
+            | ListSubs
+            | Status
+            | Mute
+            | Unmute
+            | Train
+            | Cancel
+            | Datasets
+            | Help,
         )
 
 

@@ -213,6 +213,51 @@ async def test_dataset_list_pages_newest_first_and_duplicates_conflict(make_api:
     await api.call("GET", "/api/v1/datasets/no-such-key", expect=404)
 
 
+@pytest.mark.parametrize("status", ["PENDING", "PROCESSING", "COMPLETED", "FAILED"])
+async def test_a_dataset_held_in_any_status_stays_there_and_only_completed_trains(
+    make_api: MakeApi, status: str
+) -> None:
+    api = await logged_in(make_api)
+    key = api.sim.create_dataset(f"held-{status.lower()}", status=status)
+    api.clock.advance(3600)
+    got = await api.call("GET", f"/api/v1/datasets/{key}")
+    assert (got["datasetKey"], got["status"]) == (key, status)
+    listed = await api.call("GET", f"/api/v1/datasets?state={status}")
+    assert [d["datasetKey"] for d in listed["datasets"]] == [key]
+    expect = 200 if status == "COMPLETED" else 409
+    answer = await api.call("POST", f"/api/v1/training/datasets/{key}", body=TRAIN, expect=expect)
+    if expect == 409:
+        assert status in answer["message"] and "COMPLETED" in answer["message"]
+    else:
+        assert answer["datasetKey"] == key
+    with pytest.raises(SimulatorError, match="status must be one of"):
+        api.sim.create_dataset("bad-status", status="READY")
+
+
+async def test_sim_route_creates_datasets_and_the_list_pages_newest_first_by_date(
+    make_api: MakeApi,
+) -> None:
+    api = await logged_in(make_api)
+    dates = ["2025-10-02T18:09:48Z", "2025-10-24T08:35:36Z", "2025-09-01T00:00:00Z"]
+    for n, (date, status) in enumerate(
+        zip(dates, ["COMPLETED", "FAILED", "PROCESSING"], strict=True)
+    ):
+        body = {"name": f"oilplantv{n}", "status": status, "createdOn": date}
+        made = await api.call("POST", "/_sim/datasets", body=body)
+        assert (made["datasetName"], made["status"], made["createdOn"]) == (
+            f"oilplantv{n}", status, date,
+        )  # fmt: skip
+    api.sim.create_dataset("same-day", created_on=dates[1])  # same date: the later one first
+    await api.call("POST", "/_sim/datasets", body={"name": 3}, expect=400)
+    await api.call("POST", "/_sim/datasets", body={"name": "x", "status": "NEW"}, expect=400)
+    seen: list[str] = []
+    for offset in range(0, 6, 2):
+        page = await api.call("GET", f"/api/v1/datasets?offset={offset}&limit=2")
+        assert (page["offset"], page["limit"], page["total"]) == (offset, 2, 4)
+        seen += [d["datasetName"] for d in page["datasets"]]
+    assert seen == ["same-day", "oilplantv1", "oilplantv0", "oilplantv2"]
+
+
 # --- training ---------------------------------------------------------------------------
 
 
@@ -351,6 +396,19 @@ async def test_cancel_from_pending_or_running_and_409_once_terminal(make_api: Ma
     refused = await api.call("PATCH", f"/api/v1/training/{done}/cancel", expect=409)
     assert "FAILED" in refused["message"]
     await api.call("PATCH", "/api/v1/training/unknown/cancel", expect=404)
+
+
+async def test_a_lost_cancel_answer_still_cancels_and_a_second_cancel_is_409(
+    make_api: MakeApi,
+) -> None:
+    api = await logged_in(make_api)
+    job = api.sim.start_training(api.sim.create_dataset("d"))
+    api.sim.add_fault(Fault("lost", method="PATCH", path_prefix="/api/v1/training/", count=1))
+    with pytest.raises(aiohttp.ClientError):
+        await api.raw("PATCH", f"/api/v1/training/{job}/cancel")
+    assert (await api.training(job))["status"] == "CANCELLED"
+    refused = await api.call("PATCH", f"/api/v1/training/{job}/cancel", expect=409)
+    assert "CANCELLED" in refused["message"]
 
 
 async def test_same_seed_and_clock_give_identical_payloads(make_api: MakeApi) -> None:

@@ -6,7 +6,8 @@ user input, and is Slack-mrkdwn safe (`&`, `<`, `>` escaped), so it can be poste
 `USAGE` lines and `CommandError.usage` are plain text written for the default command name
 `/mathfi`; escape them (`escape_mrkdwn`) before posting. `help_text` is already escaped.
 
-Longer than 300 lines: one parser, its messages and its grammar tables, kept together.
+Longer than 300 lines: one parser, its messages and its grammar tables, kept together
+(the action commands `train`, `cancel` and `datasets` share its option and key rules).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ MAX_TEXT_LENGTH = 2000
 MAX_ECHO = 40
 MAX_MUTE_SECONDS = 30 * 86400
 MAX_PAGE = 1000
+# `train` defaults and ranges: REFERENCE.md §5.1 and §8. The API takes a scaling factor of
+# 0-499, the tuning guide 8-499 (default 19): the narrower range is the safe one. A target
+# of 0 would end the training at once; 1 is accepted (it may never be reached).
+DEFAULT_TARGET = 0.8
+DEFAULT_SCALING_FACTOR = 19
+SCALING_FACTOR_RANGE = (8, 499)
 EXAMPLE_KEY = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 EVENT_FILTERS = tuple(EventsFilter)
 
@@ -36,6 +43,10 @@ USAGE: dict[str, str] = {
     "status": "/mathfi status <trainingJobKey>",
     "mute": "/mathfi mute <trainingJobKey> <duration: 30m, 2h, 1d, 1h30m>",
     "unmute": "/mathfi unmute <trainingJobKey>",
+    "train": "/mathfi train <datasetKey> [--target 0.85] [--scaling-factor 19] "
+    "[--mention <@U…>|<!subteam^…>] [--events all|status|failures]",
+    "cancel": "/mathfi cancel <trainingJobKey>",
+    "datasets": "/mathfi datasets [page]",
     "help": "/mathfi help",
 }
 _SUMMARY: dict[str, str] = {
@@ -47,9 +58,17 @@ _SUMMARY: dict[str, str] = {
     "status": "Show a job's progress right now, per algorithm; it need not be watched.",
     "mute": "Silence progress updates for a while; final statuses still get through.",
     "unmute": "Post progress updates for a muted job again.",
+    "train": "Start a training on a COMPLETED dataset after you confirm, and watch it here; "
+    "`--target` is the performance to reach (above 0, at most 1; default 0.8), "
+    "`--scaling-factor` 8-499 (default 19).",
+    "cancel": "Cancel a PENDING or RUNNING job after you confirm.",
+    "datasets": "List the account's datasets, newest first, with name, key and status.",
     "help": "Show this help.",
 }
-_OPTIONS: dict[str, tuple[str, ...]] = {"subscribe": ("min-improvement", "mention", "events")}
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "subscribe": ("min-improvement", "mention", "events"),
+    "train": ("target", "scaling-factor", "mention", "events"),
+}
 
 
 @dataclass(frozen=True)
@@ -88,11 +107,35 @@ class Unmute:
 
 
 @dataclass(frozen=True)
+class Train:
+    """Start a training (after a confirmation); `mention` and `events` are the options of
+    the subscription the start creates in the channel."""
+
+    dataset_key: str
+    target: float = DEFAULT_TARGET
+    scaling_factor: int = DEFAULT_SCALING_FACTOR
+    mention: str | None = None
+    events: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    key: str
+
+
+@dataclass(frozen=True)
+class Datasets:
+    page: int = 1
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
 
-Command: TypeAlias = Subscribe | Unsubscribe | ListSubs | Status | Mute | Unmute | Help
+Command: TypeAlias = (
+    Subscribe | Unsubscribe | ListSubs | Status | Mute | Unmute | Train | Cancel | Datasets | Help
+)
 
 
 class CommandError(ValueError):
@@ -176,14 +219,14 @@ def parse_command(text: str, *, allow_broadcast: bool = False) -> Command:
     if handler is None:
         raise _unknown_command(tokens[0])
     command = handler(tokens[1:])
-    broadcast = isinstance(command, Subscribe) and command.mention in BROADCAST_MENTIONS
+    broadcast = isinstance(command, Subscribe | Train) and command.mention in BROADCAST_MENTIONS
     if broadcast and not allow_broadcast:
-        assert isinstance(command, Subscribe)
+        assert isinstance(command, Subscribe | Train)
         raise CommandError(
             f"`--mention {command.mention}` would ping everyone in the channel, and this "
             "bot is set not to. Mention a person or a user group instead (ask the bot's "
             "operator about ALLOW_BROADCAST_MENTIONS).",
-            USAGE["subscribe"],
+            USAGE[tokens[0].lower()],
         )
     return command
 
@@ -225,7 +268,9 @@ def _unknown_command(word: str) -> CommandError:
     if is_job_key(word):
         key = word.lower()
         return CommandError(f"Start with a command, e.g. `subscribe {key}` or `status {key}`.")
-    close = difflib.get_close_matches(word.lower(), list(USAGE), n=1)
+    # Only a word gets a suggestion: `<!channel>` is not a mistyped `cancel`.
+    words = list(USAGE) if word.isalpha() else []
+    close = difflib.get_close_matches(word.lower(), words, n=1)
     hint = f"Did you mean `{close[0]}`?" if close else "Commands: " + ", ".join(USAGE) + "."
     return CommandError(f"Unknown command {_echo(word)}. {hint}")
 
@@ -294,12 +339,12 @@ def _unwrap(text: str) -> str:
     return text
 
 
-def _job_key(text: str, command: str) -> str:
+def _job_key(text: str, command: str, *, what: str = "training job") -> str:
     key = _unwrap(text)
     if is_job_key(key):
         return key.lower()
     raise CommandError(
-        f"{_echo(text)} is not a training job key (expected a UUID like {EXAMPLE_KEY})",
+        f"{_echo(text)} is not a {what} key (expected a UUID like {EXAMPLE_KEY})",
         USAGE[command],
     )
 
@@ -327,7 +372,7 @@ _BROADCAST = re.compile(
 BROADCAST_MENTIONS = frozenset({"<!here>", "<!channel>", "<!everyone>"})
 
 
-def _mention(text: str) -> str:
+def _mention(text: str, command: str = "subscribe") -> str:
     if _PERSON_OR_GROUP.fullmatch(text):
         return text
     broadcast = _BROADCAST.fullmatch(text)
@@ -336,15 +381,37 @@ def _mention(text: str) -> str:
     raise CommandError(
         "`--mention` takes @someone or @a-group picked from autocomplete (sent as &lt;@U…&gt; "
         f"or &lt;!subteam^…&gt;); not {_echo(text)}.",
-        USAGE["subscribe"],
+        USAGE[command],
     )
 
 
-def _events(text: str) -> str:
+def _events(text: str, command: str = "subscribe") -> str:
     if text.lower() in EVENT_FILTERS:
         return text.lower()
     raise CommandError(
-        f"`--events` must be all, status or failures, not {_echo(text)}.", USAGE["subscribe"]
+        f"`--events` must be all, status or failures, not {_echo(text)}.", USAGE[command]
+    )
+
+
+def _target(text: str) -> float:
+    if _NUMBER.fullmatch(text):
+        value = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+        if 0 < value <= 1:
+            return value
+    raise CommandError(
+        f"`--target` must be a number above 0 and at most 1 (e.g. 0.85), not {_echo(text)}.",
+        USAGE["train"],
+    )
+
+
+def _scaling_factor(text: str) -> int:
+    low, high = SCALING_FACTOR_RANGE
+    if text.isascii() and text.isdigit() and low <= int(text) <= high:
+        return int(text)
+    raise CommandError(
+        f"`--scaling-factor` must be a whole number from {low} to {high} (e.g. "
+        f"{DEFAULT_SCALING_FACTOR}), not {_echo(text)}.",
+        USAGE["train"],
     )
 
 
@@ -363,6 +430,19 @@ def _parse_subscribe(args: list[str]) -> Command:
     )
 
 
+def _parse_train(args: list[str]) -> Command:
+    positionals, options = _split_options("train", args)
+    (key,) = _positionals("train", positionals, 1, "Missing the dataset key.")
+    target, scaling, mention, events = (options.get(name) for name in _OPTIONS["train"])
+    return Train(
+        dataset_key=_job_key(key, "train", what="dataset"),
+        target=DEFAULT_TARGET if target is None else _target(target),
+        scaling_factor=DEFAULT_SCALING_FACTOR if scaling is None else _scaling_factor(scaling),
+        mention=None if mention is None else _mention(mention, "train"),
+        events=None if events is None else _events(events, "train"),
+    )
+
+
 def _parse_unsubscribe(args: list[str]) -> Command:
     (target,) = _positionals("unsubscribe", args, 1, "Missing the training job key (or `all`).")
     if _unwrap(target).lower() == "all":
@@ -378,16 +458,16 @@ def _parse_mute(args: list[str]) -> Command:
     return Mute(key=key, seconds=parse_duration(" ".join(positionals[1:])))
 
 
-def _parse_list(args: list[str]) -> Command:
-    positionals, _ = _split_options("list", args)
+def _page(command: str, args: list[str]) -> int:
+    positionals, _ = _split_options(command, args)
     if not positionals:
-        return ListSubs()
+        return 1
     if len(positionals) > 1:
-        raise CommandError(f"Unexpected argument {_echo(positionals[1])}.", USAGE["list"])
+        raise CommandError(f"Unexpected argument {_echo(positionals[1])}.", USAGE[command])
     page = positionals[0]
     if page.isascii() and page.isdigit() and 1 <= int(page) <= MAX_PAGE:
-        return ListSubs(page=int(page))
-    raise CommandError(f"{_echo(page)} is not a page number (e.g. `list 2`).", USAGE["list"])
+        return int(page)
+    raise CommandError(f"{_echo(page)} is not a page number (e.g. `{command} 2`).", USAGE[command])
 
 
 def _one_key(command: str, args: list[str]) -> str:
@@ -403,9 +483,12 @@ def _no_arguments(command: str, args: list[str], result: Command) -> Command:
 _HANDLERS: dict[str, Callable[[list[str]], Command]] = {
     "subscribe": _parse_subscribe,
     "unsubscribe": _parse_unsubscribe,
-    "list": lambda args: _parse_list(args),
+    "list": lambda args: ListSubs(page=_page("list", args)),
     "status": lambda args: Status(key=_one_key("status", args)),
     "mute": _parse_mute,
     "unmute": lambda args: Unmute(key=_one_key("unmute", args)),
+    "train": _parse_train,
+    "cancel": lambda args: Cancel(key=_one_key("cancel", args)),
+    "datasets": lambda args: Datasets(page=_page("datasets", args)),
     "help": lambda args: _no_arguments("help", args, Help()),
 }
