@@ -199,6 +199,12 @@ def settled(store: Store, keys: Sequence[str]) -> bool:
     return not counts.get("pending") and not counts.get("sending") and not store.dirty_cards()
 
 
+def version(store: Store, key: str) -> int:
+    """The job's version in the store: it moves when a poll sees a change."""
+    job = store.get_job(key)
+    return -1 if job is None else job.version
+
+
 def tally(store: Store, lifecycles: Sequence[Lifecycle]) -> None:
     """Final statuses, and the new bests and job status changes each channel was told."""
     by_channel = {life.channel: life for life in lifecycles}
@@ -277,14 +283,15 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[Lifecycle]:
                     raise RuntimeError(f"subscribe answered {answer}")
         deadline = time.monotonic() + args.max_seconds
         steps_left = len(script) - 1
-        next_step = time.monotonic() + 3 * args.interval
+        known = -1  # the store has not got the job yet
         while not settled(service.store, [life.job for life in lifecycles]):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the jobs did not settle within {args.max_seconds} s")
-            if steps_left and time.monotonic() >= next_step:
-                sim.advance(big.job)  # each step seen by its own poll
+            now_seen = version(service.store, big.job)
+            if steps_left and now_seen > known:  # the last step was seen: take the next
+                sim.advance(big.job)
                 steps_left -= 1
-                next_step = time.monotonic() + 3 * args.interval
+                known = now_seen
             await asyncio.sleep(0.05)
         tally(service.store, lifecycles)
         for life in lifecycles:
