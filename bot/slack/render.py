@@ -169,10 +169,11 @@ def _algorithm_summary(
 
 def _one_line(lines: Sequence[str], *, budget: int) -> str:
     """As many of `lines` as fit in `budget` characters on one line, then a count."""
+    room = budget - len(" · … and 9999 more updates")
     kept: list[str] = []
     used = 0
     for line in lines:
-        if used + len(line) + 3 > budget - 30:
+        if used + len(line) + 3 > room:
             break
         kept.append(line)
         used += len(line) + 3
