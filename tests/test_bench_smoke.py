@@ -17,6 +17,7 @@ import pytest
 from bench import ceiling, latency, poll_scale
 from bench import forecast as forecast_bench
 from bench import retention as retention_bench
+from bench import signal as signal_bench
 from bench.common import percentile, spread
 from bot.engine.group_commit import GroupCommit
 from store import AsyncStore, HistoryPoint, NewOutboxRow, Store, StoreUnavailable
@@ -255,3 +256,45 @@ def test_history_keeps_the_newest_points_of_each_algorithm(store: Store) -> None
 
 def _fields(poll: PollRecord) -> dict[str, Any]:
     return {name: getattr(poll, name) for name in PollRecord.__dataclass_fields__}
+
+
+def test_signal_counts_each_lifecycle(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--speed", "600", "--interval", "0.2", "--pace", "0.05", "--algorithms", "12"]
+    signal_bench.main([*argv, "--fates", "FAILED", "--max-seconds", "60"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [row["record"] for row in rows] == ["job", "job", "summary"]
+    forced, scripted = rows[0], rows[1]
+    assert forced["final_status"] == scripted["final_status"] == "FAILED"
+    assert scripted["algorithms"] == 12 and scripted["cards"] == 1
+    # PENDING -> RUNNING -> three rises -> a quarter stalls -> FAILED: five polls told
+    assert scripted["thread_replies"] == 5 and scripted["job_status_changes"] == 2
+    assert scripted["posted"] == scripted["cards"] + scripted["thread_replies"]
+    assert scripted["broadcasts"] == 1 and scripted["channel_level"] == 2
+    assert scripted["card_edits"] >= 1 and scripted["longest_lines"] >= scripted["card_lines"]
+    assert rows[-1]["jobs"] == 2 and multiprocessing.active_children() == []
+
+
+def test_shown_lines_lays_out_blocks_as_slack_does() -> None:
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Title"}},
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": t} for t in ("*A*\n1", "*B*\n2", "*C*\n3")],
+        },
+        {"type": "divider"},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "a &lt;b&gt;\n<@U1|ann>"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "<!date^1^{ago}|now>"}]},
+        {"type": "actions", "elements": [{"type": "button", "text": {"text": "Mute"}}]},
+    ]
+    assert signal_bench.shown_lines("fallback", blocks) == [
+        "Title",
+        "*A*" + " " * 27 + "*B*",
+        "1" + " " * 29 + "2",
+        "*C*",
+        "3",
+        "a <b>",
+        "ann",
+        "now",
+        "[Mute]",
+    ]
+    assert signal_bench.shown_lines("just <!here> text", []) == ["just @here text"]

@@ -1,4 +1,7 @@
-"""Pure rendering: sparklines, the job card, notifications, errors; Block Kit limits hold."""
+"""Pure rendering: sparklines, the job card, notifications, errors; Block Kit limits hold.
+
+Longer than 300 lines: one table per kind of message, and the properties over all of them.
+"""
 
 from __future__ import annotations
 
@@ -419,12 +422,13 @@ def test_one_notification_per_poll_puts_the_weightiest_event_first() -> None:
 
 
 def test_many_events_are_cut_with_a_count() -> None:
+    # 400 different (unknown) statuses: 400 summary lines, more than one reply can hold
     events = [
         event(
             EventKind.ALGORITHM_STATUS,
             algorithm=f"A{i:04d}",
             old_status="RUNNING",
-            new_status="NOT_COMPLETED",
+            new_status=f"STATUS_{i:04d}",
         )
         for i in range(400)
     ]
@@ -462,6 +466,222 @@ def test_mention_only_on_alerts(happened: Event, alerts: bool, mention: str) -> 
 def test_notification_needs_an_event() -> None:
     with pytest.raises(ValueError, match="event"):
         render_notification([], snapshot=snapshot())
+
+
+# ---- summaries: one line per new algorithm status (issue #14) ---------------------------
+
+
+def changes(count: int, new: str, *, old: str = "RUNNING", first: int = 0) -> list[Event]:
+    return [
+        event(
+            EventKind.ALGORITHM_STATUS,
+            algorithm=f"ALG{i:03d}",
+            old_status=old,
+            new_status=new,
+        )
+        for i in range(first, first + count)
+    ]
+
+
+def body_lines(message: Message) -> list[str]:
+    """The lines the blocks show (sections and context; notifications have no fields)."""
+    lines: list[str] = []
+    for block in message.blocks:
+        if block["type"] == "section":
+            lines += block["text"]["text"].split("\n")
+        elif block["type"] == "context":
+            lines += "  ".join(e["text"] for e in block["elements"]).split("\n")
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("count", "new", "old", "line"),
+    [
+        (1, "RUNNING", "PENDING", "⚙️ `ALG000`: PENDING → RUNNING"),
+        (2, "RUNNING", "PENDING", "▶️ 2 algorithms started"),
+        (4, "RUNNING", "PENDING", "▶️ 4 algorithms started"),
+        (
+            4,
+            "NOT_COMPLETED",
+            "RUNNING",
+            "🛑 4 algorithms stopped (NOT_COMPLETED): `ALG003` 0.5003 · `ALG002` 0.5002 · "
+            "`ALG001` 0.5001 · `ALG000` 0.5000",
+        ),
+        (
+            6,
+            "TIMED_OUT",
+            "RUNNING",
+            "⌛ 6 algorithms stopped (TIMED_OUT): `ALG005` 0.5005 · `ALG004` 0.5004 · "
+            "`ALG003` 0.5003 · `ALG002` 0.5002 · `ALG001` 0.5001 … and 1 more",
+        ),
+        (
+            120,
+            "FAILED",
+            "RUNNING",
+            "❌ 120 algorithms failed: `ALG119` 0.5119 · `ALG118` 0.5118 · `ALG117` 0.5117 · "
+            "`ALG116` 0.5116 · `ALG115` 0.5115 … and 115 more",
+        ),
+        (2, "COMPLETED", "RUNNING", "🏁 2 algorithms finished: `ALG001` 0.5001 · `ALG000` 0.5000"),
+        (2, "CANCELLED", "RUNNING", "🚫 2 algorithms cancelled: `ALG001` 0.5001 · `ALG000` 0.5000"),
+        (3, "PENDING", "RUNNING", "⏳ 3 algorithms pending"),
+        (
+            2,
+            "WARMING_UP",
+            "RUNNING",
+            "❔ 2 algorithms WARMING_UP: `ALG001` 0.5001 · `ALG000` 0.5000",
+        ),
+    ],
+)
+def test_algorithm_changes_of_one_poll_are_one_line_per_status(
+    count: int, new: str, old: str, line: str
+) -> None:
+    message = render_notification(changes(count, new, old=old), snapshot=snapshot(algorithms=120))
+    assert_valid(message)
+    assert message.text == line
+    assert body_lines(message) == [line, f"Job `{JOB}` · 🏃 RUNNING · best 0.5119 · target 0.85"]
+
+
+def test_the_issue_example_names_the_best_first_with_the_snapshot_performance() -> None:
+    perfs = {"BSEV01": 0.61, "BSEV02": 0.72, "BSIX01": 0.73, "BFIF01": 0.71}
+    snap = Snapshot(
+        job_key=JOB,
+        status="RUNNING",
+        algorithms=tuple(
+            AlgorithmProgress(algorithm=n, status="NOT_COMPLETED", latest_performance=v)
+            for n, v in perfs.items()
+        ),
+    )
+    stopped = [
+        event(
+            EventKind.ALGORITHM_STATUS,
+            algorithm=n,
+            old_status="RUNNING",
+            new_status="NOT_COMPLETED",
+        )
+        for n in ("BSEV02", "BFIF01", "BSIX01")
+    ]
+    message = render_notification(stopped, snapshot=snap)
+    assert message.text == (
+        "🛑 3 algorithms stopped (NOT_COMPLETED): `BSIX01` 0.7300 · `BSEV02` 0.7200 · "
+        "`BFIF01` 0.7100"
+    )
+
+
+def test_mixed_statuses_worst_news_first_and_a_lone_change_keeps_its_wording() -> None:
+    happened = [
+        *changes(3, "RUNNING", old="PENDING"),
+        *changes(1, "FAILED", first=3),
+        *changes(2, "NOT_COMPLETED", first=4),
+        *changes(2, "ODD", first=6),
+        event(EventKind.NEW_BEST, algorithm="ALG005", performance=0.9, previous_performance=0.8),
+    ]
+    message = render_notification(happened, snapshot=snapshot(algorithms=8))
+    assert_valid(message)
+    assert body_lines(message)[:-1] == [
+        "📈 New best 0.9000 by `ALG005` (+0.1000)",
+        "⚙️ `ALG003`: RUNNING → FAILED",
+        "🛑 2 algorithms stopped (NOT_COMPLETED): `ALG005` 0.5005 · `ALG004` 0.5004",
+        "▶️ 3 algorithms started",
+        "❔ 2 algorithms ODD: `ALG007` 0.5007 · `ALG006` 0.5006",
+    ]
+    assert message.text == "📈 New best 0.9000 by `ALG005` (+0.1000) (and 4 more updates)"
+
+
+def test_an_algorithm_without_a_performance_is_named_last_without_one() -> None:
+    snap = Snapshot(
+        job_key=JOB,
+        status="RUNNING",
+        algorithms=(
+            AlgorithmProgress(algorithm="ALG000", status="FAILED"),
+            AlgorithmProgress(algorithm="ALG001", status="FAILED", latest_performance=0.4),
+        ),
+    )
+    message = render_notification(changes(3, "FAILED"), snapshot=snap)
+    assert message.text == "❌ 3 algorithms failed: `ALG001` 0.4000 · `ALG000` · `ALG002`"
+
+
+HOSTILE = ["<!channel>", "*bold* _it_ ~s~", "a`b`c", "line\nbreak\u2028x", "&amp; <@U1>", "x" * 500]
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_hostile_algorithm_names_and_statuses_stay_escaped_on_summary_lines(
+    broadcast: bool,
+) -> None:
+    snap = Snapshot(
+        job_key=JOB,
+        status="FAILED",
+        algorithms=tuple(
+            AlgorithmProgress(algorithm=n, status="FAILED", latest_performance=0.5) for n in HOSTILE
+        ),
+    )
+    happened = [
+        event(EventKind.ALGORITHM_STATUS, algorithm=n, old_status="RUNNING", new_status=status)
+        for n in HOSTILE
+        for status in ("FAILED", "<!here> *x*\n")
+    ]
+    message = render_notification(happened, snapshot=snap, broadcast=broadcast)
+    assert_valid(message)
+    body = everything(message)
+    for raw in ("<!channel>", "<!here>", "<@U1>"):
+        assert raw not in body
+    assert "\u2028" not in body
+    lines = body_lines(message)
+    assert len(lines) == 3  # a line break in a name or a status breaks no line
+    assert lines[1].startswith("❔ 6 algorithms &lt;!here&gt; *x*")  # shown as it is, escaped
+    if not broadcast:
+        assert "`aˋbˋc`" in lines[0] and "`&lt;!channel&gt;`" in lines[0]
+
+
+# ---- the broadcast form -----------------------------------------------------------------
+
+
+def test_a_broadcast_reply_is_the_headline_one_summary_line_and_the_job() -> None:
+    happened = [
+        event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="FAILED"),
+        *changes(90, "FAILED"),
+        *changes(30, "NOT_COMPLETED", first=90),
+        event(EventKind.NEW_BEST, algorithm="ALG119", performance=0.9, previous_performance=0.8),
+    ]
+    mention = "<!subteam^S1|@oncall>"
+    full = render_notification(
+        happened, snapshot=snapshot("FAILED", algorithms=120), mention=mention
+    )
+    short = render_notification(
+        happened, snapshot=snapshot("FAILED", algorithms=120), mention=mention, broadcast=True
+    )
+    assert_valid(short)
+    assert body_lines(short) == [
+        f"{mention} ❌ Job FAILED (was RUNNING)",
+        "📈 New best 0.9000 by `ALG119` (+0.1000) · ❌ 90 algorithms failed · "
+        "🛑 30 algorithms stopped (NOT_COMPLETED)",
+        f"Job `{JOB}` · ❌ FAILED · best 0.5119 · target 0.85",
+    ]
+    assert short.text == full.text  # the same notification text
+    assert len(body_lines(full)) == 5 and "`ALG089` 0.5089" in everything(full)
+
+
+def test_a_broadcast_of_one_event_is_the_headline_and_the_job() -> None:
+    happened = [event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="COMPLETED")]
+    message = render_notification(happened, snapshot=snapshot("COMPLETED"), broadcast=True)
+    assert body_lines(message) == [
+        "🏆 Job COMPLETED (was RUNNING)",
+        f"Job `{JOB}` · 🏆 COMPLETED · best 0.5001 · target 0.85",
+    ]
+
+
+def test_a_broadcast_with_too_much_to_say_counts_the_rest_on_its_one_line() -> None:
+    happened = [
+        event(EventKind.JOB_STATUS, old_status="RUNNING", new_status="FAILED"),
+        *[
+            event(EventKind.ALGORITHM_STATUS, algorithm="x" * 100, new_status=f"S{i}" * 20)
+            for i in range(50)
+        ],
+    ]
+    message = render_notification(happened, snapshot=snapshot(), broadcast=True)
+    assert_valid(message)
+    lines = body_lines(message)
+    assert len(lines) == 3 and len(lines[1]) <= 600
+    assert lines[1].endswith("more updates")
 
 
 # ---- errors -----------------------------------------------------------------------------
@@ -539,8 +759,15 @@ def test_any_snapshot_renders_within_limits(
     snap=snapshots,
     happened=st.lists(events, min_size=1, max_size=40),
     mention=st.none() | st.sampled_from(["<@U1>", "<!here>"]),
+    broadcast=st.booleans(),
 )
 def test_any_poll_renders_within_limits(
-    snap: Snapshot, happened: list[Event], mention: str | None
+    snap: Snapshot, happened: list[Event], mention: str | None, broadcast: bool
 ) -> None:
-    assert_valid(render_notification(happened, snapshot=snap, mention=mention))
+    message = render_notification(happened, snapshot=snap, mention=mention, broadcast=broadcast)
+    assert_valid(message)
+    lines = body_lines(message)
+    if broadcast:  # the channel sees at most three lines (the budget is 15)
+        assert len(lines) <= 3 and len(message.blocks) <= 3
+    else:  # a headline, at most a line per event, a count of the rest, the job
+        assert len(lines) <= len(happened) + 2

@@ -1,7 +1,8 @@
 """Events and snapshots → Slack messages (fallback text + Block Kit). Pure: no I/O, no clock.
 
 The public rendering API: `render_card` and `render_status` (the job card, built in
-`bot.slack.card`), `render_notification` (one thread reply per poll), `render_error`.
+`bot.slack.card`), `render_notification` (one thread reply per poll, or its short form
+when the reply is broadcast to the channel), `render_error`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bot.slack.card import (
     ACTION_UNSUBSCRIBE,
     MAX_KEY,
     MAX_NAME,
+    UNKNOWN_EMOJI,
     Message,
     clip,
     code,
@@ -51,31 +53,135 @@ __all__ = [
 
 NOTIFICATION_BUDGET = 2900  # the lines after the headline, in one section
 MAX_REASON = 300
+SUMMARY_NAMES = 5  # algorithms named on a summary line before "… and N more"
+BROADCAST_BUDGET = 600  # the one summary line of a broadcast reply
+
+# What a group of algorithm status changes says: (emoji, verb, status shown in brackets).
+# Statuses not listed here are shown as they are.
+ALGORITHM_VERBS = {
+    "FAILED": ("❌", "failed", False),
+    "TIMED_OUT": ("⌛", "stopped", True),
+    "NOT_COMPLETED": ("🛑", "stopped", True),
+    "CANCELLED": ("🚫", "cancelled", False),
+    "COMPLETED": ("🏁", "finished", False),
+    "RUNNING": ("▶️", "started", False),
+    "PENDING": ("⏳", "pending", False),
+}
+# Statuses whose summary names its algorithms (best first): the ones that ended.
+_NAMED = frozenset({"FAILED", "TIMED_OUT", "NOT_COMPLETED", "CANCELLED", "COMPLETED"})
 
 
 def render_notification(
-    events: Sequence[Event], *, snapshot: Snapshot, mention: str | None = None
+    events: Sequence[Event],
+    *,
+    snapshot: Snapshot,
+    mention: str | None = None,
+    broadcast: bool = False,
 ) -> Message:
-    """One thread reply for all events of one poll: a headline, then a line per other event.
+    """One thread reply for all events of one poll: a headline, then a line per other event,
+    the algorithms' status changes summed up in one line per new status.
 
     `mention` (a Slack handle as Slack writes it) is put unchanged at the start of the
     text and of the first block, only when an event is an alert.
+
+    `broadcast`: the reply is also shown in the channel (`reply_broadcast`), so it is short:
+    the headline, one line that sums up the other events (no algorithm names; the card
+    lists every algorithm) and the job's summary line, three lines in all.
     """
     if not events:
         raise ValueError("render_notification needs at least one event")
-    ordered = sorted(events, key=headline_rank)
-    headline = headline_text(ordered[0], snapshot=snapshot)
+    lines = _lines(events, snapshot=snapshot, short=broadcast)
+    headline = lines[0]
     if mention and any(is_alert(e) for e in events):
         headline = f"{mention} {headline}"
+    others = lines[1:]
     blocks: list[Block] = [section(headline)]
-    others = [headline_text(e, snapshot=snapshot) for e in ordered[1:]]
-    texts, shown = fold(others, budget=NOTIFICATION_BUDGET)
-    blocks.extend(section(text) for text in texts)
-    if shown < len(others):
-        blocks.append(context(f"… and {plural(len(others) - shown, 'more update')}"))
+    if broadcast:
+        if others:
+            blocks.append(section(_one_line(others, budget=BROADCAST_BUDGET)))
+    else:
+        texts, shown = fold(others, budget=NOTIFICATION_BUDGET)
+        blocks.extend(section(text) for text in texts)
+        if shown < len(others):
+            blocks.append(context(f"… and {plural(len(others) - shown, 'more update')}"))
     blocks.append(context(_job_summary(snapshot)))
     text = headline if not others else f"{headline} (and {plural(len(others), 'more update')})"
     return to_message(text, blocks)
+
+
+def _lines(events: Sequence[Event], *, snapshot: Snapshot, short: bool) -> list[str]:
+    """One line per event in headline order; algorithm status changes (which rank last)
+    one line per new status, worst news first. A status that one algorithm changed to
+    keeps the one-change wording."""
+    ordered = sorted(events, key=headline_rank)
+    lines = [
+        headline_text(e, snapshot=snapshot)
+        for e in ordered
+        if e.kind is not EventKind.ALGORITHM_STATUS
+    ]
+    groups: dict[str, list[Event]] = {}
+    for event in ordered:
+        if event.kind is EventKind.ALGORITHM_STATUS:
+            groups.setdefault(event.new_status or "", []).append(event)
+    seen = list(groups)
+    order = list(ALGORITHM_VERBS)
+    for status in sorted(
+        seen, key=lambda s: (order.index(s) if s in order else len(order), seen.index(s))
+    ):
+        changed = groups[status]
+        if len(changed) == 1:
+            lines.append(headline_text(changed[0], snapshot=snapshot))
+        else:
+            lines.append(_algorithm_summary(status, changed, snapshot=snapshot, short=short))
+    return lines
+
+
+def _algorithm_summary(
+    status: str, changed: Sequence[Event], *, snapshot: Snapshot, short: bool
+) -> str:
+    """ "🛑 3 algorithms stopped (NOT_COMPLETED): `BSIX01` 0.7300 · `BSEV02` 0.7200 · …"."""
+    count = plural(len(changed), "algorithm")
+    known = ALGORITHM_VERBS.get(status)
+    if known is None:
+        label = status_parts(status)[1] if status else "—"
+        line = f"{UNKNOWN_EMOJI} {count} {label}"
+    else:
+        emoji, verb, bracket = known
+        line = f"{emoji} {count} {verb}" + (f" ({status})" if bracket else "")
+    if short or (known is not None and status not in _NAMED):
+        return line
+    latest: dict[str, float | None] = {}
+    for algorithm in snapshot.algorithms:
+        latest.setdefault(algorithm.algorithm, algorithm.latest_performance)
+    names = sorted(
+        {e.algorithm or "?" for e in changed},
+        key=lambda n: (latest.get(n) is None, -(latest.get(n) or 0.0), n),
+    )
+    shown = []
+    for name in names[:SUMMARY_NAMES]:
+        value = latest.get(name)
+        shown.append(code(name, MAX_NAME) + ("" if value is None else f" {perf(value)}"))
+    line += ": " + " · ".join(shown)
+    if len(names) > SUMMARY_NAMES:
+        line += f" … and {len(names) - SUMMARY_NAMES} more"
+    return line
+
+
+def _one_line(lines: Sequence[str], *, budget: int) -> str:
+    """As many of `lines` as fit in `budget` characters on one line, then a count."""
+    room = budget - len(" · … and 9999 more updates")
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        if used + len(line) + 3 > room:
+            break
+        kept.append(line)
+        used += len(line) + 3
+    text = " · ".join(kept)
+    if len(kept) < len(lines):
+        more = plural(len(lines) - len(kept), "more update")
+        text = f"{text} · … and {more}" if kept else f"… {more}"
+    return text
 
 
 def headline_text(event: Event, *, snapshot: Snapshot) -> str:
