@@ -284,16 +284,16 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[Lifecycle]:
         deadline = time.monotonic() + args.max_seconds
         steps_left = len(script) - 1
         known = -1  # the store has not got the job yet
-        while not settled(service.store, [life.job for life in lifecycles]):
+        while not await service.store.run(lambda s: settled(s, [life.job for life in lifecycles])):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the jobs did not settle within {args.max_seconds} s")
-            now_seen = version(service.store, big.job)
+            now_seen = await service.store.run(lambda s: version(s, big.job))
             if steps_left and now_seen > known:  # the last step was seen: take the next
                 sim.advance(big.job)
                 steps_left -= 1
                 known = now_seen
             await asyncio.sleep(0.05)
-        tally(service.store, lifecycles)
+        await service.store.run(lambda s: tally(s, lifecycles))
         for life in lifecycles:
             life.messages = list(sink.channels.get(life.channel, []))
         return lifecycles

@@ -122,16 +122,18 @@ class Delivery:
             return card_ts
         # the job as it was when these events happened, else as the store has it now
         snapshot = notification.snapshot or await self._cards.snapshot(row.job_key)
-        message = render_notification(
-            notification.events,
-            snapshot=snapshot or Snapshot(job_key=row.job_key, status="UNKNOWN"),
-            mention=notification.mention,
-        )
         broadcast = any(
             e.kind is EventKind.JOB_STATUS
             and e.new_status is not None
             and is_terminal(e.new_status)
             for e in notification.events
+        )
+        # A reply also sent to the channel is the short form; the card has the details.
+        message = render_notification(
+            notification.events,
+            snapshot=snapshot or Snapshot(job_key=row.job_key, status="UNKNOWN"),
+            mention=notification.mention,
+            broadcast=broadcast,
         )
         try:
             answer = await self._slack.call(
