@@ -13,7 +13,7 @@ import pytest
 from sqlite_utils import Database
 
 from store import NewOutboxRow, Pruned, Store
-from store.migrations import m001_initial, m002_retention
+from store.migrations import MIGRATIONS, m001_initial, m002_retention
 from tests.test_store import ManualClock, poll, row, subscribe
 
 DAY = 86400.0
@@ -265,7 +265,7 @@ def test_migration_2_applies_to_a_release_one_database_with_data(
     store = Store(db_path, clock=clock)
     try:
         numbers = store.db.execute("SELECT number FROM migrations ORDER BY number").fetchall()
-        assert numbers == [(1,), (2,)]
+        assert numbers == [(number,) for number, _ in MIGRATIONS]  # 2 and every later one
         assert auto_vacuum(store) == 2  # INCREMENTAL: the VACUUM ran after the commit
         job = store.get_job("J1")
         assert job is not None and job.version == 3

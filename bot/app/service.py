@@ -35,6 +35,7 @@ from bot.app.replay import ReplayGuard
 from bot.app.startup import InstanceLock, InstanceLocked, check_writable
 from bot.config import Settings
 from bot.engine.poller import Poller, PollerConfig
+from bot.engine.retention import Retention, RetentionConfig
 from bot.errors import ConfigError
 from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -111,6 +112,13 @@ class Service:
             config=self._sender_config,
             clock=self.clock,
         )
+        self.retention = Retention(
+            self.store,
+            config=RetentionConfig(
+                outbox_retention=s.outbox_retention, job_retention=s.job_retention
+            ),
+            metrics=self.metrics,
+        )
         self.bolt = self._build_bolt()
         # Slack's timestamps are wall-clock time, whatever clock the loops run on.
         self._replays = ReplayGuard(s.slack_signing_secret.get_secret_value(), clock=time.time)
@@ -120,6 +128,7 @@ class Service:
             self._tasks = [
                 asyncio.create_task(self.poller.run(), name="poller"),
                 asyncio.create_task(self.sender.run(), name="sender"),
+                asyncio.create_task(self.retention.run(), name="retention"),
             ]
         if s.slack_app_token is not None:
             await self._start_socket_mode(s.slack_app_token.get_secret_value())
@@ -171,6 +180,7 @@ class Service:
         if started:
             self.poller.stop()
             self.sender.stop()
+            self.retention.stop()
             await _within(
                 asyncio.gather(*self._tasks, return_exceptions=True),
                 max(deadline - time.monotonic() - 4.0, 1.0),

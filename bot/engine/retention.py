@@ -1,0 +1,105 @@
+"""The retention loop: the database stops growing (issue #16).
+
+Every `every` seconds (and once shortly after start): sent and dead outbox rows older than
+`OUTBOX_RETENTION` go, then jobs nobody has watched for `JOB_RETENTION`, each in small
+batches (one short write transaction a batch, the loop yielding in between, so polls and
+sends queued on the store's thread are never held up for long); then free pages go back
+to the file system (incremental vacuum), and `mathfi_database_bytes` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.metrics import Metrics
+from store import AsyncStore, StoreUnavailable
+from store.records import Pruned
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    outbox_retention: float  # seconds
+    job_retention: float  # seconds
+    every: float = 3600.0
+    first_after: float = 60.0  # the first round waits until start-up work is done
+    max_batches: int = 10_000  # per kind and round: a bound, never reached in practice
+
+
+class Retention:
+    def __init__(
+        self,
+        store: AsyncStore,
+        *,
+        config: RetentionConfig,
+        metrics: Metrics,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._metrics = metrics
+        self._sleep = sleep
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        wait = self._config.first_after
+        while not await self._stopped_within(wait):
+            try:
+                await self.round()
+            except StoreUnavailable as err:  # locked or read-only: next round tries again
+                log.warning("retention round skipped: the database refused (%s)", err)
+            except Exception:  # the one broad except of this loop
+                log.exception("retention round failed; continuing")
+            wait = self._config.every
+
+    async def round(self) -> tuple[int, int]:
+        """One pass: (outbox rows deleted, jobs forgotten); updates the size gauge."""
+        started = time.perf_counter()
+        rows = await self._drain(
+            lambda: self._store.prune_outbox(retention=self._config.outbox_retention)
+        )
+        jobs = await self._drain(
+            lambda: self._store.prune_jobs(retention=self._config.job_retention)
+        )
+        if rows or jobs:
+            await self._drain(self._store.vacuum)
+        size = await self._store.database_size()
+        self._metrics.database_bytes.set(size.bytes)
+        if rows or jobs:
+            log.info(
+                "retention: deleted %d sent notifications and %d unwatched jobs in %.1f s; "
+                "database %.1f MB",
+                rows,
+                jobs,
+                time.perf_counter() - started,
+                size.bytes / 1e6,
+            )
+        return rows, jobs
+
+    async def _drain(self, batch: Callable[[], Awaitable[Pruned]]) -> int:
+        total = 0
+        for _ in range(self._config.max_batches):
+            if self._stopping.is_set():
+                break
+            pruned = await batch()
+            total += pruned.count
+            if not pruned.more:
+                break
+            await asyncio.sleep(0)  # let the loop's other work reach the store's thread
+        return total
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        sleeper.cancel()
+        stopper.cancel()
+        return self._stopping.is_set()
