@@ -252,10 +252,25 @@ def m003_actions(db: Database) -> None:
         )
 
 
+def m004_outbox_call_started(db: Database) -> None:
+    """When a row's last Slack call started, and when to look for a late copy of it.
+
+    `call_started_at`: set as each post of the row begins; after a stop, the row is not
+    looked up (nor posted again) before Slack has had the time a late call needs.
+    `verify_at`: a row posted again after an unknown outcome is looked up once more then,
+    and a copy that landed late is deleted.
+    """
+    outbox = db.table("outbox")
+    outbox.add_column("call_started_at", float)
+    outbox.add_column("verify_at", float)
+    db.execute("CREATE INDEX outbox_verify_at ON outbox (verify_at) WHERE verify_at IS NOT NULL")
+
+
 MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (1, m001_initial),
     (2, m002_retention),
     (3, m003_actions),
+    (4, m004_outbox_call_started),
 )
 
 

@@ -50,17 +50,50 @@ class OutboxStore(StoreConnection):
         return [OutboxRow.from_row(row) for row in rows]
 
     def mark_sending(self, row_id: int, *, now: float | None = None) -> None:
+        """An attempt begins: its Slack call starts now (`call_started_at`)."""
+        at = self._now(now)
         self._update_row(
-            "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
-            "WHERE id = ?",
-            (self._now(now), row_id),
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1, "
+            "call_started_at = ?, updated_at = ? WHERE id = ?",
+            (at, at, row_id),
         )
 
-    def mark_sent(self, row_id: int, *, ts: str, now: float | None = None) -> None:
+    def mark_call_started(self, row_id: int, *, now: float | None = None) -> None:
+        """A further Slack call of the same attempt starts now (the reply after its card)."""
+        at = self._now(now)
         self._update_row(
-            "UPDATE outbox SET state = 'sent', slack_ts = ?, updated_at = ? WHERE id = ?",
-            (ts, self._now(now), row_id),
+            "UPDATE outbox SET call_started_at = ?, updated_at = ? WHERE id = ?",
+            (at, at, row_id),
         )
+
+    def mark_sent(
+        self,
+        row_id: int,
+        *,
+        ts: str,
+        verify_at: float | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Slack holds the row as `ts`; `verify_at`: when to look for a late copy of it."""
+        self._update_row(
+            "UPDATE outbox SET state = 'sent', slack_ts = ?, verify_at = ?, updated_at = ? "
+            "WHERE id = ?",
+            (ts, verify_at, self._now(now), row_id),
+        )
+
+    def rows_to_verify(self, *, now: float | None = None, limit: int = 100) -> list[OutboxRow]:
+        """Sent rows whose look for a late copy is due; by id."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_OUTBOX} FROM outbox WHERE verify_at IS NOT NULL AND verify_at <= ? "
+                "AND state = 'sent' ORDER BY id LIMIT ?",
+                (self._now(now), limit),
+            ).fetchall()
+        return [OutboxRow.from_row(row) for row in rows]
+
+    def set_verify_at(self, row_id: int, *, at: float | None) -> None:
+        """The next look for a late copy of a sent row (None: no more)."""
+        self._update_row("UPDATE outbox SET verify_at = ? WHERE id = ?", (at, row_id))
 
     def mark_retry(
         self, row_id: int, *, next_attempt_at: float, error: str, now: float | None = None

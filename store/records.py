@@ -139,10 +139,12 @@ class OutboxRow:
     last_error: str | None
     created_at: float
     updated_at: float
+    call_started_at: float | None  # when the row's last Slack post began (None: never)
+    verify_at: float | None  # sent, posted again after an unknown outcome: look for a copy
 
     COLUMNS: ClassVar[str] = (
         "id, dedupe_key, channel_id, job_key, kind, payload, state, attempts, next_attempt_at, "
-        "slack_ts, last_error, created_at, updated_at"
+        "slack_ts, last_error, created_at, updated_at, call_started_at, verify_at"
     )
 
     @classmethod

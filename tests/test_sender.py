@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -141,6 +142,18 @@ def fresh_sender(env: Env, client: AsyncWebClient | None = None) -> Sender:
         config=SenderConfig(pace=1.0, backoff_base=1.0, backoff_max=30.0),
         clock=env.clock,
     )
+
+
+async def settle_after_restart(env: Env, sender: Sender) -> None:
+    """Tick through the wait after a restart: a row interrupted mid-call is neither looked up
+    nor posted before its call's start + the client timeout + a margin (one more timeout)."""
+    settle = 2 * env.service.settings.slack_timeout
+    before = len(env.sink.calls)
+    for _ in range(int(settle) - 1):
+        env.clock.advance(1.0)
+        await tick(env, sender)
+    assert [m for m, _ in env.sink.calls[before:] if m != "chat.update"] == []
+    env.clock.advance(1.0)
 
 
 # ----------------------------------------------------------------------------- 429 and 5xx
@@ -282,6 +295,7 @@ async def test_restart_reconciles_a_card_left_sending(env: Env, reached_slack: b
         await env.service.slack.chat_postMessage(channel="C1", text="card", metadata=metadata)
     sender = fresh_sender(env)
     assert (await sender.reconcile()) == 1
+    await settle_after_restart(env, sender)
     await tick(env, sender)
     (card,) = env.sink.top_level("C1")
     assert (await outbox(env, row.id)).state == "sent" and (
@@ -312,6 +326,7 @@ async def test_restart_reconciles_a_reply_left_sending(env: Env, reached_slack: 
     assert note_ids(env, "C1") == ([row_id] if reached_slack else [])
     sender = fresh_sender(env)
     assert (await sender.reconcile()) == 1
+    await settle_after_restart(env, sender)
     await drain(env, sender)
     assert note_ids(env, "C1") == [row_id]
     assert (await outbox(env, row_id)).state == "sent"
@@ -561,3 +576,147 @@ async def test_a_busy_thread_does_not_starve_its_card(env: Env) -> None:
     # The first job's card was edited while the other job's replies were still queued.
     assert len(calls(env, "chat.update", "C1")) > updates_before
     assert (await env.service.store.outbox_counts())["pending"] > 0
+
+
+# ----------------------------------------------------------------------------- late completion
+def short_timeout_sender(env: Env, session: aiohttp.ClientSession) -> Sender:
+    """A sender whose Slack client gives up after 0.3 s (so its calls settle after 0.6 s)."""
+    client = AsyncWebClient(
+        token=env.sink.token,
+        base_url=env.sink.api_url,
+        timeout=0.3,  # type: ignore[arg-type]
+        session=session,
+        retry_handlers=[],
+    )
+    return fresh_sender(env, client)
+
+
+@pytest.mark.parametrize("target", ["card", "reply"])
+async def test_a_copy_that_lands_after_the_re_post_is_deleted(env: Env, target: str) -> None:
+    """Slack completes a call later than the lookup can see it: the row is posted again,
+    then the late copy is found and deleted; the store's message (and card) stay."""
+    key = await watch(env, "C1")
+    async with aiohttp.ClientSession() as session:
+        sender = short_timeout_sender(env, session)
+        if target == "reply":
+            await tick(env, sender)
+            env.clock.advance(1.0)
+            row_id = await enqueue(env, "C1", best(key, 0.75))
+        else:
+            row_id = (await env.service.store.rows_in_state("pending"))[0].id
+        env.sink.add_fault(SlackFault(kind="hang", seconds=1.5, method="chat.postMessage", count=1))
+        await tick(env, sender)  # times out after 0.3 s; Slack is still working on it
+        assert (await outbox(env, row_id)).state == "pending"
+        env.clock.advance(2.0)
+        await tick(env, sender)  # looked up: nothing yet; posted again
+        row = await outbox(env, row_id)
+        assert row.state == "sent" and row.verify_at is not None
+        await env.sink.settle()  # the held call lands now: two copies
+        mine = env.sink.top_level("C1") if target == "card" else env.sink.channels["C1"][1:]
+        assert len(mine) == 2
+        env.clock.advance(1.0)
+        await tick(env, sender)
+    deleted = [p["ts"] for p in calls(env, "chat.delete", "C1")]
+    assert len(deleted) == 1 and deleted[0] != row.slack_ts
+    (card,) = env.sink.top_level("C1")
+    stored = await env.service.store.get_card(channel_id="C1", job_key=key)
+    assert stored is not None and stored.ts == card.ts
+    if target == "card":
+        assert row.slack_ts == card.ts
+    else:
+        assert note_ids(env, "C1") == [row_id]
+        assert env.sink.replies("C1", card.ts)[0].ts == row.slack_ts
+    await env.service.store.mark_card_dirty(channel_id="C1", job_key=key)
+    env.clock.advance(5.0)
+    await tick(env)
+    assert calls(env, "chat.update", "C1")[-1]["ts"] == card.ts  # edits go to the kept card
+
+
+async def test_late_copy_looks_stop_after_four(env: Env) -> None:
+    key = await watch(env, "C1")
+    async with aiohttp.ClientSession() as session:
+        sender = short_timeout_sender(env, session)
+        await tick(env, sender)
+        env.clock.advance(1.0)
+        row_id = await enqueue(env, "C1", best(key, 0.75))
+        env.sink.add_fault(
+            SlackFault(kind="status", status=500, method="chat.postMessage", count=1)
+        )
+        await tick(env, sender)
+        env.clock.advance(2.0)
+        await tick(env, sender)  # looked up (nothing), posted: looks at 0.6, 1.2, 2.4, 4.8 s
+        row = await outbox(env, row_id)
+        assert row.call_started_at is not None
+        looks = []
+        for _ in range(60):
+            before = len(calls(env, "conversations.replies", "C1"))
+            env.clock.advance(0.1)
+            await tick(env, sender)
+            if len(calls(env, "conversations.replies", "C1")) > before:
+                looks.append(round(env.clock() - row.call_started_at, 1))
+    planned = [0.6, 1.2, 2.4, 4.8]  # each at its time, or when the channel's pace allows
+    assert len(looks) == 4 and all(0 <= at - p <= 0.6 for at, p in zip(looks, planned, strict=True))
+    assert (await outbox(env, row_id)).verify_at is None
+    assert not calls(env, "chat.delete", "C1")
+
+
+# ----------------------------------------------------------------------------- only our messages
+LOOK_ALIKE = {"user": "U0OTHERAPP", "bot_id": "B0OTHERAPP"}
+
+
+@pytest.mark.parametrize("target", ["card", "reply"])
+async def test_reconciliation_ignores_a_look_alike_from_another_app(
+    env: Env, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 hole 8: another app's message with the row's metadata is not adopted."""
+    key = await watch(env, "C1")
+    if target == "reply":
+        await tick(env)
+        env.clock.advance(1.0)
+        row_id = await enqueue(env, "C1", best(key, 0.75))
+        thread: str | None = env.sink.top_level("C1")[0].ts
+        event = "mathfi_notification"
+    else:
+        row_id = (await env.service.store.rows_in_state("pending"))[0].id
+        thread, event = None, "mathfi_card"
+    row = await outbox(env, row_id)
+    metadata = {
+        "event_type": event,
+        "event_payload": {"outbox_id": row_id, "job_key": key, "kind": row.kind},
+    }
+    fake = env.sink.plant("C1", "look-alike", metadata=metadata, thread_ts=thread, **LOOK_ALIKE)
+    await env.service.store.mark_sending(row_id)  # the process dies mid-call
+    sender = fresh_sender(env)
+    assert (await sender.reconcile()) == 1
+    with caplog.at_level(logging.WARNING, logger="bot.slack.api"):
+        await settle_after_restart(env, sender)
+        await drain(env, sender)
+    row = await outbox(env, row_id)
+    assert row.state == "sent" and row.slack_ts != fake.ts
+    ours = env.sink.top_level("C1") if target == "card" else env.sink.replies("C1", thread or "")
+    assert [m.ts for m in ours if m.bot_id == env.sink.bot_id] == [row.slack_ts]
+    assert fake in env.sink.channels["C1"]  # another app's message is left alone
+    warned = [r for r in caplog.records if fake.ts in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+
+
+async def test_a_look_alike_is_warned_about_once(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = await watch(env, "C1")
+    await tick(env)
+    card = env.sink.top_level("C1")[0]
+    env.clock.advance(1.0)
+    row_id = await enqueue(env, "C1", best(key, 0.75))
+    metadata = {
+        "event_type": "mathfi_notification",
+        "event_payload": {"outbox_id": row_id, "job_key": key, "kind": "new_best"},
+    }
+    env.sink.plant("C1", "look-alike", metadata=metadata, thread_ts=card.ts, **LOOK_ALIKE)
+    env.sink.add_fault(SlackFault(kind="status", status=500, method="chat.postMessage", count=2))
+    with caplog.at_level(logging.WARNING, logger="bot.slack.api"):
+        await drain(env)  # two failed posts: two lookups see the look-alike
+    assert len(calls(env, "conversations.replies", "C1")) == 2
+    assert len([r for r in caplog.records if "not by this bot" in r.getMessage()]) == 1
+    assert note_ids(env, "C1") == [row_id, row_id]  # the look-alike and ours
+    assert (await outbox(env, row_id)).slack_ts == env.sink.replies("C1", card.ts)[-1].ts

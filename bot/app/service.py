@@ -40,6 +40,7 @@ from bot.errors import ConfigError
 from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.slack import commands
+from bot.slack.api import SlackIdentity
 from bot.slack.sender import Sender, SenderConfig
 from store import AsyncStore
 
@@ -68,6 +69,7 @@ class Service:
         )
         self._sender_config = sender_config or SenderConfig()
         self.team_id: str | None = None
+        self.identity: SlackIdentity | None = None  # the bot's own ids, from auth.test
         self.accepting = False
         self._tasks: list[asyncio.Task[None]] = []
         self._socket: AsyncSocketModeHandler | None = None
@@ -111,6 +113,7 @@ class Service:
             metrics=self.metrics,
             config=self._sender_config,
             clock=self.clock,
+            identity=self.identity,
         )
         self.retention = Retention(
             self.store,
@@ -148,7 +151,8 @@ class Service:
         log.info("connecting to Slack in Socket Mode")
 
     async def _identify(self) -> None:
-        """auth.test: which team the bot belongs to (commands from others are refused)."""
+        """auth.test: which team the bot belongs to (commands from others are refused), and
+        its own user and bot ids (reconciliation adopts only messages they posted)."""
         try:
             answer = await self.slack.auth_test()
         except SlackApiError as err:
@@ -166,6 +170,7 @@ class Service:
             log.warning("Slack unreachable at start (%s); will try again later", err)
             return
         self.team_id = str(answer.get("team_id") or "") or None
+        self.identity = SlackIdentity.from_auth_test(answer)
         log.info(
             "Slack: bot %s in team %s (%s)", answer.get("user"), answer.get("team"), self.team_id
         )

@@ -5,6 +5,10 @@ latency and turns every failure into a `SlackDeliveryError` whose `kind` the out
 understands: rate limited (with Retry-After), outcome unknown or timed out (5xx, connection,
 no answer: the message may have been posted), permanent (the channel or the token is gone),
 or refused on purpose.
+
+Lookups adopt only messages the bot itself posted (`SlackIdentity`, from `auth.test`): a
+look-alike another app or a person posted with matching metadata is ignored, with one
+WARNING per message.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -49,10 +55,40 @@ CARD_EVENT = "mathfi_card"
 NOTE_EVENT = "mathfi_notification"
 
 
+@dataclass(frozen=True, slots=True)
+class SlackIdentity:
+    """Who the bot is in Slack, as `auth.test` says: its user and its bot id."""
+
+    user_id: str | None
+    bot_id: str | None
+
+    @classmethod
+    def from_auth_test(cls, answer: Any) -> SlackIdentity:
+        return cls(
+            user_id=str(answer.get("user_id") or "") or None,
+            bot_id=str(answer.get("bot_id") or "") or None,
+        )
+
+    def posted(self, message: dict[str, Any]) -> bool:
+        """The message was posted by this bot (every id `auth.test` gave matches)."""
+        known = (self.user_id, message.get("user")), (self.bot_id, message.get("bot_id"))
+        return any(ours for ours, _ in known) and all(
+            theirs == ours for ours, theirs in known if ours
+        )
+
+
 class SlackCaller:
-    def __init__(self, client: AsyncWebClient, *, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        metrics: Metrics,
+        identity: SlackIdentity | None = None,
+    ) -> None:
         self._client = client
         self._metrics = metrics
+        self._identity = identity
+        self._ignored: set[tuple[str, str]] = set()  # look-alikes warned about (channel, ts)
 
     @property
     def timeout(self) -> float:
@@ -96,9 +132,38 @@ class SlackCaller:
             )
         return dict(response.data) if isinstance(response.data, dict) else {}
 
+    async def identity(self) -> SlackIdentity:
+        """The bot's own ids: given at start, else asked of `auth.test` once."""
+        if self._identity is None:
+            self._identity = SlackIdentity.from_auth_test(await self.call("auth.test"))
+        return self._identity
+
     async def find_message(
         self, row: OutboxRow, event_type: str, method: str, **params: Any
     ) -> str | None:
+        """The first message of ours for the row (a card: any card of the row's job)."""
+        async for kind, ts in self._ours(row, method, by_job=event_type == CARD_EVENT, **params):
+            if kind == event_type:
+                return ts
+        return None
+
+    async def copies(self, row: OutboxRow, method: str, **params: Any) -> dict[str, list[str]]:
+        """Every message of ours that names this very row (`outbox_id`), per event type,
+        oldest first."""
+        found: dict[str, list[str]] = {}
+        async for kind, ts in self._ours(row, method, by_job=False, **params):
+            found.setdefault(kind, []).append(ts)
+        return {kind: sorted(stamps, key=float) for kind, stamps in found.items()}
+
+    async def delete(self, channel: str, ts: str) -> None:
+        await self.call("chat.delete", channel=channel, ts=ts)
+
+    async def _ours(
+        self, row: OutboxRow, method: str, *, by_job: bool, **params: Any
+    ) -> AsyncIterator[tuple[str, str]]:
+        """(event type, ts) of each message of ours naming the row (or, `by_job`, a card of
+        its job), page after page."""
+        me = await self.identity()
         cursor: str | None = None
         for _ in range(20):
             answer = await self.call(
@@ -107,16 +172,34 @@ class SlackCaller:
             for message in answer.get("messages", []):
                 meta = message.get("metadata") or {}
                 payload = meta.get("event_payload") or {}
-                if meta.get("event_type") != event_type:
+                kind = meta.get("event_type")
+                if kind not in (CARD_EVENT, NOTE_EVENT):
                     continue
-                if event_type == CARD_EVENT and payload.get("job_key") == row.job_key:
-                    return str(message["ts"])
-                if payload.get("outbox_id") == row.id:
-                    return str(message["ts"])
+                job_card = by_job and kind == CARD_EVENT and payload.get("job_key") == row.job_key
+                if payload.get("outbox_id") != row.id and not job_card:
+                    continue
+                if not me.posted(message):
+                    self._ignore(row, message)
+                    continue
+                yield str(kind), str(message["ts"])
             cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
-                return None
-        return None
+                return
+
+    def _ignore(self, row: OutboxRow, message: dict[str, Any]) -> None:
+        key = (row.channel_id, str(message.get("ts")))
+        if key in self._ignored:
+            return
+        self._ignored.add(key)
+        log.warning(
+            "ignored a message in %s (ts %s) that names outbox row %s but was posted by "
+            "user %s, bot %s, not by this bot",
+            row.channel_id,
+            key[1],
+            row.id,
+            message.get("user"),
+            message.get("bot_id"),
+        )
 
 
 def metadata(event_type: str, row: OutboxRow) -> dict[str, Any]:

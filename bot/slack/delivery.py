@@ -17,7 +17,7 @@ from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
 from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, metadata
 from bot.slack.live_cards import LiveCards
-from bot.slack.reconcile import already_posted
+from bot.slack.reconcile import already_posted, look_for_late_copies, settle
 from bot.slack.render import render_notification
 from store import AsyncStore, OutboxRow, Store
 
@@ -70,7 +70,8 @@ class Delivery:
 
     async def deliver(self, row: OutboxRow) -> None:
         """Post one outbox row (after looking it up if an earlier attempt may have landed)."""
-        if row.attempts and not (row.last_error or "").startswith(NOT_POSTED):
+        unknown = bool(row.attempts) and not (row.last_error or "").startswith(NOT_POSTED)
+        if unknown:
             try:
                 if await already_posted(self._store, self._slack, row):
                     return
@@ -94,8 +95,9 @@ class Delivery:
                 kind=row.kind,
                 dedupe_key=row.dedupe_key,
             )
-            await self._store.mark_sending(row.id)
-            ts = await self._post_row(row, notification)
+            started = self._clock()
+            await self._store.mark_sending(row.id, now=started)
+            ts, started = await self._post_row(row, notification, started)
         except SlackDeliveryError as err:
             await self._failed(row, err, posted_unknown=err.posted_unknown)
             return
@@ -105,21 +107,52 @@ class Delivery:
             log.error("outbox row %s cannot be rendered, dropping it: %s", row.id, err)
             await self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
             return
-        await self._store.mark_sent(row.id, ts=ts)
+        # Posted again after an unknown outcome: the earlier call may still land late.
+        verify_at = started + self.settle if unknown else None
+        await self._store.mark_sent(row.id, ts=ts, verify_at=verify_at)
         self._metrics.messages_sent.labels(kind=row.kind).inc()
 
-    async def _post_row(self, row: OutboxRow, notification: Notification) -> str:
+    @property
+    def settle(self) -> float:
+        """Seconds after a call's start before Slack cannot still be completing it."""
+        return settle(self._slack.timeout)
+
+    async def verify(self, row: OutboxRow) -> None:
+        """Look for a late copy of a row posted again; delete it (`look_for_late_copies`)."""
+        try:
+            await look_for_late_copies(
+                self._store, self._slack, row, now=self._clock(), settle_for=self.settle
+            )
+        except SlackDeliveryError as err:
+            retry = err.transient
+            log.warning(
+                "cannot look for a late copy of outbox row %s (%s)%s",
+                row.id,
+                err.error,
+                "; will look again" if retry else "",
+            )
+            at = self._clock() + max(err.retry_after or 0.0, self.settle) if retry else None
+            await self._store.run(lambda sync: sync.set_verify_at(row.id, at=at))
+
+    async def _post_row(
+        self, row: OutboxRow, notification: Notification, started: float | None = None
+    ) -> tuple[str, float]:
         """Post the row: the card first if the channel has none, then (unless the row only
-        starts the watch) the reply in the card's thread; returns the message's ts."""
+        starts the watch) the reply in the card's thread; returns the message's ts and when
+        its call started (`started`, or later for a reply after its card)."""
+        started = self._clock() if started is None else started
         card_ts = await self._cards.posted_ts(row.channel_id, row.job_key)
         watch = notification.headline is EventKind.WATCH_STARTED
         if card_ts is None:
             card_ts = await self._post_card(row)
             if watch:
-                return card_ts
+                return card_ts, started
+            # the reply's call starts now: a stop during it is reconciled from here
+            started = self._clock()
+            await self._store.run(lambda sync: sync.mark_call_started(row.id, now=started))
         elif watch:
             await self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
-            return card_ts
+            return card_ts, started
         # the job as it was when these events happened, else as the store has it now
         snapshot = notification.snapshot or await self._cards.snapshot(row.job_key)
         broadcast = any(
@@ -159,7 +192,7 @@ class Delivery:
         self.posts += 1
         self._paced(row.channel_id)
         await self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
-        return str(answer["ts"])
+        return str(answer["ts"]), started
 
     async def _post_card(self, row: OutboxRow) -> str:
         message = await self._cards.message(row.channel_id, row.job_key)

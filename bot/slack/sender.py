@@ -23,7 +23,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
-from bot.slack.api import SlackCaller
+from bot.slack.api import SlackCaller, SlackIdentity
 from bot.slack.delivery import Delivery, SenderConfig, disable_channel
 from bot.slack.live_cards import LiveCards
 from bot.slack.reconcile import reconciling, requeue, requeue_interrupted
@@ -43,13 +43,16 @@ class Sender:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        identity: SlackIdentity | None = None,
     ) -> None:
+        """`identity`: the bot's ids from `auth.test` (asked on the first lookup if None);
+        lookups adopt only messages it posted."""
         config = config or SenderConfig()
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
-        slack = SlackCaller(client, metrics=metrics)
+        slack = SlackCaller(client, metrics=metrics, identity=identity)
         self._cards = LiveCards(
             store,
             slack,
@@ -126,14 +129,16 @@ class Sender:
         self.last_cycle_at = now
         look_up = not self._inflight
 
-        def read(store: Store) -> tuple[int, dict[str, int], list[OutboxRow], list[Card]]:
+        settle_for = self._rows.settle
+
+        def read(store: Store) -> tuple[list[float], dict[str, int], list[OutboxRow], list[Card]]:
             # What a tick needs, in one turn of the store's thread. With nothing in flight,
             # a row left `sending` was orphaned by a failed write: its outcome is unknown,
-            # so it is due again, to be looked up first.
+            # so it is due again, to be looked up first (once its call has settled).
             return (
-                requeue(store, now=now) if look_up else 0,
+                requeue(store, now=now, settle_for=settle_for) if look_up else [],
                 store.outbox_counts(),
-                store.due_outbox(now=now, limit=200),
+                store.due_outbox(now=now, limit=200) + store.rows_to_verify(now=now, limit=50),
                 store.dirty_cards(limit=200),
             )
 
@@ -147,15 +152,21 @@ class Sender:
             if self._rows.ready(r.channel_id) and ("post", r.channel_id) not in self._busy
         ]
         by_channel: dict[str, OutboxRow] = {}
-        for row in rows:
+        for row in rows:  # a row to post comes before a sent one to verify
             by_channel.setdefault(row.channel_id, row)
         cards = self._cards.due(
             now,
             dirty,
-            posting={(r.channel_id, r.job_key) for r in by_channel.values()},
+            posting={(r.channel_id, r.job_key) for r in by_channel.values() if r.state != "sent"},
             editing={channel for lane, channel in self._busy if lane == "edit"},
         )
-        work = [(("post", r.channel_id), self._rows.deliver(r)) for r in by_channel.values()]
+        work = [
+            (
+                ("post", r.channel_id),
+                self._rows.verify(r) if r.state == "sent" else self._rows.deliver(r),
+            )
+            for r in by_channel.values()
+        ]
         work += [(("edit", c.channel_id), self._cards.refresh(c)) for c in cards]
         started = [self._start(lane, job) for lane, job in work]
         if wait:
@@ -200,7 +211,9 @@ class Sender:
 
     async def reconcile(self) -> int:
         """After a crash: every row left in `sending` is looked up before anything else."""
-        return await requeue_interrupted(self._store, now=self._clock())
+        return await requeue_interrupted(
+            self._store, now=self._clock(), settle_for=self._rows.settle
+        )
 
 
 def _work_left(store: Store, *, now: float) -> bool:

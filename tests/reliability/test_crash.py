@@ -140,10 +140,12 @@ async def test_sigkill_during_slow_delivery_loses_and_doubles_nothing(
     tmp_path: Path, kill_steps: int
 ) -> None:
     """Slack answers every post after 0.3 s, so most kills land in the middle of a call;
-    every 8th stop is a SIGTERM instead, a graceful stop in the middle of delivery."""
+    every 8th stop is a SIGTERM instead, a graceful stop in the middle of delivery.
+    SLACK_TIMEOUT=1: a row interrupted mid-call is looked up only once the call has settled
+    (its start + twice the timeout, issue 19), 2 s here rather than 20 s per kill."""
     timeline = climb(kill_steps)
     channels = [CHANNEL, "C0SECOND"]
-    async with running(tmp_path) as h:
+    async with running(tmp_path, SLACK_TIMEOUT="1") as h:
         key = h.sim.script_job(timeline.payloads, training=timeline.training)
         for channel in channels:
             await h.subscribe(key, channel=channel)
