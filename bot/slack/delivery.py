@@ -132,7 +132,7 @@ class Delivery:
                 "; will look again" if retry else "",
             )
             at = self._clock() + max(err.retry_after or 0.0, self.settle) if retry else None
-            await self._store.run(lambda sync: sync.set_verify_at(row.id, at=at))
+            await self._store.set_verify_at(row.id, at=at)
 
     async def _post_row(
         self, row: OutboxRow, notification: Notification, started: float | None = None
@@ -149,7 +149,7 @@ class Delivery:
                 return card_ts, started
             # the reply's call starts now: a stop during it is reconciled from here
             started = self._clock()
-            await self._store.run(lambda sync: sync.mark_call_started(row.id, now=started))
+            await self._store.mark_call_started(row.id, now=started)
         elif watch:
             await self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
             return card_ts, started

@@ -133,5 +133,5 @@ async def look_for_late_copies(
     step = (row.verify_at or now) - started
     last = step >= settle_for * 2 ** (VERIFY_CHECKS - 1) * 0.999
     following = None if last else started + 2 * step
-    await store.run(lambda sync: sync.set_verify_at(row.id, at=following))
+    await store.set_verify_at(row.id, at=following)
     return len(replies) + len(cards)
