@@ -7,6 +7,7 @@ methods, run on the store's own thread and awaited from the event loop).
 from store.async_store import AsyncStore
 from store.db import Store
 from store.records import (
+    AuditRow,
     Card,
     HistoryPoint,
     JobRecord,
@@ -15,12 +16,14 @@ from store.records import (
     StoreError,
     StoreUnavailable,
     Subscription,
+    SubscriptionChange,
     SubscriptionLimitReached,
     SubscriptionView,
 )
 
 __all__ = [
     "AsyncStore",
+    "AuditRow",
     "Card",
     "HistoryPoint",
     "JobRecord",
@@ -30,6 +33,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Subscription",
+    "SubscriptionChange",
     "SubscriptionLimitReached",
     "SubscriptionView",
 ]

@@ -159,7 +159,15 @@ def _create_checks(db: Database) -> None:
         )
 
 
-MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, m001_initial),)
+def m005_unwatched_cards(db: Database) -> None:
+    """Cards remember when and by whom their channel stopped watching the job: the card
+    is edited once to say so, then left alone (`unwatched_shown`)."""
+    db.execute("ALTER TABLE cards ADD COLUMN unwatched_at REAL")
+    db.execute("ALTER TABLE cards ADD COLUMN unwatched_by TEXT")
+    db.execute("ALTER TABLE cards ADD COLUMN unwatched_shown INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, m001_initial), (5, m005_unwatched_cards))
 
 
 def applied(db: Database) -> set[int]:

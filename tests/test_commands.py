@@ -379,8 +379,9 @@ async def test_mute_silences_progress_but_not_the_final_status(env: Env) -> None
     env.sim.advance(key)  # PENDING → RUNNING, first best: progress, so silent
     await env.cycle(20.0)
     await env.cycle(1.0)
-    assert thread_kinds(env) == []
+    assert thread_kinds(env) == ["subscription_changed"]  # who muted it, and nothing else
     card = env.sink.channels["C0TEST"][0]
+    assert "<@U0ALICE> muted this job for 2h" in env.sink.replies("C0TEST", card.ts)[0].text
     assert "RUNNING" in card.text  # the card keeps updating
     assert "muted" in str(card.blocks)
 
@@ -389,13 +390,14 @@ async def test_mute_silences_progress_but_not_the_final_status(env: Env) -> None
     env.sim.advance(key)  # new best 0.74
     await env.cycle(20.0)
     await env.cycle(1.0)
-    assert thread_kinds(env) == ["new_best"]
+    changed = "subscription_changed"
+    assert thread_kinds(env) == [changed, changed, "new_best"]  # muted, unmuted, news
 
     await answer(env, f"mute {key} 1d")
     env.sim.advance(key, 2)  # COMPLETED: terminal, gets through
     await env.cycle(20.0)
     await env.cycle(1.0)
-    assert thread_kinds(env) == ["new_best", "champion"]
+    assert thread_kinds(env) == [changed, changed, "new_best", changed, "champion"]
 
 
 async def test_mute_ends_by_itself(env: Env) -> None:
@@ -409,7 +411,7 @@ async def test_mute_ends_by_itself(env: Env) -> None:
     env.sim.advance(key)  # new best 0.74
     await env.cycle(20.0)
     await env.cycle(1.0)
-    assert thread_kinds(env) == ["new_best"]
+    assert thread_kinds(env) == ["subscription_changed", "new_best"]
 
 
 async def test_mute_and_unmute_need_a_subscription_here(env: Env) -> None:

@@ -34,6 +34,7 @@ from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
 from bot.metrics import Metrics
 from bot.slack import replies
 from bot.slack.answers import ack_or_respond, internal_error, patiently, reply_body, settled
+from bot.slack.audit import audit, on_mute, on_subscribe, on_unsubscribe, option_changes
 from bot.slack.command_text import (
     DEFAULT_COMMAND,
     USAGE,
@@ -57,7 +58,14 @@ from bot.slack.render import (
     render_error,
     render_status,
 )
-from store import AsyncStore, Store, StoreUnavailable, Subscription, SubscriptionLimitReached
+from store import (
+    AsyncStore,
+    AuditRow,
+    Store,
+    StoreUnavailable,
+    Subscription,
+    SubscriptionLimitReached,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +143,12 @@ def subscribe_snapshot(
     now: float,
     channel_limit: int | None = None,
     global_limit: int | None = None,
+    audit_row: AuditRow | None = None,
 ) -> tuple[Subscription, bool]:
     """Watch `snapshot.job_key` in a channel (the store's one transaction, limits checked in
-    it), with a watch row that posts the card when the subscription is new. An option left
-    None keeps what the subscription has stored."""
+    it), with a watch row that posts the card when the subscription is new, and
+    `audit_row`'s line saying who did it. An option left None keeps what the subscription
+    has stored."""
     best = snapshot.best()
     first_card = watch_started(
         snapshot.job_key, channel_id, mention=mention, now=now, nonce=secrets.token_hex(4)
@@ -161,26 +171,48 @@ def subscribe_snapshot(
         watch_row=outbox_row(first_card),
         channel_limit=channel_limit,
         global_limit=global_limit,
+        audit=audit_row,
         now=now,
     )
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who asked for a command, and what they typed (or which button), for the audit."""
+
+    team_id: str
+    user_id: str
+    text: str
+
+
+def _log(actor: Actor, channel_id: str, result: str) -> None:
+    audit(
+        team=actor.team_id,
+        channel=channel_id,
+        user=actor.user_id,
+        command=actor.text,
+        result=result,
+    )
+
+
 async def run_subscribe(
-    ctx: CommandContext, cmd: Subscribe, *, team_id: str, channel_id: str, user_id: str
+    ctx: CommandContext, cmd: Subscribe, *, actor: Actor, channel_id: str
 ) -> Message:
     try:
         snapshot = await fetch_snapshot(ctx, cmd.key)
     except MathFiError as err:
+        _log(actor, channel_id, f"refused: MathFi ({type(err).__name__})")
         return render_error(mathfi_problem(err, cmd.key))
     now = ctx.clock()
 
-    def subscribe(store: Store) -> tuple[Subscription, bool, int]:
+    def subscribe(store: Store) -> tuple[Subscription | None, Subscription, bool, int]:
+        before = store.get_subscription(channel_id=channel_id, job_key=cmd.key)
         sub, created = subscribe_snapshot(
             store,
             snapshot,
-            team_id=team_id,
+            team_id=actor.team_id,
             channel_id=channel_id,
-            user_id=user_id,
+            user_id=actor.user_id,
             min_improvement=cmd.min_improvement,
             mention=cmd.mention,
             events=EventsFilter(cmd.events) if cmd.events is not None else None,
@@ -188,14 +220,23 @@ async def run_subscribe(
             now=now,
             channel_limit=ctx.subscription_limit,
             global_limit=ctx.max_subscriptions,
+            audit_row=on_subscribe,
         )
-        return sub, created, store.count_all_active()
+        return before if before and before.active else None, sub, created, store.count_all_active()
 
     try:
-        sub, created, active = await patiently(lambda: ctx.store.run(subscribe), sleep=ctx.sleep)
+        before, sub, created, active = await patiently(
+            lambda: ctx.store.run(subscribe), sleep=ctx.sleep
+        )
     except SubscriptionLimitReached as err:
+        _log(actor, channel_id, f"refused: {err}")
         return limit_reached(ctx, err)
     ctx.metrics.active_subscriptions.set(active)
+    if created or before is None:
+        _log(actor, channel_id, f"subscribed to {cmd.key}")
+    else:
+        changed = ", ".join(f"{c.name} {c.old} -> {c.new}" for c in option_changes(before, sub))
+        _log(actor, channel_id, f"options of {cmd.key}: {changed or 'unchanged'}")
     await ctx.watch(cmd.key)
     return replies.subscribed(sub, snapshot, created=created, command=ctx.command)
 
@@ -223,16 +264,22 @@ async def run_status(ctx: CommandContext, cmd: Status) -> Message:
     return render_status(snapshot, now=ctx.clock())
 
 
-async def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Message:
+async def run_local(
+    ctx: CommandContext, cmd: Command, *, channel_id: str, actor: Actor | None = None
+) -> Message:
     """Commands that need only SQLite: each one turn of the store's thread, tried again
-    while the database refuses it."""
+    while the database refuses it. One that changes a subscription is audited (the line
+    in Slack is queued by the store's write, the log line here)."""
     if isinstance(cmd, Help):
         return Message(text=help_text(ctx.command), blocks=[])
+    actor = actor or Actor(team_id="", user_id="", text="")
     now = ctx.clock()  # one reading: a mute's reply says exactly the duration asked for
-    work = _local_work(cmd, channel_id=channel_id, now=now)
+    work = _local_work(cmd, channel_id=channel_id, user_id=actor.user_id, now=now)
     answer, active = await patiently(lambda: ctx.store.run(work), sleep=ctx.sleep)
     if active is not None:
         ctx.metrics.active_subscriptions.set(active)
+    if isinstance(cmd, Unsubscribe | Mute | Unmute):
+        _log(actor, channel_id, _local_result(cmd, answer))
     if isinstance(cmd, ListSubs):
         assert isinstance(answer, list)
         return replies.subscription_list(answer, now=now, command=ctx.command, page=cmd.page)
@@ -257,8 +304,21 @@ async def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Me
     raise TypeError(f"not a local command: {cmd!r}")
 
 
+def _local_result(cmd: Unsubscribe | Mute | Unmute, answer: Any) -> str:
+    """The audit log's result of a local command."""
+    if isinstance(cmd, Unsubscribe):
+        if cmd.all:
+            return f"unsubscribed {int(answer)} job(s)"
+        return f"unsubscribed from {cmd.key}" if answer else f"not watching {cmd.key}"
+    if not answer:
+        return f"not watching {cmd.key}"
+    if isinstance(cmd, Mute):
+        return f"muted {cmd.key} for {cmd.seconds:g} s"
+    return f"unmuted {cmd.key}"
+
+
 def _local_work(
-    cmd: Command, *, channel_id: str, now: float
+    cmd: Command, *, channel_id: str, user_id: str, now: float
 ) -> Callable[[Store], tuple[Any, int | None]]:
     """What a local command does on the store's thread: (its result, the count of active
     subscriptions when it may have changed them)."""
@@ -268,14 +328,31 @@ def _local_work(
             return store.list_subscriptions(channel_id=channel_id), None
         if isinstance(cmd, Unsubscribe):
             if cmd.all:
-                count = store.unsubscribe_all(channel_id=channel_id)
+                count = store.unsubscribe_all(
+                    channel_id=channel_id, user_id=user_id, audit=on_unsubscribe, now=now
+                )
             else:
                 assert cmd.key is not None
-                count = int(store.unsubscribe(channel_id=channel_id, job_key=cmd.key))
+                stopped = store.unsubscribe(
+                    channel_id=channel_id,
+                    job_key=cmd.key,
+                    user_id=user_id,
+                    audit=on_unsubscribe,
+                    now=now,
+                )
+                count = int(stopped)
             return count, store.count_all_active() if count else None
         if isinstance(cmd, Mute | Unmute):
             until = now + cmd.seconds if isinstance(cmd, Mute) else None
-            if not store.set_muted_until(channel_id=channel_id, job_key=cmd.key, until=until):
+            muted = store.set_muted_until(
+                channel_id=channel_id,
+                job_key=cmd.key,
+                until=until,
+                user_id=user_id,
+                audit=on_mute,
+                now=now,
+            )
+            if not muted:
                 return False, None
             store.mark_card_dirty(channel_id=channel_id, job_key=cmd.key)
             return True, None
@@ -313,6 +390,11 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
     async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         channel_id = str(body.get("channel_id", ""))
         text = str(body.get("text", ""))
+        actor = Actor(
+            team_id=str(body.get("team_id", "")),
+            user_id=str(body.get("user_id", "")),
+            text=f"{ctx.command} {text}",
+        )
         try:
             cmd = parse_command(text, allow_broadcast=ctx.allow_broadcast_mentions)
         except CommandError as err:
@@ -324,20 +406,14 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
         if isinstance(cmd, Subscribe | Status):
             await ack(response_type="ephemeral", text=f"⏳ Asking MathFi about `{cmd.key}`…")
             if isinstance(cmd, Subscribe):
-                work = run_subscribe(
-                    ctx,
-                    cmd,
-                    team_id=str(body.get("team_id", "")),
-                    channel_id=channel_id,
-                    user_id=str(body.get("user_id", "")),
-                )
+                work = run_subscribe(ctx, cmd, actor=actor, channel_id=channel_id)
             else:
                 work = run_status(ctx, cmd)
             message = await settled(work, name=name, where=where, metrics=ctx.metrics)
             await respond(**reply_body(message))
             return
         answer = settled(
-            run_local(ctx, cmd, channel_id=channel_id),
+            run_local(ctx, cmd, channel_id=channel_id, actor=actor),
             name=name,
             where=where,
             metrics=ctx.metrics,
@@ -352,11 +428,17 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
             try:
                 key = str(body["actions"][0]["value"])
                 channel_id = str(body["channel"]["id"])
+                user = body.get("user") or {}
+                actor = Actor(
+                    team_id=str((body.get("team") or {}).get("id") or user.get("team_id", "")),
+                    user_id=str(user.get("id", "")),
+                    text=f"button {body['actions'][0].get('action_id', '?')} {key}",
+                )
                 cmd = make(key)
                 if isinstance(cmd, Status):
                     message = await run_refresh(ctx, key, channel_id=channel_id)
                 else:
-                    message = await run_local(ctx, cmd, channel_id=channel_id)
+                    message = await run_local(ctx, cmd, channel_id=channel_id, actor=actor)
             except StoreUnavailable as err:
                 log.error("database unavailable during a button: %s", err)
                 message = render_error("The bot's database is unavailable right now.")
