@@ -15,10 +15,13 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from dataclasses import dataclass
+from typing import Any
 
 from bot.core.events import ChangeAction, Event, EventKind, OptionChange
 from bot.core.notification import EVERY_JOB, subscription_changed
 from bot.engine.jobs import outbox_row
+from bot.slack.command_text import Mute, Unmute, Unsubscribe
 from store import NewOutboxRow, Subscription, SubscriptionChange
 
 audit_log = logging.getLogger("bot.audit")
@@ -26,7 +29,7 @@ audit_log = logging.getLogger("bot.audit")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-def audit(*, team: str, channel: str, user: str, command: str, result: str) -> None:
+def log_line(*, team: str, channel: str, user: str, command: str, result: str) -> None:
     """One audit line (also as JSON fields with LOG_FORMAT=json)."""
     command = _CONTROL.sub(" ", command)[:300]
     audit_log.info(
@@ -44,6 +47,39 @@ def audit(*, team: str, channel: str, user: str, command: str, result: str) -> N
             "result": result,
         },
     )
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked for a command, and what they typed (or which button), for the audit."""
+
+    team_id: str
+    user_id: str
+    text: str
+
+
+def audit(actor: Actor, channel_id: str, result: str) -> None:
+    """One audit line for a command (also as JSON fields with LOG_FORMAT=json)."""
+    log_line(
+        team=actor.team_id,
+        channel=channel_id,
+        user=actor.user_id,
+        command=actor.text,
+        result=result,
+    )
+
+
+def local_result(cmd: Unsubscribe | Mute | Unmute, answer: Any) -> str:
+    """The audit log's result of a local command."""
+    if isinstance(cmd, Unsubscribe):
+        if cmd.all:
+            return f"unsubscribed {int(answer)} job(s)"
+        return f"unsubscribed from {cmd.key}" if answer else f"not watching {cmd.key}"
+    if not answer:
+        return f"not watching {cmd.key}"
+    if isinstance(cmd, Mute):
+        return f"muted {cmd.key} for {cmd.seconds:g} s"
+    return f"unmuted {cmd.key}"
 
 
 def _options(sub: Subscription) -> dict[str, str | None]:

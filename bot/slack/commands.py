@@ -1,6 +1,6 @@
 """`/mathfi` slash commands and the card buttons (bolt listeners, registered by `register`).
 
-(About 370 lines, kept whole: each command's work and its listener share `CommandContext`
+(About 400 lines, kept whole: each command's work and its listener share `CommandContext`
 and the wording of its answers; parsing is in `bot.slack.command_text`, the replies in
 `bot.slack.replies`, how an answer reaches the user in `bot.slack.answers`.)
 
@@ -30,11 +30,19 @@ from bot.core.events import EventsFilter
 from bot.core.fanout import watch_started
 from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
 from bot.engine.jobs import outbox_row
-from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
+from bot.errors import MathFiError
 from bot.metrics import Metrics
 from bot.slack import replies
 from bot.slack.answers import ack_or_respond, internal_error, patiently, reply_body, settled
-from bot.slack.audit import audit, on_mute, on_subscribe, on_unsubscribe, option_changes
+from bot.slack.audit import (
+    Actor,
+    audit,
+    local_result,
+    on_mute,
+    on_subscribe,
+    on_unsubscribe,
+    option_changes,
+)
 from bot.slack.command_text import (
     DEFAULT_COMMAND,
     USAGE,
@@ -117,17 +125,6 @@ async def fetch_snapshot(ctx: CommandContext, key: str) -> Snapshot:
     return Snapshot.from_api(key, progress, job)
 
 
-def mathfi_problem(err: MathFiError, key: str) -> str:
-    if isinstance(err, TrainingJobNotFound):
-        return f"MathFi has no training job `{key}`. Check the key on the MathFi dashboard."
-    if isinstance(err, MathFiAuthError):
-        return (
-            "MathFi refused the bot's credentials, so nothing was done. "
-            "Ask whoever runs the bot to check MATHFI_USERNAME and MATHFI_PASSWORD."
-        )
-    return "MathFi cannot be reached right now, so nothing was done. Try again in a minute."
-
-
 # --------------------------------------------------------------------- the work
 def subscribe_snapshot(
     store: Store,
@@ -176,33 +173,14 @@ def subscribe_snapshot(
     )
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who asked for a command, and what they typed (or which button), for the audit."""
-
-    team_id: str
-    user_id: str
-    text: str
-
-
-def _log(actor: Actor, channel_id: str, result: str) -> None:
-    audit(
-        team=actor.team_id,
-        channel=channel_id,
-        user=actor.user_id,
-        command=actor.text,
-        result=result,
-    )
-
-
 async def run_subscribe(
     ctx: CommandContext, cmd: Subscribe, *, actor: Actor, channel_id: str
 ) -> Message:
     try:
         snapshot = await fetch_snapshot(ctx, cmd.key)
     except MathFiError as err:
-        _log(actor, channel_id, f"refused: MathFi ({type(err).__name__})")
-        return render_error(mathfi_problem(err, cmd.key))
+        audit(actor, channel_id, f"refused: MathFi ({type(err).__name__})")
+        return render_error(replies.mathfi_problem(err, cmd.key))
     now = ctx.clock()
 
     def subscribe(store: Store) -> tuple[Subscription | None, Subscription, bool, int]:
@@ -229,38 +207,23 @@ async def run_subscribe(
             lambda: ctx.store.run(subscribe), sleep=ctx.sleep
         )
     except SubscriptionLimitReached as err:
-        _log(actor, channel_id, f"refused: {err}")
-        return limit_reached(ctx, err)
+        audit(actor, channel_id, f"refused: {err}")
+        return replies.limit_reached(err, command=ctx.command)
     ctx.metrics.active_subscriptions.set(active)
     if created or before is None:
-        _log(actor, channel_id, f"subscribed to {cmd.key}")
+        audit(actor, channel_id, f"subscribed to {cmd.key}")
     else:
         changed = ", ".join(f"{c.name} {c.old} -> {c.new}" for c in option_changes(before, sub))
-        _log(actor, channel_id, f"options of {cmd.key}: {changed or 'unchanged'}")
+        audit(actor, channel_id, f"options of {cmd.key}: {changed or 'unchanged'}")
     await ctx.watch(cmd.key)
     return replies.subscribed(sub, snapshot, created=created, command=ctx.command)
-
-
-def limit_reached(ctx: CommandContext, err: SubscriptionLimitReached) -> Message:
-    """Which limit refused the subscription, and what to do about it."""
-    if err.scope == "channel":
-        return render_error(
-            f"This channel already watches {err.limit} jobs, the most allowed "
-            f"(SUBSCRIPTION_LIMIT); nothing was changed. Unsubscribe from finished ones "
-            f"first (`{ctx.command} list`)."
-        )
-    return render_error(
-        f"The bot already has {err.limit} subscriptions across all channels, the most "
-        "allowed (MAX_SUBSCRIPTIONS); nothing was changed. Unsubscribe from finished jobs, "
-        "or ask whoever runs the bot to raise MAX_SUBSCRIPTIONS."
-    )
 
 
 async def run_status(ctx: CommandContext, cmd: Status) -> Message:
     try:
         snapshot = await fetch_snapshot(ctx, cmd.key)
     except MathFiError as err:
-        return render_error(mathfi_problem(err, cmd.key))
+        return render_error(replies.mathfi_problem(err, cmd.key))
     return render_status(snapshot, now=ctx.clock())
 
 
@@ -279,7 +242,7 @@ async def run_local(
     if active is not None:
         ctx.metrics.active_subscriptions.set(active)
     if isinstance(cmd, Unsubscribe | Mute | Unmute):
-        _log(actor, channel_id, _local_result(cmd, answer))
+        audit(actor, channel_id, local_result(cmd, answer))
     if isinstance(cmd, ListSubs):
         assert isinstance(answer, list)
         return replies.subscription_list(answer, now=now, command=ctx.command, page=cmd.page)
@@ -302,19 +265,6 @@ async def run_local(
         until = now + cmd.seconds if isinstance(cmd, Mute) else None
         return replies.muted(cmd.key, until=until, now=now)
     raise TypeError(f"not a local command: {cmd!r}")
-
-
-def _local_result(cmd: Unsubscribe | Mute | Unmute, answer: Any) -> str:
-    """The audit log's result of a local command."""
-    if isinstance(cmd, Unsubscribe):
-        if cmd.all:
-            return f"unsubscribed {int(answer)} job(s)"
-        return f"unsubscribed from {cmd.key}" if answer else f"not watching {cmd.key}"
-    if not answer:
-        return f"not watching {cmd.key}"
-    if isinstance(cmd, Mute):
-        return f"muted {cmd.key} for {cmd.seconds:g} s"
-    return f"unmuted {cmd.key}"
 
 
 def _local_work(
