@@ -7,6 +7,7 @@ MathFi simulator and the Slack sink answering on 127.0.0.1; nothing of ours is m
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -547,6 +549,43 @@ async def test_unsubscribe_button_acts_on_the_clicked_channel(env: Env) -> None:
     sub = await store.get_subscription(channel_id="C1", job_key=key)
     assert sub is not None and not sub.active
     assert (await store.count_active(channel_id="C2")) == 1
+
+
+async def test_an_unsubscribe_by_button_is_a_line_in_the_thread_and_an_audit_line(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = env.sim.script_job(RUNNING)
+    await subscribed(env, f"subscribe {key}")
+    await env.cycle()  # the card
+    with caplog.at_level(logging.INFO, logger="bot.audit"):
+        assert await env.button(ACTION_UNSUBSCRIBE, key) == 200
+        await last_button_reply(env)
+    await env.cycle(1.0)
+    await env.cycle(1.0)
+    card = env.sink.channels["C0TEST"][0]
+    lines = [m.text for m in env.sink.replies("C0TEST", card.ts)]
+    assert lines == ["🔕 <@U0ALICE> stopped watching this job in this channel"]
+    assert "No longer watched in this channel" in card.text  # its one last edit
+    (record,) = [r for r in caplog.records if r.name == "bot.audit"]
+    assert (record.user, record.channel, record.result) == (  # type: ignore[attr-defined]
+        "U0ALICE",
+        "C0TEST",
+        f"unsubscribed from {key}",
+    )
+    assert record.command == f"button mathfi_unsubscribe {key}"  # type: ignore[attr-defined]
+
+
+async def test_unsubscribe_all_is_one_line_in_the_channel(env: Env) -> None:
+    keys = [env.sim.script_job(RUNNING) for _ in range(2)]
+    for key in keys:
+        await subscribed(env, f"subscribe {key}")
+    await env.cycle()
+    await env.cycle(1.0)
+    await answer(env, "unsubscribe all")
+    await env.cycle(1.0)
+    top = [m.text for m in env.sink.channels["C0TEST"] if m.thread_ts is None]
+    assert top[-1] == "🔕 <@U0ALICE> stopped watching 2 jobs in this channel"
+    assert sum("stopped watching" in t for t in top) == 1
 
 
 async def test_refresh_button_polls_now_and_redraws_the_card(env: Env) -> None:
