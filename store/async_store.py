@@ -169,6 +169,7 @@ class AsyncStore:
     dirty_cards = _on_thread(Store.dirty_cards)
     mark_card_clean = _on_thread(Store.mark_card_clean)
     mark_card_dirty = _on_thread(Store.mark_card_dirty)
+    mark_unwatched_shown = _on_thread(Store.mark_unwatched_shown)
 
     ping = _on_thread(Store.ping)
 

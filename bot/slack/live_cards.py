@@ -119,11 +119,8 @@ class LiveCards:
 
     async def _clean(self, card: Card) -> None:
         if card.unwatched_at is not None:  # its one last edit is done (or cannot be done)
-            since = card.unwatched_at
-            await self._store.run(
-                lambda store: store.mark_unwatched_shown(
-                    channel_id=card.channel_id, job_key=card.job_key, unwatched_at=since
-                )
+            await self._store.mark_unwatched_shown(
+                channel_id=card.channel_id, job_key=card.job_key, unwatched_at=card.unwatched_at
             )
             return
         await self._store.mark_card_clean(
