@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     )
     http_host: str = Field("0.0.0.0", description="Listen address")
     http_port: int = Field(3000, ge=0, le=65535, description="Listen port")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics on its own listener at this port (and no longer on "
+        "HTTP_PORT); unset: /metrics is on the main listener",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Listen address of the METRICS_PORT listener"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="Log level"
     )
@@ -207,6 +217,11 @@ class Settings(BaseSettings):
                 "(set MATHFI_ALLOW_HTTP=true to allow plain http)"
             )
         return value.rstrip("/")
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("slack_command")
     @classmethod

@@ -8,6 +8,7 @@ from store.async_store import AsyncStore
 from store.db import Store
 from store.records import (
     ActionRecord,
+    AuditRow,
     Card,
     DatabaseSize,
     HistoryPoint,
@@ -18,6 +19,7 @@ from store.records import (
     StoreError,
     StoreUnavailable,
     Subscription,
+    SubscriptionChange,
     SubscriptionLimitReached,
     SubscriptionView,
 )
@@ -25,6 +27,7 @@ from store.records import (
 __all__ = [
     "ActionRecord",
     "AsyncStore",
+    "AuditRow",
     "Card",
     "DatabaseSize",
     "HistoryPoint",
@@ -36,6 +39,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Subscription",
+    "SubscriptionChange",
     "SubscriptionLimitReached",
     "SubscriptionView",
 ]

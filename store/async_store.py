@@ -172,6 +172,7 @@ class AsyncStore:
     dirty_cards = _on_thread(Store.dirty_cards)
     mark_card_clean = _on_thread(Store.mark_card_clean)
     mark_card_dirty = _on_thread(Store.mark_card_dirty)
+    mark_unwatched_shown = _on_thread(Store.mark_unwatched_shown)
 
     prune_outbox = _on_thread(Store.prune_outbox)
     prune_jobs = _on_thread(Store.prune_jobs)

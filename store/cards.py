@@ -1,9 +1,37 @@
-"""Job cards: the message a channel shows for a job, and whether it needs editing."""
+"""Job cards: the message a channel shows for a job, and whether it needs editing.
+
+A card whose channel stopped watching the job (`unwatched_at`) is edited once more, to say
+so, and then never again: `dirty_cards` leaves it out once `unwatched_shown`.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+
 from store.connection import StoreConnection
 from store.records import Card
+
+
+def unwatch_cards(
+    conn: sqlite3.Connection, *, channel_id: str, job_keys: list[str], by: str | None, at: float
+) -> None:
+    """Inside the caller's (unsubscribe) transaction: the channel no longer watches these
+    jobs, so each card is due for its one last edit."""
+    conn.executemany(
+        "UPDATE cards SET unwatched_at = ?, unwatched_by = ?, unwatched_shown = 0, dirty = 1, "
+        "card_version = card_version + 1 WHERE channel_id = ? AND job_key = ?",
+        [(at, by, channel_id, key) for key in job_keys],
+    )
+
+
+def rewatch_card(conn: sqlite3.Connection, *, channel_id: str, job_key: str) -> None:
+    """Inside the caller's (subscribe) transaction: the card is live again (the watch row
+    then marks it dirty, and it is redrawn with its buttons)."""
+    conn.execute(
+        "UPDATE cards SET unwatched_at = NULL, unwatched_by = NULL, unwatched_shown = 0 "
+        "WHERE channel_id = ? AND job_key = ?",
+        (channel_id, job_key),
+    )
 
 
 class CardStore(StoreConnection):
@@ -33,7 +61,7 @@ class CardStore(StoreConnection):
     def dirty_cards(self, *, limit: int = 100) -> list[Card]:
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {Card.COLUMNS} FROM cards WHERE dirty = 1 "
+                f"SELECT {Card.COLUMNS} FROM cards WHERE dirty = 1 AND unwatched_shown = 0 "
                 "ORDER BY job_key, channel_id LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -55,4 +83,16 @@ class CardStore(StoreConnection):
             "UPDATE cards SET dirty = 1, card_version = card_version + 1 "
             "WHERE channel_id = ? AND job_key = ?",
             (channel_id, job_key),
+        )
+
+    def mark_unwatched_shown(self, *, channel_id: str, job_key: str, unwatched_at: float) -> bool:
+        """The card now says it is no longer watched: never edit it again (unless the channel
+        subscribed again since, which cleared `unwatched_at`)."""
+        return (
+            self._update_row(
+                "UPDATE cards SET dirty = 0, unwatched_shown = 1 "
+                "WHERE channel_id = ? AND job_key = ? AND unwatched_at = ?",
+                (channel_id, job_key, unwatched_at),
+            )
+            > 0
         )

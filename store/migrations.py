@@ -266,11 +266,20 @@ def m004_outbox_call_started(db: Database) -> None:
     db.execute("CREATE INDEX outbox_verify_at ON outbox (verify_at) WHERE verify_at IS NOT NULL")
 
 
+def m005_unwatched_cards(db: Database) -> None:
+    """Cards remember when and by whom their channel stopped watching the job: the card
+    is edited once to say so, then left alone (`unwatched_shown`)."""
+    db.execute("ALTER TABLE cards ADD COLUMN unwatched_at REAL")
+    db.execute("ALTER TABLE cards ADD COLUMN unwatched_by TEXT")
+    db.execute("ALTER TABLE cards ADD COLUMN unwatched_shown INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (1, m001_initial),
     (2, m002_retention),
     (3, m003_actions),
     (4, m004_outbox_call_started),
+    (5, m005_unwatched_cards),
 )
 
 

@@ -6,6 +6,7 @@ order) and a `from_row` that turns one tuple of that SELECT into the record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -153,21 +154,48 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriptionChange:
+    """What one write did to a channel's subscription(s), as its own transaction saw it:
+    `before` and `after` of one (channel, job), or, for a whole channel (`job_key` None),
+    `count` subscriptions stopped. `user_id` is who asked."""
+
+    channel_id: str
+    job_key: str | None
+    user_id: str | None
+    before: Subscription | None
+    after: Subscription | None
+    count: int
+    at: float
+
+
+# Called inside the write's transaction: the outbox row that tells the channel (or None).
+AuditRow = Callable[[SubscriptionChange], NewOutboxRow | None]
+
+
+@dataclass(frozen=True, slots=True)
 class Card:
-    """The job card posted in a channel; `card_version` grows each time it goes stale."""
+    """The job card posted in a channel; `card_version` grows each time it goes stale.
+
+    `unwatched_at` / `unwatched_by`: the channel stopped watching the job then, by whom; the
+    card is edited once more to say so (`unwatched_shown`), then never again."""
 
     channel_id: str
     job_key: str
     ts: str | None
     dirty: bool
     card_version: int
+    unwatched_at: float | None = None
+    unwatched_by: str | None = None
+    unwatched_shown: bool = False
 
-    COLUMNS: ClassVar[str] = "channel_id, job_key, ts, dirty, card_version"
+    COLUMNS: ClassVar[str] = (
+        "channel_id, job_key, ts, dirty, card_version, unwatched_at, unwatched_by, unwatched_shown"
+    )
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Card:
-        channel_id, job_key, ts, dirty, card_version = row
-        return cls(channel_id, job_key, ts, bool(dirty), card_version)
+        channel_id, job_key, ts, dirty, card_version, at, by, shown = row
+        return cls(channel_id, job_key, ts, bool(dirty), card_version, at, by, bool(shown))
 
 
 @dataclass(frozen=True, slots=True)

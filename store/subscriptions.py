@@ -1,14 +1,21 @@
-"""Subscriptions: which channel watches which job, with its options, mute and limits."""
+"""Subscriptions: which channel watches which job, with its options, mute and limits.
+
+(About 330 lines: each write, its limits, its card and its audit row share one transaction,
+so they stay together.)
+"""
 
 from __future__ import annotations
 
 import sqlite3
 
+from store.cards import rewatch_card, unwatch_cards
 from store.connection import StoreConnection
 from store.outbox import insert_outbox
 from store.records import (
+    AuditRow,
     NewOutboxRow,
     Subscription,
+    SubscriptionChange,
     SubscriptionLimitReached,
     SubscriptionView,
 )
@@ -41,6 +48,21 @@ _UPSERT_SUBSCRIPTION = (
     "muted_until = CASE WHEN ? THEN NULL ELSE muted_until END, "
     "last_best = CASE WHEN ? THEN excluded.last_best ELSE last_best END"
 )
+
+
+def _get(conn: sqlite3.Connection, channel_id: str, job_key: str) -> Subscription | None:
+    row = conn.execute(
+        f"SELECT {_SUB} FROM subscriptions WHERE channel_id = ? AND job_key = ?",
+        (channel_id, job_key),
+    ).fetchone()
+    return None if row is None else Subscription.from_row(row)
+
+
+def _audit(conn: sqlite3.Connection, audit: AuditRow | None, change: SubscriptionChange) -> None:
+    """The change's visible line, queued in the change's own transaction."""
+    row = audit(change) if audit is not None else None
+    if row is not None:
+        insert_outbox(conn, [row], change.at)
 
 
 def _check_limits(
@@ -83,6 +105,7 @@ class SubscriptionStore(StoreConnection):
         watch_row: NewOutboxRow,
         channel_limit: int | None = None,
         global_limit: int | None = None,
+        audit: AuditRow | None = None,
         now: float | None = None,
     ) -> tuple[Subscription, bool]:
         """Insert or re-activate the (channel, job) subscription, with the job baseline.
@@ -94,18 +117,20 @@ class SubscriptionStore(StoreConnection):
         `best_performance`. When the subscription is not active yet, the channel's and the
         store's active subscriptions are counted in the same transaction as the insert: at
         `channel_limit` or `global_limit`, SubscriptionLimitReached and nothing is written.
+        `audit` is given the change (before, after) and its row is queued in the same
+        transaction; a card the channel had stopped watching is live again.
         """
         at = self._now(now)
         with self._write() as conn:
-            before = conn.execute(
-                "SELECT active, disabled_reason, min_improvement, mention, events "
-                "FROM subscriptions WHERE channel_id = ? AND job_key = ?",
-                (channel_id, job_key),
-            ).fetchone()
-            active = before is not None and bool(before[0])
+            previous = _get(conn, channel_id, job_key)
+            active = previous is not None and previous.active
             if not active:
                 _check_limits(conn, channel_id, channel_limit, global_limit)
-            kept = before[2:] if active else (DEFAULT_MIN_IMPROVEMENT, None, DEFAULT_EVENTS)
+            kept = (
+                (previous.min_improvement, previous.mention, previous.events)
+                if previous is not None and active
+                else (DEFAULT_MIN_IMPROVEMENT, None, DEFAULT_EVENTS)
+            )
             options = [
                 given if given is not None else stored
                 for given, stored in zip((min_improvement, mention, events), kept, strict=True)
@@ -134,7 +159,7 @@ class SubscriptionStore(StoreConnection):
             )
             # New, unsubscribed, or disabled by Slack (the bot was since invited back):
             # each starts afresh with a card.
-            created = not active or before[1] is not None
+            created = not active or (previous is not None and previous.disabled_reason is not None)
             conn.execute(
                 _UPSERT_SUBSCRIPTION,
                 (team_id, channel_id, job_key, user_id, at, *options, best_performance)
@@ -142,16 +167,33 @@ class SubscriptionStore(StoreConnection):
             )
             if created:
                 insert_outbox(conn, [watch_row], at)
-            row = conn.execute(
-                f"SELECT {_SUB} FROM subscriptions WHERE channel_id = ? AND job_key = ?",
-                (channel_id, job_key),
-            ).fetchone()
-        return Subscription.from_row(row), created
+                rewatch_card(conn, channel_id=channel_id, job_key=job_key)
+            after = _get(conn, channel_id, job_key)
+            assert after is not None
+            _audit(
+                conn,
+                audit,
+                SubscriptionChange(
+                    channel_id, job_key, user_id, previous if active else None, after, 1, at
+                ),
+            )
+        return after, created
 
-    def unsubscribe(self, *, channel_id: str, job_key: str) -> bool:
-        """Stop the subscription and drop what was queued for it; True if it was active."""
-        at = self._now(None)
+    def unsubscribe(
+        self,
+        *,
+        channel_id: str,
+        job_key: str,
+        user_id: str | None = None,
+        audit: AuditRow | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Stop the subscription and drop what was queued for it; True if it was active.
+        Its card is due for one last edit (no longer watched), and `audit`'s row is queued,
+        all in one transaction."""
+        at = self._now(now)
         with self._write() as conn:
+            previous = _get(conn, channel_id, job_key)
             stopped = conn.execute(
                 "UPDATE subscriptions SET active = 0, ended_at = ? "
                 "WHERE channel_id = ? AND job_key = ? AND active = 1",
@@ -162,24 +204,48 @@ class SubscriptionStore(StoreConnection):
                 "WHERE channel_id = ? AND job_key = ? AND state = 'pending'",
                 (at, channel_id, job_key),
             )
+            if stopped:
+                unwatch_cards(conn, channel_id=channel_id, job_keys=[job_key], by=user_id, at=at)
+                change = SubscriptionChange(
+                    channel_id, job_key, user_id, previous, _get(conn, channel_id, job_key), 1, at
+                )
+                _audit(conn, audit, change)
             return stopped > 0
 
-    def unsubscribe_all(self, *, channel_id: str) -> int:
-        at = self._now(None)
+    def unsubscribe_all(
+        self,
+        *,
+        channel_id: str,
+        user_id: str | None = None,
+        audit: AuditRow | None = None,
+        now: float | None = None,
+    ) -> int:
+        """Stop every subscription of the channel (as `unsubscribe` does each); how many."""
+        at = self._now(now)
         with self._write() as conn:
+            keys = [
+                key
+                for (key,) in conn.execute(
+                    "SELECT job_key FROM subscriptions WHERE channel_id = ? AND active = 1",
+                    (channel_id,),
+                ).fetchall()
+            ]
             conn.execute(
                 "UPDATE outbox SET state = 'dead', last_error = 'unsubscribed', updated_at = ? "
                 "WHERE channel_id = ? AND state = 'pending' AND job_key IN (SELECT job_key "
                 "FROM subscriptions WHERE channel_id = ? AND active = 1)",
                 (at, channel_id, channel_id),
             )
-            return int(
-                conn.execute(
-                    "UPDATE subscriptions SET active = 0, ended_at = ? "
-                    "WHERE channel_id = ? AND active = 1",
-                    (at, channel_id),
-                ).rowcount
-            )
+            count = conn.execute(
+                "UPDATE subscriptions SET active = 0, ended_at = ? "
+                "WHERE channel_id = ? AND active = 1",
+                (at, channel_id),
+            ).rowcount
+            if count:
+                unwatch_cards(conn, channel_id=channel_id, job_keys=keys, by=user_id, at=at)
+                change = SubscriptionChange(channel_id, None, user_id, None, None, count, at)
+                _audit(conn, audit, change)
+            return int(count)
 
     def list_subscriptions(self, *, channel_id: str) -> list[SubscriptionView]:
         """The channel's active subscriptions, disabled ones included, oldest first."""
@@ -224,16 +290,32 @@ class SubscriptionStore(StoreConnection):
             row = conn.execute("SELECT count(*) FROM subscriptions WHERE active = 1").fetchone()
         return int(row[0])
 
-    def set_muted_until(self, *, channel_id: str, job_key: str, until: float | None) -> bool:
-        """Mute (or unmute with None) an active subscription; False if there is none."""
-        return (
-            self._update_row(
+    def set_muted_until(
+        self,
+        *,
+        channel_id: str,
+        job_key: str,
+        until: float | None,
+        user_id: str | None = None,
+        audit: AuditRow | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Mute (or unmute with None) an active subscription; False if there is none.
+        `audit`'s row is queued in the same transaction."""
+        at = self._now(now)
+        with self._write() as conn:
+            previous = _get(conn, channel_id, job_key)
+            changed = conn.execute(
                 "UPDATE subscriptions SET muted_until = ? "
                 "WHERE channel_id = ? AND job_key = ? AND active = 1",
                 (until, channel_id, job_key),
-            )
-            > 0
-        )
+            ).rowcount
+            if changed:
+                change = SubscriptionChange(
+                    channel_id, job_key, user_id, previous, _get(conn, channel_id, job_key), 1, at
+                )
+                _audit(conn, audit, change)
+            return changed > 0
 
     def disable_channel(self, *, channel_id: str, reason: str) -> int:
         """Stop delivering to every active subscription of the channel; they stay listed."""

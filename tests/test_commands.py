@@ -7,6 +7,7 @@ MathFi simulator and the Slack sink answering on 127.0.0.1; nothing of ours is m
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -379,8 +381,9 @@ async def test_mute_silences_progress_but_not_the_final_status(env: Env) -> None
     env.sim.advance(key)  # PENDING → RUNNING, first best: progress, so silent
     await env.cycle(20.0)
     await env.cycle(1.0)
-    assert thread_kinds(env) == []
+    assert thread_kinds(env) == ["subscription_changed"]  # who muted it, and nothing else
     card = env.sink.channels["C0TEST"][0]
+    assert "<@U0ALICE> muted this job for 2h" in env.sink.replies("C0TEST", card.ts)[0].text
     assert "RUNNING" in card.text  # the card keeps updating
     assert "muted" in str(card.blocks)
 
@@ -389,13 +392,14 @@ async def test_mute_silences_progress_but_not_the_final_status(env: Env) -> None
     env.sim.advance(key)  # new best 0.74
     await env.cycle(20.0)
     await env.cycle(1.0)
-    assert thread_kinds(env) == ["new_best"]
+    changed = "subscription_changed"
+    assert thread_kinds(env) == [changed, changed, "new_best"]  # muted, unmuted, news
 
     await answer(env, f"mute {key} 1d")
     env.sim.advance(key, 2)  # COMPLETED: terminal, gets through
     await env.cycle(20.0)
     await env.cycle(1.0)
-    assert thread_kinds(env) == ["new_best", "champion"]
+    assert thread_kinds(env) == [changed, changed, "new_best", changed, "champion"]
 
 
 async def test_mute_ends_by_itself(env: Env) -> None:
@@ -409,7 +413,7 @@ async def test_mute_ends_by_itself(env: Env) -> None:
     env.sim.advance(key)  # new best 0.74
     await env.cycle(20.0)
     await env.cycle(1.0)
-    assert thread_kinds(env) == ["new_best"]
+    assert thread_kinds(env) == ["subscription_changed", "new_best"]
 
 
 async def test_mute_and_unmute_need_a_subscription_here(env: Env) -> None:
@@ -545,6 +549,43 @@ async def test_unsubscribe_button_acts_on_the_clicked_channel(env: Env) -> None:
     sub = await store.get_subscription(channel_id="C1", job_key=key)
     assert sub is not None and not sub.active
     assert (await store.count_active(channel_id="C2")) == 1
+
+
+async def test_an_unsubscribe_by_button_is_a_line_in_the_thread_and_an_audit_line(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = env.sim.script_job(RUNNING)
+    await subscribed(env, f"subscribe {key}")
+    await env.cycle()  # the card
+    with caplog.at_level(logging.INFO, logger="bot.audit"):
+        assert await env.button(ACTION_UNSUBSCRIBE, key) == 200
+        await last_button_reply(env)
+    await env.cycle(1.0)
+    await env.cycle(1.0)
+    card = env.sink.channels["C0TEST"][0]
+    lines = [m.text for m in env.sink.replies("C0TEST", card.ts)]
+    assert lines == ["🔕 <@U0ALICE> stopped watching this job in this channel"]
+    assert "No longer watched in this channel" in card.text  # its one last edit
+    (record,) = [r for r in caplog.records if r.name == "bot.audit"]
+    assert (record.user, record.channel, record.result) == (  # type: ignore[attr-defined]
+        "U0ALICE",
+        "C0TEST",
+        f"unsubscribed from {key}",
+    )
+    assert record.command == f"button mathfi_unsubscribe {key}"  # type: ignore[attr-defined]
+
+
+async def test_unsubscribe_all_is_one_line_in_the_channel(env: Env) -> None:
+    keys = [env.sim.script_job(RUNNING) for _ in range(2)]
+    for key in keys:
+        await subscribed(env, f"subscribe {key}")
+    await env.cycle()
+    await env.cycle(1.0)
+    await answer(env, "unsubscribe all")
+    await env.cycle(1.0)
+    top = [m.text for m in env.sink.channels["C0TEST"] if m.thread_ts is None]
+    assert top[-1] == "🔕 <@U0ALICE> stopped watching 2 jobs in this channel"
+    assert sum("stopped watching" in t for t in top) == 1
 
 
 async def test_refresh_button_polls_now_and_redraws_the_card(env: Env) -> None:

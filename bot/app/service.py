@@ -1,10 +1,11 @@
 """The service `mathfi-bot run` runs: store, clients, poller, sender, bolt app, HTTP routes.
 
-Our aiohttp application owns `POST /slack/events`, `GET /healthz` and `GET /metrics`; the
-poller and the sender are background loops started and cancelled with it. Socket Mode
-(bolt's aiohttp adapter) replaces `/slack/events` when SLACK_APP_TOKEN is set. The store is
-an `AsyncStore` (its own thread): nothing here waits on SQLite on the event loop, and
-/healthz and /metrics answer from what the loops keep fresh plus a bounded database probe.
+Our aiohttp application owns `POST /slack/events`, `GET /healthz` and `GET /metrics` (or,
+with METRICS_PORT, a second listener serves `/metrics` alone); the poller and the sender
+are background loops started and cancelled with it. Socket Mode (bolt's aiohttp adapter)
+replaces `/slack/events` when SLACK_APP_TOKEN is set. The store is an `AsyncStore` (its own
+thread): nothing here waits on SQLite on the event loop, and /healthz and /metrics answer
+from what the loops keep fresh plus a bounded database probe.
 
 Longer than 300 lines: the lifecycle, the bolt wiring and the three HTTP routes share
 the one `Service` object; start-up guards live in `bot.app.startup`.
@@ -278,9 +279,18 @@ class Service:
 
     # ----------------------------------------------------------------- HTTP
     def web_app(self) -> web.Application:
+        """The main listener's routes; /metrics only when METRICS_PORT does not move it to
+        a listener of its own (`metrics_app`)."""
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/slack/events", self._slack_events)
         app.router.add_get("/healthz", self._healthz)
+        if self.settings.metrics_port is None:
+            app.router.add_get("/metrics", self._metrics)
+        return app
+
+    def metrics_app(self) -> web.Application:
+        """The METRICS_PORT listener: GET /metrics and nothing else."""
+        app = web.Application(client_max_size=1024)
         app.router.add_get("/metrics", self._metrics)
         return app
 
@@ -429,14 +439,30 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
         log.info("the other mathfi-bot stopped; taking over %s", settings.database_path)
     service = Service(settings)
     runner = web.AppRunner(service.web_app(), access_log=None)
+    metrics_runner: web.AppRunner | None = None
     try:
+        if settings.metrics_port is not None:
+            # Its line does not read "listening on http://host:port ": tests and scripts
+            # read the main port from that one.
+            metrics_runner = web.AppRunner(service.metrics_app(), access_log=None)
+            await metrics_runner.setup()
+            await web.TCPSite(metrics_runner, settings.metrics_host, settings.metrics_port).start()
+            log.info(
+                "serving metrics on http://%s:%d/metrics (and nowhere else)",
+                settings.metrics_host,
+                metrics_runner.addresses[0][1],
+            )
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
+        routes = "POST /slack/events, GET /healthz"
+        if settings.metrics_port is None:
+            routes += ", GET /metrics"
         log.info(
-            "listening on http://%s:%d (POST /slack/events, GET /healthz, GET /metrics)",
+            "listening on http://%s:%d (%s)",
             settings.http_host,
             runner.addresses[0][1],  # the bound port, also when HTTP_PORT is 0
+            routes,
         )
         await service.start()
         await stop.wait()
@@ -445,5 +471,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
         try:
             await service.stop(grace=9.0)
             await runner.cleanup()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
         finally:
             lock.release()  # last: the next instance starts on a quiet database

@@ -32,6 +32,7 @@ _HEADLINE_RANK = {
     EventKind.NEW_BEST: 4,
     EventKind.WATCH_STARTED: 5,
     EventKind.ALGORITHM_STATUS: 6,
+    EventKind.SUBSCRIPTION_CHANGED: 7,
 }
 
 

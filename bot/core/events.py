@@ -21,6 +21,29 @@ class EventKind(StrEnum):
     CHAMPION = "champion"
     UNREACHABLE = "unreachable"
     RECOVERED = "recovered"
+    # a member changed this channel's subscription(s); not from a poll, never fanned out
+    SUBSCRIPTION_CHANGED = "subscription_changed"
+
+
+class ChangeAction(StrEnum):
+    """What a SUBSCRIPTION_CHANGED event tells a channel somebody did."""
+
+    SUBSCRIBED = "subscribed"  # a new (or renewed) subscription
+    OPTIONS = "options"  # a re-subscribe that changed options (`changes` says which)
+    UNSUBSCRIBED = "unsubscribed"
+    UNSUBSCRIBED_ALL = "unsubscribed_all"  # `unsubscribe all`: `count` jobs
+    MUTED = "muted"  # for `duration` seconds
+    UNMUTED = "unmuted"
+
+
+class OptionChange(BaseModel):
+    """One option of a subscription, before and after a re-subscribe (as text)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    old: str | None
+    new: str | None
 
 
 class EventsFilter(StrEnum):
@@ -62,6 +85,12 @@ class Event(BaseModel):
     model_key: str | None = None
     # unreachable / recovered
     reason: str | None = None
+    # subscription_changed: who (a Slack user id), what, and its details
+    actor: str | None = None
+    action: ChangeAction | None = None
+    changes: tuple[OptionChange, ...] | None = None
+    duration: float | None = None
+    count: int | None = None
 
 
 def is_alert(event: Event) -> bool:

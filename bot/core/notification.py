@@ -118,3 +118,27 @@ def watch_dedupe_key(job_key: str, channel_id: str, *, at: float, nonce: str) ->
     """The first card's key: unique per (re)subscription, so a channel that comes back gets
     a new card (`nonce` tells apart two subscriptions in the same microsecond)."""
     return f"{job_key}:watch:{channel_id}:{at:.6f}:{nonce}"
+
+
+# The job key of a notification about every job of a channel (`unsubscribe all`): it is
+# posted in the channel, not in a job's thread.
+EVERY_JOB = "*"
+
+
+def subscription_changed(
+    channel_id: str, job_key: str, event: Event, *, now: float, nonce: str
+) -> Notification:
+    """The visible line that says who changed a channel's subscription (one channel, no
+    fan-out): posted in the job's thread, or in the channel for EVERY_JOB."""
+    if event.kind is not EventKind.SUBSCRIPTION_CHANGED or event.actor is None:
+        raise ValueError("a subscription change needs a SUBSCRIPTION_CHANGED event with an actor")
+    return Notification(
+        channel_id=channel_id,
+        job_key=job_key,
+        subscription_id=None,
+        events=(event,),
+        snapshot=None,
+        headline=EventKind.SUBSCRIPTION_CHANGED,
+        mention=None,
+        dedupe_key=f"{job_key}:changed:{channel_id}:{now:.6f}:{nonce}",
+    )

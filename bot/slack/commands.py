@@ -1,6 +1,6 @@
 """`/mathfi` slash commands and the card buttons (bolt listeners, registered by `register`).
 
-(About 370 lines, kept whole: each command's work and its listener share `CommandContext`
+(About 400 lines, kept whole: each command's work and its listener share `CommandContext`
 and the wording of its answers; parsing is in `bot.slack.command_text`, the replies in
 `bot.slack.replies`, how an answer reaches the user in `bot.slack.answers`.)
 
@@ -30,10 +30,19 @@ from bot.core.events import EventsFilter
 from bot.core.fanout import watch_started
 from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
 from bot.engine.jobs import outbox_row
-from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
+from bot.errors import MathFiError
 from bot.metrics import Metrics
 from bot.slack import replies
 from bot.slack.answers import ack_or_respond, internal_error, patiently, reply_body, settled
+from bot.slack.audit import (
+    Actor,
+    audit,
+    local_result,
+    on_mute,
+    on_subscribe,
+    on_unsubscribe,
+    option_changes,
+)
 from bot.slack.command_text import (
     DEFAULT_COMMAND,
     USAGE,
@@ -57,7 +66,14 @@ from bot.slack.render import (
     render_error,
     render_status,
 )
-from store import AsyncStore, Store, StoreUnavailable, Subscription, SubscriptionLimitReached
+from store import (
+    AsyncStore,
+    AuditRow,
+    Store,
+    StoreUnavailable,
+    Subscription,
+    SubscriptionLimitReached,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,17 +125,6 @@ async def fetch_snapshot(ctx: CommandContext, key: str) -> Snapshot:
     return Snapshot.from_api(key, progress, job)
 
 
-def mathfi_problem(err: MathFiError, key: str) -> str:
-    if isinstance(err, TrainingJobNotFound):
-        return f"MathFi has no training job `{key}`. Check the key on the MathFi dashboard."
-    if isinstance(err, MathFiAuthError):
-        return (
-            "MathFi refused the bot's credentials, so nothing was done. "
-            "Ask whoever runs the bot to check MATHFI_USERNAME and MATHFI_PASSWORD."
-        )
-    return "MathFi cannot be reached right now, so nothing was done. Try again in a minute."
-
-
 # --------------------------------------------------------------------- the work
 def subscribe_snapshot(
     store: Store,
@@ -135,10 +140,12 @@ def subscribe_snapshot(
     now: float,
     channel_limit: int | None = None,
     global_limit: int | None = None,
+    audit_row: AuditRow | None = None,
 ) -> tuple[Subscription, bool]:
     """Watch `snapshot.job_key` in a channel (the store's one transaction, limits checked in
-    it), with a watch row that posts the card when the subscription is new. An option left
-    None keeps what the subscription has stored."""
+    it), with a watch row that posts the card when the subscription is new, and
+    `audit_row`'s line saying who did it. An option left None keeps what the subscription
+    has stored."""
     best = snapshot.best()
     first_card = watch_started(
         snapshot.job_key, channel_id, mention=mention, now=now, nonce=secrets.token_hex(4)
@@ -161,26 +168,29 @@ def subscribe_snapshot(
         watch_row=outbox_row(first_card),
         channel_limit=channel_limit,
         global_limit=global_limit,
+        audit=audit_row,
         now=now,
     )
 
 
 async def run_subscribe(
-    ctx: CommandContext, cmd: Subscribe, *, team_id: str, channel_id: str, user_id: str
+    ctx: CommandContext, cmd: Subscribe, *, actor: Actor, channel_id: str
 ) -> Message:
     try:
         snapshot = await fetch_snapshot(ctx, cmd.key)
     except MathFiError as err:
-        return render_error(mathfi_problem(err, cmd.key))
+        audit(actor, channel_id, f"refused: MathFi ({type(err).__name__})")
+        return render_error(replies.mathfi_problem(err, cmd.key))
     now = ctx.clock()
 
-    def subscribe(store: Store) -> tuple[Subscription, bool, int]:
+    def subscribe(store: Store) -> tuple[Subscription | None, Subscription, bool, int]:
+        before = store.get_subscription(channel_id=channel_id, job_key=cmd.key)
         sub, created = subscribe_snapshot(
             store,
             snapshot,
-            team_id=team_id,
+            team_id=actor.team_id,
             channel_id=channel_id,
-            user_id=user_id,
+            user_id=actor.user_id,
             min_improvement=cmd.min_improvement,
             mention=cmd.mention,
             events=EventsFilter(cmd.events) if cmd.events is not None else None,
@@ -188,51 +198,51 @@ async def run_subscribe(
             now=now,
             channel_limit=ctx.subscription_limit,
             global_limit=ctx.max_subscriptions,
+            audit_row=on_subscribe,
         )
-        return sub, created, store.count_all_active()
+        return before if before and before.active else None, sub, created, store.count_all_active()
 
     try:
-        sub, created, active = await patiently(lambda: ctx.store.run(subscribe), sleep=ctx.sleep)
+        before, sub, created, active = await patiently(
+            lambda: ctx.store.run(subscribe), sleep=ctx.sleep
+        )
     except SubscriptionLimitReached as err:
-        return limit_reached(ctx, err)
+        audit(actor, channel_id, f"refused: {err}")
+        return replies.limit_reached(err, command=ctx.command)
     ctx.metrics.active_subscriptions.set(active)
+    if created or before is None:
+        audit(actor, channel_id, f"subscribed to {cmd.key}")
+    else:
+        changed = ", ".join(f"{c.name} {c.old} -> {c.new}" for c in option_changes(before, sub))
+        audit(actor, channel_id, f"options of {cmd.key}: {changed or 'unchanged'}")
     await ctx.watch(cmd.key)
     return replies.subscribed(sub, snapshot, created=created, command=ctx.command)
-
-
-def limit_reached(ctx: CommandContext, err: SubscriptionLimitReached) -> Message:
-    """Which limit refused the subscription, and what to do about it."""
-    if err.scope == "channel":
-        return render_error(
-            f"This channel already watches {err.limit} jobs, the most allowed "
-            f"(SUBSCRIPTION_LIMIT); nothing was changed. Unsubscribe from finished ones "
-            f"first (`{ctx.command} list`)."
-        )
-    return render_error(
-        f"The bot already has {err.limit} subscriptions across all channels, the most "
-        "allowed (MAX_SUBSCRIPTIONS); nothing was changed. Unsubscribe from finished jobs, "
-        "or ask whoever runs the bot to raise MAX_SUBSCRIPTIONS."
-    )
 
 
 async def run_status(ctx: CommandContext, cmd: Status) -> Message:
     try:
         snapshot = await fetch_snapshot(ctx, cmd.key)
     except MathFiError as err:
-        return render_error(mathfi_problem(err, cmd.key))
+        return render_error(replies.mathfi_problem(err, cmd.key))
     return render_status(snapshot, now=ctx.clock())
 
 
-async def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Message:
+async def run_local(
+    ctx: CommandContext, cmd: Command, *, channel_id: str, actor: Actor | None = None
+) -> Message:
     """Commands that need only SQLite: each one turn of the store's thread, tried again
-    while the database refuses it."""
+    while the database refuses it. One that changes a subscription is audited (the line
+    in Slack is queued by the store's write, the log line here)."""
     if isinstance(cmd, Help):
         return Message(text=help_text(ctx.command), blocks=[])
+    actor = actor or Actor(team_id="", user_id="", text="")
     now = ctx.clock()  # one reading: a mute's reply says exactly the duration asked for
-    work = _local_work(cmd, channel_id=channel_id, now=now)
+    work = _local_work(cmd, channel_id=channel_id, user_id=actor.user_id, now=now)
     answer, active = await patiently(lambda: ctx.store.run(work), sleep=ctx.sleep)
     if active is not None:
         ctx.metrics.active_subscriptions.set(active)
+    if isinstance(cmd, Unsubscribe | Mute | Unmute):
+        audit(actor, channel_id, local_result(cmd, answer))
     if isinstance(cmd, ListSubs):
         assert isinstance(answer, list)
         return replies.subscription_list(answer, now=now, command=ctx.command, page=cmd.page)
@@ -258,7 +268,7 @@ async def run_local(ctx: CommandContext, cmd: Command, *, channel_id: str) -> Me
 
 
 def _local_work(
-    cmd: Command, *, channel_id: str, now: float
+    cmd: Command, *, channel_id: str, user_id: str, now: float
 ) -> Callable[[Store], tuple[Any, int | None]]:
     """What a local command does on the store's thread: (its result, the count of active
     subscriptions when it may have changed them)."""
@@ -268,14 +278,31 @@ def _local_work(
             return store.list_subscriptions(channel_id=channel_id), None
         if isinstance(cmd, Unsubscribe):
             if cmd.all:
-                count = store.unsubscribe_all(channel_id=channel_id)
+                count = store.unsubscribe_all(
+                    channel_id=channel_id, user_id=user_id, audit=on_unsubscribe, now=now
+                )
             else:
                 assert cmd.key is not None
-                count = int(store.unsubscribe(channel_id=channel_id, job_key=cmd.key))
+                stopped = store.unsubscribe(
+                    channel_id=channel_id,
+                    job_key=cmd.key,
+                    user_id=user_id,
+                    audit=on_unsubscribe,
+                    now=now,
+                )
+                count = int(stopped)
             return count, store.count_all_active() if count else None
         if isinstance(cmd, Mute | Unmute):
             until = now + cmd.seconds if isinstance(cmd, Mute) else None
-            if not store.set_muted_until(channel_id=channel_id, job_key=cmd.key, until=until):
+            muted = store.set_muted_until(
+                channel_id=channel_id,
+                job_key=cmd.key,
+                until=until,
+                user_id=user_id,
+                audit=on_mute,
+                now=now,
+            )
+            if not muted:
                 return False, None
             store.mark_card_dirty(channel_id=channel_id, job_key=cmd.key)
             return True, None
@@ -313,6 +340,11 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
     async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         channel_id = str(body.get("channel_id", ""))
         text = str(body.get("text", ""))
+        actor = Actor(
+            team_id=str(body.get("team_id", "")),
+            user_id=str(body.get("user_id", "")),
+            text=f"{ctx.command} {text}",
+        )
         try:
             cmd = parse_command(text, allow_broadcast=ctx.allow_broadcast_mentions)
         except CommandError as err:
@@ -324,20 +356,14 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
         if isinstance(cmd, Subscribe | Status):
             await ack(response_type="ephemeral", text=f"⏳ Asking MathFi about `{cmd.key}`…")
             if isinstance(cmd, Subscribe):
-                work = run_subscribe(
-                    ctx,
-                    cmd,
-                    team_id=str(body.get("team_id", "")),
-                    channel_id=channel_id,
-                    user_id=str(body.get("user_id", "")),
-                )
+                work = run_subscribe(ctx, cmd, actor=actor, channel_id=channel_id)
             else:
                 work = run_status(ctx, cmd)
             message = await settled(work, name=name, where=where, metrics=ctx.metrics)
             await respond(**reply_body(message))
             return
         answer = settled(
-            run_local(ctx, cmd, channel_id=channel_id),
+            run_local(ctx, cmd, channel_id=channel_id, actor=actor),
             name=name,
             where=where,
             metrics=ctx.metrics,
@@ -352,11 +378,17 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
             try:
                 key = str(body["actions"][0]["value"])
                 channel_id = str(body["channel"]["id"])
+                user = body.get("user") or {}
+                actor = Actor(
+                    team_id=str((body.get("team") or {}).get("id") or user.get("team_id", "")),
+                    user_id=str(user.get("id", "")),
+                    text=f"button {body['actions'][0].get('action_id', '?')} {key}",
+                )
                 cmd = make(key)
                 if isinstance(cmd, Status):
                     message = await run_refresh(ctx, key, channel_id=channel_id)
                 else:
-                    message = await run_local(ctx, cmd, channel_id=channel_id)
+                    message = await run_local(ctx, cmd, channel_id=channel_id, actor=actor)
             except StoreUnavailable as err:
                 log.error("database unavailable during a button: %s", err)
                 message = render_error("The bot's database is unavailable right now.")

@@ -16,6 +16,7 @@ from bot.core.notification import Notification, read_notification
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
 from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, metadata
+from bot.slack.audit_render import render_subscription_change
 from bot.slack.live_cards import LiveCards
 from bot.slack.reconcile import already_posted, look_for_late_copies, settle
 from bot.slack.render import render_notification
@@ -70,6 +71,9 @@ class Delivery:
 
     async def deliver(self, row: OutboxRow) -> None:
         """Post one outbox row (after looking it up if an earlier attempt may have landed)."""
+        if row.kind == EventKind.SUBSCRIPTION_CHANGED.value:
+            await self._deliver_change(row)
+            return
         unknown = bool(row.attempts) and not (row.last_error or "").startswith(NOT_POSTED)
         if unknown:
             try:
@@ -193,6 +197,63 @@ class Delivery:
         self._paced(row.channel_id)
         await self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
         return str(answer["ts"]), started
+
+    async def _deliver_change(self, row: OutboxRow) -> None:
+        """Who changed the channel's subscription: a line in the job's thread when the
+        channel has its card, else in the channel (never a new card: the subscription may
+        be gone). Looked up first, like any row, when an earlier attempt may have landed."""
+        card_ts = await self._cards.posted_ts(row.channel_id, row.job_key)
+        where = {"channel": row.channel_id} | ({"ts": card_ts} if card_ts else {})
+        method = "conversations.replies" if card_ts else "conversations.history"
+        if row.attempts and not (row.last_error or "").startswith(NOT_POSTED):
+            try:
+                found = await self._slack.find_message(row, NOTE_EVENT, method, **where)
+            except SlackDeliveryError as err:
+                if err.transient:  # still unknown: look again next time
+                    await self._failed(row, err, posted_unknown=True)
+                    return
+                log.warning(
+                    "cannot check whether outbox row %s reached Slack (%s); posting it",
+                    row.id,
+                    err.error,
+                )
+                found = None
+            if found is not None:
+                await self._store.mark_sent(row.id, ts=found)
+                return
+        try:
+            notification = read_notification(
+                row.payload,
+                channel_id=row.channel_id,
+                job_key=row.job_key,
+                kind=row.kind,
+                dedupe_key=row.dedupe_key,
+            )
+            message = render_subscription_change(notification.events[0])
+            await self._store.mark_sending(row.id)
+            answer = await self._slack.call(
+                "chat.postMessage",
+                channel=row.channel_id,
+                text=message.text,
+                blocks=message.blocks,
+                metadata=metadata(NOTE_EVENT, row),
+                unfurl_links=False,
+                unfurl_media=False,
+                **({"thread_ts": card_ts} if card_ts else {}),
+            )
+        except SlackDeliveryError as err:
+            if err.error == "thread_not_found":  # the card was deleted: post in the channel
+                await self._store.forget_card(channel_id=row.channel_id, job_key=row.job_key)
+            await self._failed(row, err, posted_unknown=err.posted_unknown)
+            return
+        except ValueError as err:
+            log.error("outbox row %s cannot be rendered, dropping it: %s", row.id, err)
+            await self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
+            return
+        self.posts += 1
+        self._paced(row.channel_id)
+        await self._store.mark_sent(row.id, ts=str(answer["ts"]))
+        self._metrics.messages_sent.labels(kind=row.kind).inc()
 
     async def _post_card(self, row: OutboxRow) -> str:
         message = await self._cards.message(row.channel_id, row.job_key)

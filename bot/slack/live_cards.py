@@ -3,6 +3,9 @@
 Every change marks a card dirty; the sender asks `LiveCards.due` which cards to redraw and
 runs `refresh` for each (one `chat.update` however many changes piled up). Edits have their
 own pace per channel, and a rate limit on `chat.update` (app-wide) pauses them all.
+A card whose channel stopped watching the job is edited once to say so (no buttons), and
+the store then leaves it out of the dirty cards for good (until the channel subscribes
+again).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from bot.core.models import Snapshot
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
 from bot.slack.api import SlackCaller
+from bot.slack.audit_render import render_unwatched_card, watched_by
+from bot.slack.card import context
 from bot.slack.render import Message, render_card
 from store import AsyncStore, Card, HistoryPoint, JobRecord, Store, Subscription
 
@@ -81,7 +86,10 @@ class LiveCards:
             # on every tick (a hot loop against a channel Slack has refused for good).
             await self._clean(card)
             return
-        message = await self.message(card.channel_id, card.job_key)
+        if card.unwatched_at is not None:
+            message = await self.unwatched(card, since=card.unwatched_at)
+        else:
+            message = await self.message(card.channel_id, card.job_key)
         try:
             await self._slack.call(
                 "chat.update",
@@ -110,8 +118,23 @@ class LiveCards:
         await self._clean(card)
 
     async def _clean(self, card: Card) -> None:
+        if card.unwatched_at is not None:  # its one last edit is done (or cannot be done)
+            await self._store.mark_unwatched_shown(
+                channel_id=card.channel_id, job_key=card.job_key, unwatched_at=card.unwatched_at
+            )
+            return
         await self._store.mark_card_clean(
             channel_id=card.channel_id, job_key=card.job_key, card_version=card.card_version
+        )
+
+    async def unwatched(self, card: Card, *, since: float) -> Message:
+        """The card's last edit: the job as the store has it, no longer watched here."""
+        snapshot = await self.snapshot(card.job_key)
+        return render_unwatched_card(
+            snapshot or Snapshot(job_key=card.job_key, status="UNKNOWN"),
+            since=since,
+            by=card.unwatched_by,
+            now=self._clock(),
         )
 
     async def _disabled(self, channel: str, job_key: str) -> bool:
@@ -139,13 +162,18 @@ class LiveCards:
         history: dict[str, list[float]] = {}
         for point in points:
             history.setdefault(point.algorithm, []).append(point.value)
-        return render_card(
+        card = render_card(
             snapshot,
             now=now,
             last_improvement_at=record.last_improvement_at if record else None,
             history=history or None,
             muted_until=sub.muted_until if sub else None,
         )
+        if sub is None or not sub.created_by:
+            return card
+        # who made this channel watch the job: a subscribe is visible, like every change
+        watched = context(watched_by(sub.created_by, since=sub.created_at)).to_dict()
+        return Message(text=card.text, blocks=[*card.blocks[:49], watched])
 
     async def snapshot(self, job_key: str) -> Snapshot | None:
         """The job as the store has it now."""

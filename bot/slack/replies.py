@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import Block
 
 from bot.core.models import Snapshot
+from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
 from bot.slack.card import (
     Message,
     clip,
@@ -20,7 +21,8 @@ from bot.slack.card import (
     to_message,
 )
 from bot.slack.command_text import format_duration
-from store import Subscription, SubscriptionView
+from bot.slack.render import render_error
+from store import Subscription, SubscriptionLimitReached, SubscriptionView
 
 LIST_BUDGET = 11000  # Slack refuses messages whose blocks total much more (msg_blocks_too_long)
 
@@ -131,4 +133,30 @@ def muted(key: str, *, until: float | None, now: float) -> Message:
     return plain(
         f"🔕 Progress updates for `{key}` are muted for {duration}. "
         "Final statuses (COMPLETED, FAILED, …) still get through."
+    )
+
+
+def mathfi_problem(err: MathFiError, key: str) -> str:
+    if isinstance(err, TrainingJobNotFound):
+        return f"MathFi has no training job `{key}`. Check the key on the MathFi dashboard."
+    if isinstance(err, MathFiAuthError):
+        return (
+            "MathFi refused the bot's credentials, so nothing was done. "
+            "Ask whoever runs the bot to check MATHFI_USERNAME and MATHFI_PASSWORD."
+        )
+    return "MathFi cannot be reached right now, so nothing was done. Try again in a minute."
+
+
+def limit_reached(err: SubscriptionLimitReached, *, command: str) -> Message:
+    """Which limit refused the subscription, and what to do about it."""
+    if err.scope == "channel":
+        return render_error(
+            f"This channel already watches {err.limit} jobs, the most allowed "
+            f"(SUBSCRIPTION_LIMIT); nothing was changed. Unsubscribe from finished ones "
+            f"first (`{command} list`)."
+        )
+    return render_error(
+        f"The bot already has {err.limit} subscriptions across all channels, the most "
+        "allowed (MAX_SUBSCRIPTIONS); nothing was changed. Unsubscribe from finished jobs, "
+        "or ask whoever runs the bot to raise MAX_SUBSCRIPTIONS."
     )

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from bot.slack.answers import WORKING
 from simulator.mathfi import Simulator
 from simulator.mathfi import start_in_background as start_simulator
 from simulator.slack import SinkMessage, SlackSink
@@ -104,7 +105,12 @@ class Harness:
         team: str = TEAM,
         secret: str | None = None,
         timestamp: int | None = None,
+        ack_only: bool = False,
+        user: str = "U0ALICE",
     ) -> CommandReply:
+        """Send a signed slash command; its `body` is the answer: the ack's, or, when the
+        ack only said "working on it" (a slow store), the one that follows on response_url
+        (`ack_only`: the ack as it came, for a test that times it)."""
         response_url = self.sink.new_response_url()
         form = {
             "command": "/mathfi",
@@ -113,8 +119,8 @@ class Harness:
             "team_domain": "demo",
             "channel_id": channel,
             "channel_name": "reliability",
-            "user_id": "U0ALICE",
-            "user_name": "alice",
+            "user_id": user,
+            "user_name": user.lower(),
             "response_url": response_url,
             "trigger_id": "1.2.3",
             "api_app_id": "A0REL",
@@ -128,6 +134,10 @@ class Harness:
             parsed: Any = json.loads(raw)
         except ValueError:
             parsed = raw
+        if not ack_only and isinstance(parsed, dict) and parsed.get("text") == WORKING:
+            # The store was slow: the ack said "working on it" and the answer follows on
+            # response_url (bot.slack.answers). The answer is what the test is about.
+            parsed = await self.reply(response_url, timeout=40.0)
         return CommandReply(response.status, parsed, response_url)
 
     def responses(self, response_url: str) -> list[dict[str, Any]]:
