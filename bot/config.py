@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     stale_after: float = Field(
         120.0, gt=0, description="/healthz answers 503 when a loop has not ticked for this long"
     )
+    unreachable_after: float = Field(
+        300.0,
+        gt=0,
+        description="A job MathFi keeps failing for (3 failed polls at least) is reported "
+        "unreachable in its channels after this many seconds",
+    )
     # --- forecast: MathFi's stop rules (REFERENCE.md 5.5) and the warning pace ---
     mathfi_stall_window: float = Field(
         300.0,

@@ -66,7 +66,9 @@ class Service:
         self.clock = clock
         self.metrics = Metrics()
         self._poller_config = poller_config or PollerConfig(
-            interval=settings.poll_interval, concurrency=settings.poll_concurrency
+            interval=settings.poll_interval,
+            concurrency=settings.poll_concurrency,
+            unreachable_after=settings.unreachable_after,
         )
         self._sender_config = sender_config or SenderConfig()
         self.team_id: str | None = None

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from simulator.faults import Fault
 from tests.conftest import sign
 from tests.reliability.harness import (
     CARD_EVENT,
@@ -154,6 +155,29 @@ async def test_an_unsubscribed_channel_card_is_edited_once_then_left(tmp_path: P
         await eventually(lambda: "No longer watched" not in card.text, timeout=10, what="revive")
         assert '"actions"' in json.dumps(card.blocks)
         assert len(h.posted(OTHER, CARD_EVENT)) == 1
+
+
+async def test_the_unreachable_alert_names_the_trouble_not_the_host(tmp_path: Path) -> None:
+    """Hole 7: the "unreachable" alert posted the raw connection error into the channel
+    (host names, ports, addresses). Now it says what kind of trouble; the log has the rest."""
+    timeline = climb(2, retire_at=())
+    async with running(tmp_path, UNREACHABLE_AFTER="1") as h:
+        key = h.sim.script_job(timeline.payloads, training=timeline.training)
+        await h.subscribe(key)
+        await eventually(lambda: h.posted(CHANNEL, CARD_EVENT), timeout=10, what="the card")
+        h.sim.add_fault(Fault(kind="status", status=503, path_prefix=f"/api/v1/training/{key}"))
+        await eventually(
+            lambda: any("cannot reach" in line for line in thread(h)),
+            timeout=20,
+            what="the unreachable alert",
+        )
+        (alert,) = [line for line in thread(h) if "cannot reach" in line]
+        assert "HTTP 503" in alert
+        port = h.sim_url.rsplit(":", 1)[-1]
+        for detail in ("127.0.0.1", "localhost", port, "http", "/api/v1/training"):
+            assert detail not in alert, alert
+        logged = " ".join(str(r.get("message")) for r in h.service.records())
+        assert f"/api/v1/training/{key}/progress" in logged  # the details stay in the log
 
 
 async def test_a_replayed_unsubscribe_all_is_refused(tmp_path: Path) -> None:
