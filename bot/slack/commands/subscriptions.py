@@ -1,39 +1,23 @@
-"""`/mathfi` slash commands and the card buttons (bolt listeners, registered by `register`).
-
-(About 400 lines, kept whole: each command's work and its listener share `CommandContext`
-and the wording of its answers; parsing is in `bot.slack.command_text`, the replies in
-`bot.slack.replies`, how an answer reaches the user in `bot.slack.answers`.)
-
-Ack first, then work: the ack never waits on SQLite. Commands that only touch the store
-answer in the ack when the store answers at once, else via `response_url` (`bot.slack.
-answers`); those that ask MathFi (`subscribe`, `status`) ack with "looking it up" and answer
-via `response_url`. A store call the database refuses (another process holds it) is tried
-again for about half a minute before the user hears that nothing was done.
-Every mistake gets a short ephemeral explanation with the usage line; anything unexpected is
-logged with a reference that the user is shown, never a traceback.
-"""
+"""The subscription commands: subscribe, unsubscribe (one or all), list, mute, unmute,
+status, help, and the card's Refresh. Each is one turn of the store's thread (tried again
+while the database refuses it); one that changes a subscription is audited (the line in
+Slack is queued by the store's write, the log line here)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from collections.abc import Callable
+from typing import Any
 
 from bot.core.diff import snapshot_hash
 from bot.core.events import EventsFilter
 from bot.core.fanout import watch_started
-from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
+from bot.core.models import Snapshot
 from bot.engine.jobs import outbox_row
 from bot.errors import MathFiError
-from bot.metrics import Metrics
 from bot.slack import replies
-from bot.slack.answers import ack_or_respond, internal_error, patiently, reply_body, settled
+from bot.slack.answers import patiently
 from bot.slack.audit import (
     Actor,
     audit,
@@ -44,10 +28,7 @@ from bot.slack.audit import (
     option_changes,
 )
 from bot.slack.command_text import (
-    DEFAULT_COMMAND,
-    USAGE,
     Command,
-    CommandError,
     Help,
     ListSubs,
     Mute,
@@ -56,21 +37,16 @@ from bot.slack.command_text import (
     Unmute,
     Unsubscribe,
     help_text,
-    parse_command,
 )
+from bot.slack.commands.context import CommandContext, fetch_snapshot, usage
 from bot.slack.render import (
-    ACTION_MUTE,
-    ACTION_REFRESH,
-    ACTION_UNSUBSCRIBE,
     Message,
     render_error,
     render_status,
 )
 from store import (
-    AsyncStore,
     AuditRow,
     Store,
-    StoreUnavailable,
     Subscription,
     SubscriptionLimitReached,
 )
@@ -78,54 +54,6 @@ from store import (
 log = logging.getLogger(__name__)
 
 
-class MathFiReader(Protocol):
-    """What the commands need of the MathFi client."""
-
-    async def get_progress(self, key: str) -> TrainingProgress: ...
-    async def get_training(self, key: str) -> TrainingJob: ...
-
-
-@dataclass
-class CommandContext:
-    store: AsyncStore
-    mathfi: MathFiReader
-    metrics: Metrics
-    watch: Callable[[str], Awaitable[None]]  # the poller's `watch`
-    command: str = "/mathfi"
-    subscription_limit: int = 200  # per channel
-    max_subscriptions: int = 5000  # in the whole store
-    allow_broadcast_mentions: bool = False  # `--mention @here/@channel/@everyone`
-    poll_interval: float = 30.0
-    clock: Callable[[], float] = time.time
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-
-
-def _usage(ctx: CommandContext, name: str) -> str:
-    return _for_command(ctx, USAGE[name])
-
-
-def _for_command(ctx: CommandContext, usage: str) -> str:
-    """A usage line (written for `/mathfi`) for the command name this app answers to."""
-    return ctx.command + usage.removeprefix(DEFAULT_COMMAND)
-
-
-def command_error(ctx: CommandContext, err: CommandError) -> Message:
-    """The reply to a text that is not a command: the parser's explanation and a usage line.
-
-    The parser's message is already mrkdwn-escaped and `render_error` escapes its text, so
-    one level is undone first (`&amp;` last), else `<` would show as `&lt;`.
-    """
-    text = err.message.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    return render_error(text, usage=_for_command(ctx, err.usage or USAGE["help"]))
-
-
-async def fetch_snapshot(ctx: CommandContext, key: str) -> Snapshot:
-    progress = await ctx.mathfi.get_progress(key)
-    job = await ctx.mathfi.get_training(key) if is_terminal(progress.status) else None
-    return Snapshot.from_api(key, progress, job)
-
-
-# --------------------------------------------------------------------- the work
 def subscribe_snapshot(
     store: Store,
     snapshot: Snapshot,
@@ -256,11 +184,11 @@ async def run_local(
             )
         if count:
             return replies.plain(f"Stopped watching `{cmd.key}` in this channel.")
-        return render_error(f"This channel is not watching `{cmd.key}`.", usage=_usage(ctx, "list"))
+        return render_error(f"This channel is not watching `{cmd.key}`.", usage=usage(ctx, "list"))
     if isinstance(cmd, Mute | Unmute):
         if not answer:
             return render_error(
-                f"This channel is not watching `{cmd.key}`.", usage=_usage(ctx, "subscribe")
+                f"This channel is not watching `{cmd.key}`.", usage=usage(ctx, "subscribe")
             )
         until = now + cmd.seconds if isinstance(cmd, Mute) else None
         return replies.muted(cmd.key, until=until, now=now)
@@ -326,78 +254,6 @@ async def run_refresh(ctx: CommandContext, key: str, *, channel_id: str) -> Mess
         return True
 
     if not await patiently(lambda: ctx.store.run(refresh), sleep=ctx.sleep):
-        return render_error(
-            f"This channel is not watching `{key}`.", usage=_usage(ctx, "subscribe")
-        )
+        return render_error(f"This channel is not watching `{key}`.", usage=usage(ctx, "subscribe"))
     await ctx.watch(key)
     return replies.plain(f"Refreshing `{key}`…")
-
-
-# --------------------------------------------------------------------- bolt wiring
-def register(app: AsyncApp, ctx: CommandContext) -> None:
-    """Attach the slash command and the card buttons to the bolt app."""
-
-    async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        channel_id = str(body.get("channel_id", ""))
-        text = str(body.get("text", ""))
-        actor = Actor(
-            team_id=str(body.get("team_id", "")),
-            user_id=str(body.get("user_id", "")),
-            text=f"{ctx.command} {text}",
-        )
-        try:
-            cmd = parse_command(text, allow_broadcast=ctx.allow_broadcast_mentions)
-        except CommandError as err:
-            ctx.metrics.commands.labels(command="invalid", outcome="user_error").inc()
-            await ack(**reply_body(command_error(ctx, err)))
-            return
-        name = type(cmd).__name__.lower()
-        where = f"{ctx.command} {name}"
-        if isinstance(cmd, Subscribe | Status):
-            await ack(response_type="ephemeral", text=f"⏳ Asking MathFi about `{cmd.key}`…")
-            if isinstance(cmd, Subscribe):
-                work = run_subscribe(ctx, cmd, actor=actor, channel_id=channel_id)
-            else:
-                work = run_status(ctx, cmd)
-            message = await settled(work, name=name, where=where, metrics=ctx.metrics)
-            await respond(**reply_body(message))
-            return
-        answer = settled(
-            run_local(ctx, cmd, channel_id=channel_id, actor=actor),
-            name=name,
-            where=where,
-            metrics=ctx.metrics,
-        )
-        await ack_or_respond(answer, ack=ack, respond=respond)
-
-    app.command(ctx.command)(on_command)
-
-    def button(make: Callable[[str], Command]) -> Callable[..., Awaitable[None]]:
-        async def on_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-            await ack()
-            try:
-                key = str(body["actions"][0]["value"])
-                channel_id = str(body["channel"]["id"])
-                user = body.get("user") or {}
-                actor = Actor(
-                    team_id=str((body.get("team") or {}).get("id") or user.get("team_id", "")),
-                    user_id=str(user.get("id", "")),
-                    text=f"button {body['actions'][0].get('action_id', '?')} {key}",
-                )
-                cmd = make(key)
-                if isinstance(cmd, Status):
-                    message = await run_refresh(ctx, key, channel_id=channel_id)
-                else:
-                    message = await run_local(ctx, cmd, channel_id=channel_id, actor=actor)
-            except StoreUnavailable as err:
-                log.error("database unavailable during a button: %s", err)
-                message = render_error("The bot's database is unavailable right now.")
-            except Exception:
-                message = internal_error("card button")
-            await respond(replace_original=False, **reply_body(message))
-
-        return on_button
-
-    app.action(ACTION_MUTE)(button(lambda key: Mute(key=key, seconds=3600)))
-    app.action(ACTION_UNSUBSCRIBE)(button(lambda key: Unsubscribe(key=key, all=False)))
-    app.action(ACTION_REFRESH)(button(lambda key: Status(key=key)))

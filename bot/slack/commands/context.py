@@ -1,0 +1,63 @@
+"""What every command and button handler shares: the context they run in, the usage
+lines for the configured command name, and how a MathFi snapshot is fetched."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
+from bot.metrics import Metrics
+from bot.slack.command_text import DEFAULT_COMMAND, USAGE, CommandError
+from bot.slack.render import Message, render_error
+from store import AsyncStore
+
+
+class MathFiReader(Protocol):
+    """What the commands need of the MathFi client."""
+
+    async def get_progress(self, key: str) -> TrainingProgress: ...
+    async def get_training(self, key: str) -> TrainingJob: ...
+
+
+@dataclass
+class CommandContext:
+    store: AsyncStore
+    mathfi: MathFiReader
+    metrics: Metrics
+    watch: Callable[[str], Awaitable[None]]  # the poller's `watch`
+    command: str = "/mathfi"
+    subscription_limit: int = 200  # per channel
+    max_subscriptions: int = 5000  # in the whole store
+    allow_broadcast_mentions: bool = False  # `--mention @here/@channel/@everyone`
+    poll_interval: float = 30.0
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+def usage(ctx: CommandContext, name: str) -> str:
+    return for_command(ctx, USAGE[name])
+
+
+def for_command(ctx: CommandContext, usage: str) -> str:
+    """A usage line (written for `/mathfi`) for the command name this app answers to."""
+    return ctx.command + usage.removeprefix(DEFAULT_COMMAND)
+
+
+def command_error(ctx: CommandContext, err: CommandError) -> Message:
+    """The reply to a text that is not a command: the parser's explanation and a usage line.
+
+    The parser's message is already mrkdwn-escaped and `render_error` escapes its text, so
+    one level is undone first (`&amp;` last), else `<` would show as `&lt;`.
+    """
+    text = err.message.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return render_error(text, usage=for_command(ctx, err.usage or USAGE["help"]))
+
+
+async def fetch_snapshot(ctx: CommandContext, key: str) -> Snapshot:
+    progress = await ctx.mathfi.get_progress(key)
+    job = await ctx.mathfi.get_training(key) if is_terminal(progress.status) else None
+    return Snapshot.from_api(key, progress, job)

@@ -1,0 +1,139 @@
+"""The bolt listeners: the slash command and the card buttons, registered by `register`.
+
+Ack first, then work: the ack never waits on SQLite. Commands that only touch the store
+answer in the ack when the store answers at once, else via `response_url`
+(`bot.slack.answers`); those that ask MathFi ack with "looking it up" and answer via
+`response_url`. A store call the database refuses (another process holds it) is tried again
+for about half a minute before the user hears that nothing was done. Every mistake gets a
+short ephemeral explanation with the usage line; anything unexpected is logged with a
+reference that the user is shown, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from bot.slack.answers import ack_or_respond, internal_error, reply_body, settled
+from bot.slack.audit import (
+    Actor,
+)
+from bot.slack.command_text import (
+    Command,
+    CommandError,
+    Mute,
+    Status,
+    Subscribe,
+    Unsubscribe,
+    parse_command,
+)
+from bot.slack.commands.context import CommandContext, command_error
+from bot.slack.commands.subscriptions import run_local, run_refresh, run_status, run_subscribe
+from bot.slack.render import (
+    ACTION_MUTE,
+    ACTION_REFRESH,
+    ACTION_UNSUBSCRIBE,
+    Message,
+    render_error,
+)
+from store import (
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+# A command that asks MathFi: acked at once with "⏳ …", answered on `response_url`.
+SlowWork = Callable[[Any, Actor, str], Coroutine[Any, Any, Message]]  # (command, actor, channel id)
+
+
+@dataclass(frozen=True)
+class SlowCommand:
+    waiting: Callable[[Any], str]  # the ack's text for the command
+    work: SlowWork
+
+
+def slow_commands(ctx: CommandContext) -> dict[type[Command], SlowCommand]:
+    """Every command that asks MathFi before it answers, by its parsed type."""
+
+    def asking(cmd: Any) -> str:
+        return f"⏳ Asking MathFi about `{cmd.key}`…"
+
+    async def subscribe(cmd: Subscribe, actor: Actor, channel_id: str) -> Message:
+        return await run_subscribe(ctx, cmd, actor=actor, channel_id=channel_id)
+
+    async def status(cmd: Status, actor: Actor, channel_id: str) -> Message:
+        return await run_status(ctx, cmd)
+
+    return {Subscribe: SlowCommand(asking, subscribe), Status: SlowCommand(asking, status)}
+
+
+def register(app: AsyncApp, ctx: CommandContext) -> None:
+    """Attach the slash command and the card buttons to the bolt app."""
+    slow = slow_commands(ctx)
+
+    async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        channel_id = str(body.get("channel_id", ""))
+        text = str(body.get("text", ""))
+        actor = Actor(
+            team_id=str(body.get("team_id", "")),
+            user_id=str(body.get("user_id", "")),
+            text=f"{ctx.command} {text}",
+        )
+        try:
+            cmd = parse_command(text, allow_broadcast=ctx.allow_broadcast_mentions)
+        except CommandError as err:
+            ctx.metrics.commands.labels(command="invalid", outcome="user_error").inc()
+            await ack(**reply_body(command_error(ctx, err)))
+            return
+        name = type(cmd).__name__.lower()
+        where = f"{ctx.command} {name}"
+        asks_mathfi = slow.get(type(cmd))
+        if asks_mathfi is not None:
+            await ack(response_type="ephemeral", text=asks_mathfi.waiting(cmd))
+            work = asks_mathfi.work(cmd, actor, channel_id)
+            message = await settled(work, name=name, where=where, metrics=ctx.metrics)
+            await respond(**reply_body(message))
+            return
+        answer = settled(
+            run_local(ctx, cmd, channel_id=channel_id, actor=actor),
+            name=name,
+            where=where,
+            metrics=ctx.metrics,
+        )
+        await ack_or_respond(answer, ack=ack, respond=respond)
+
+    app.command(ctx.command)(on_command)
+
+    def button(make: Callable[[str], Command]) -> Callable[..., Awaitable[None]]:
+        async def on_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+            await ack()
+            try:
+                key = str(body["actions"][0]["value"])
+                channel_id = str(body["channel"]["id"])
+                user = body.get("user") or {}
+                actor = Actor(
+                    team_id=str((body.get("team") or {}).get("id") or user.get("team_id", "")),
+                    user_id=str(user.get("id", "")),
+                    text=f"button {body['actions'][0].get('action_id', '?')} {key}",
+                )
+                cmd = make(key)
+                if isinstance(cmd, Status):
+                    message = await run_refresh(ctx, key, channel_id=channel_id)
+                else:
+                    message = await run_local(ctx, cmd, channel_id=channel_id, actor=actor)
+            except StoreUnavailable as err:
+                log.error("database unavailable during a button: %s", err)
+                message = render_error("The bot's database is unavailable right now.")
+            except Exception:
+                message = internal_error("card button")
+            await respond(replace_original=False, **reply_body(message))
+
+        return on_button
+
+    app.action(ACTION_MUTE)(button(lambda key: Mute(key=key, seconds=3600)))
+    app.action(ACTION_UNSUBSCRIBE)(button(lambda key: Unsubscribe(key=key, all=False)))
+    app.action(ACTION_REFRESH)(button(lambda key: Status(key=key)))
