@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -230,11 +231,13 @@ async def test_5xx_then_success(
 ) -> None:
     fake.queue("GET", PROGRESS, status(500), status(502), status(503, text="<html>down"))
     client = make_client(backoff_max=30.0)
+    random.seed(20)  # tenacity's jitter draws from the random module
     progress = await client.get_progress(KEY)
     assert progress.status == "COMPLETED"
     assert len(fake.requests_to(PROGRESS)) == 4
-    assert len(sleeps) == 3
-    assert all(0 <= s <= 0.01 * 2**i for i, s in enumerate(sleeps))
+    # full-jitter exponential: uniform(0, 0.01 * 2**i), the cap doubling each time
+    jitter = random.Random(20)
+    assert sleeps == pytest.approx([jitter.uniform(0, 0.01 * 2**i) for i in range(3)])
 
 
 async def test_429_retry_after_is_honoured_and_capped(

@@ -105,9 +105,9 @@ def assert_valid(message: Message) -> None:
     """What Slack would accept: slack_sdk validators plus message-level limits."""
     assert message.text.strip() and len(message.text) <= 40_000
     assert 1 <= len(message.blocks) <= 50
-    for parsed in Block.parse_all(message.blocks):
-        assert parsed is not None
-        parsed.to_dict()  # runs slack_sdk's validators
+    for block, parsed in zip(message.blocks, Block.parse_all(message.blocks), strict=True):
+        assert parsed is not None, f"slack_sdk does not know the block {block}"
+        assert parsed.to_dict()["type"] == block["type"]  # runs slack_sdk's validators
     for block in message.blocks:
         if block["type"] == "section":
             assert len(block.get("text", {}).get("text", "")) <= 3000

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import random
 import time
 import uuid
 from typing import Any
@@ -31,6 +32,7 @@ from tests.conftest import Env, wait_for
 from tests.scripts import CHAMPION_TRAINING, LIFECYCLE
 
 ONCALL = "<!subteam^S0ONCALL|@oncall>"
+SEED = 20
 Call = tuple[str, dict[str, Any]]
 
 
@@ -133,7 +135,9 @@ async def drain(env: Env, sender: Sender | None = None, *, step: float = 1.0) ->
     raise AssertionError(f"outbox not drained: {(await env.service.store.outbox_counts())}")
 
 
-def fresh_sender(env: Env, client: AsyncWebClient | None = None) -> Sender:
+def fresh_sender(
+    env: Env, client: AsyncWebClient | None = None, *, rng: random.Random | None = None
+) -> Sender:
     """A second Sender on the same store, as after a restart of the process."""
     return Sender(
         env.service.store,
@@ -141,6 +145,7 @@ def fresh_sender(env: Env, client: AsyncWebClient | None = None) -> Sender:
         metrics=Metrics(),
         config=SenderConfig(pace=1.0, backoff_base=1.0, backoff_max=30.0),
         clock=env.clock,
+        rng=rng,
     )
 
 
@@ -205,18 +210,22 @@ async def test_5xx_burst_retries_with_backoff_and_loses_nothing(env: Env) -> Non
         env.sink.add_fault(
             SlackFault(kind="status", status=status, method="chat.postMessage", count=2)
         )
+    sender = fresh_sender(env, rng=random.Random(SEED))
+    jitter = random.Random(SEED)  # the same draws, to compute what the delays must be
     gate = 0.0
+    delays: list[float] = []
     for _ in range(200):
-        made = await tick(env)
+        made = await tick(env, sender)
         assert not made or env.clock() >= gate, "retried before its backoff ended"
         head = await outbox(env, ids[0])
         if head.state == "pending" and any(m == "chat.postMessage" for m, _ in made):
-            delay = head.next_attempt_at - env.clock()
-            assert 0.0 <= delay <= 1.0 * 2**head.attempts  # full-jitter exponential backoff
+            delays.append(head.next_attempt_at - env.clock())
             gate = head.next_attempt_at
         if await settled(env):
             break
         env.clock.advance(0.5)
+    # full-jitter exponential backoff: uniform(0, base * 2**attempts), the cap doubling
+    assert delays == pytest.approx([jitter.uniform(0, 1.0 * 2**n) for n in (1, 2, 3, 4)])
     assert (await outbox(env, ids[0])).attempts == 5  # 4 failures, then the post
     assert note_ids(env, "C1") == ids  # each exactly once, in order
     assert len(calls(env, "conversations.replies", "C1")) == 4  # each unknown outcome looked up

@@ -134,6 +134,9 @@ async def test_sigkill_at_random_moments_loses_and_doubles_nothing(
         await eventually(lambda: "COMPLETED" in card.text, timeout=10, what="the card edited")
         assert await h.service.terminate() == 0  # and a graceful stop still works after all that
     print("\nkills landed:", dict(landed))
+    # The kills must have hit work in progress, not only a process at rest.
+    assert sum(landed.values()) == timeline.steps
+    assert len(landed) >= 2 and landed["after delivery"] < timeline.steps, landed
 
 
 async def test_sigkill_during_slow_delivery_loses_and_doubles_nothing(
@@ -164,6 +167,9 @@ async def test_sigkill_during_slow_delivery_loses_and_doubles_nothing(
         for channel in channels:
             h.assert_exactly_once(channel, timeline.expected)
     print("\nkills landed:", dict(landed))
+    assert sum(landed.values()) == timeline.steps
+    assert landed["SIGTERM (graceful stop)"] == timeline.steps // 8
+    assert landed["during a Slack call (row in 'sending')"] >= 1, landed
 
 
 async def test_database_locked_by_another_process(tmp_path: Path) -> None:
