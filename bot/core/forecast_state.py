@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -28,18 +29,73 @@ from bot.core.models import RUNNING, Snapshot
 
 
 def rules_for(*, stall_window: float, stall_delta: float, time_budget: float) -> ForecastRules:
-    """The forecaster's rules for MathFi's settings. Its own clocks (minimum history, fit
-    span, stall horizon) are tuned for the 300 s window and scale with it, so that the
-    compressed rules of the simulator (a lifecycle in seconds) are forecast alike."""
-    base = ForecastRules()
-    scale = stall_window / base.stall_window
+    """The forecaster's rules for MathFi's settings (its own knobs at their defaults)."""
     return ForecastRules(
-        stall_window=stall_window,
-        stall_delta=stall_delta,
-        time_budget=time_budget,
-        min_history=base.min_history * scale,
-        stall_horizon=base.stall_horizon * scale,
-        fit_span=base.fit_span * scale,
+        stall_window=stall_window, stall_delta=stall_delta, time_budget=time_budget
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Point:
+    algorithm: str
+    at: float
+    value: float
+
+
+def forecast_now(
+    history: Iterable[HistoryLike],
+    snapshot: Snapshot,
+    *,
+    now: float,
+    rules: ForecastRules,
+    previous: JobForecast | None,
+    started_at: float | None,
+) -> JobForecast:
+    """`forecast_job`, on MathFi's own clock. The forecaster's knobs (minimum history, fit
+    span, the bend's time constants, the stall horizon) are tuned for MathFi's 300 s stall
+    window; rules whose window is shorter (the simulator's compressed lifecycles) are read
+    as the same job played faster: time is scaled to a 300 s window on the way in, and the
+    ETAs, rates and stops back on the way out, so a compressed job is forecast alike."""
+    scale = rules.stall_window / ForecastRules().stall_window
+    if scale == 1.0:
+        return forecast_job(
+            history, snapshot, now=now, rules=rules, previous=previous, started_at=started_at
+        )
+    slow = replace(
+        rules, stall_window=rules.stall_window / scale, time_budget=rules.time_budget / scale
+    )
+    forecast = forecast_job(
+        [_Point(p.algorithm, p.at / scale, p.value) for p in history],
+        snapshot,
+        now=now / scale,
+        rules=slow,
+        previous=previous,
+        started_at=None if started_at is None else started_at / scale,
+    )
+    return _faster(forecast, scale)
+
+
+def _times(value: float | None, scale: float) -> float | None:
+    return None if value is None else value * scale
+
+
+def _faster(forecast: JobForecast, scale: float) -> JobForecast:
+    stall = forecast.stall_warning
+    return replace(
+        forecast,
+        algorithms=tuple(
+            replace(
+                a,
+                rate=a.rate / scale,
+                stops_in=_times(a.stops_in, scale),
+                eta=_times(a.eta, scale),
+            )
+            for a in forecast.algorithms
+        ),
+        eta=_times(forecast.eta, scale),
+        eta_low=_times(forecast.eta_low, scale),
+        eta_high=_times(forecast.eta_high, scale),
+        stall_warning=replace(stall, seconds_left=stall.seconds_left * scale) if stall else None,
     )
 
 
@@ -129,7 +185,7 @@ def advance(
     if snapshot.status != RUNNING:
         return state.model_copy(update={"last": None}), []
     started_at = state.started_at if state.started_at is not None else now
-    forecast = forecast_job(
+    forecast = forecast_now(
         history,
         snapshot,
         now=now,

@@ -8,8 +8,8 @@ is answered without a forecast line.
 
 from __future__ import annotations
 
-from bot.core.forecast import ForecastRules, Verdict, forecast_job
-from bot.core.forecast_state import ForecastSummary, read_state
+from bot.core.forecast import ForecastRules, Verdict
+from bot.core.forecast_state import ForecastSummary, forecast_now, read_state
 from bot.core.models import RUNNING, Snapshot
 from store import AsyncStore, Store, StoreUnavailable
 
@@ -31,7 +31,7 @@ async def status_forecast(
         if snapshot.status != RUNNING:
             return None
         state = read_state(record.forecast_json)
-        forecast = forecast_job(
+        forecast = forecast_now(
             db.history(key),
             snapshot,
             now=now,
