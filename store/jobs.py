@@ -14,14 +14,15 @@ from store.records import HistoryPoint, JobRecord, NewOutboxRow
 _UPSERT_JOB = (
     "INSERT INTO jobs (job_key, snapshot_json, snapshot_hash, status, best_performance, "
     "best_algorithm, next_poll_at, unreachable, terminal, version, updated_at, "
-    "last_improvement_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
+    "last_improvement_at, forecast_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) "
     "ON CONFLICT (job_key) DO UPDATE SET snapshot_json = excluded.snapshot_json, "
     "snapshot_hash = excluded.snapshot_hash, status = excluded.status, "
     "best_performance = excluded.best_performance, best_algorithm = excluded.best_algorithm, "
     "next_poll_at = excluded.next_poll_at, unreachable = excluded.unreachable, "
     "terminal = excluded.terminal, consecutive_errors = 0, version = version + 1, "
     "updated_at = excluded.updated_at, "
-    "last_improvement_at = coalesce(excluded.last_improvement_at, last_improvement_at) "
+    "last_improvement_at = coalesce(excluded.last_improvement_at, last_improvement_at), "
+    "forecast_json = coalesce(excluded.forecast_json, forecast_json) "
     "RETURNING version"
 )
 _INSERT_HISTORY = (
@@ -56,6 +57,7 @@ class PollRecord:
     last_best: Mapping[int, float]
     improved: bool
     unreachable: bool = False
+    forecast_json: str | None = None  # the job's forecast state; None keeps the stored one
 
 
 class JobStore(StoreConnection):
@@ -107,6 +109,7 @@ class JobStore(StoreConnection):
         last_best: Mapping[int, float],
         improved: bool,
         unreachable: bool = False,
+        forecast_json: str | None = None,
         now: float | None = None,
     ) -> int:
         """Store one changed poll in ONE transaction; returns the job's new version.
@@ -130,6 +133,7 @@ class JobStore(StoreConnection):
             last_best=last_best,
             improved=improved,
             unreachable=unreachable,
+            forecast_json=forecast_json,
         )
         return self.record_polls([poll], now=now)[0]
 
@@ -160,6 +164,7 @@ class JobStore(StoreConnection):
                 int(poll.terminal),
                 at,
                 at if poll.improved else None,
+                poll.forecast_json,
             ),
         ).fetchall()[0]
         if poll.history:

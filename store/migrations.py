@@ -274,12 +274,20 @@ def m005_unwatched_cards(db: Database) -> None:
     db.execute("ALTER TABLE cards ADD COLUMN unwatched_shown INTEGER NOT NULL DEFAULT 0")
 
 
+def m006_job_forecast(db: Database) -> None:
+    """Each job keeps its forecast state as JSON (the engine's: when it was first seen
+    running, the last forecast the card shows, and the warning gate's memory), so that a
+    restart neither repeats a warning nor forgets the card's forecast."""
+    db.execute("ALTER TABLE jobs ADD COLUMN forecast_json TEXT")
+
+
 MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (1, m001_initial),
     (2, m002_retention),
     (3, m003_actions),
     (4, m004_outbox_call_started),
     (5, m005_unwatched_cards),
+    (6, m006_job_forecast),
 )
 
 

@@ -92,11 +92,12 @@ class JobRecord:
     version: int
     updated_at: float
     last_improvement_at: float | None
+    forecast_json: str | None = None  # the engine's forecast state (bot.core.forecast_state)
 
     COLUMNS: ClassVar[str] = (
         "job_key, snapshot_json, snapshot_hash, status, best_performance, best_algorithm, "
         "next_poll_at, consecutive_errors, unreachable, terminal, version, updated_at, "
-        "last_improvement_at"
+        "last_improvement_at, forecast_json"
     )
 
     @classmethod

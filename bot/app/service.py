@@ -35,6 +35,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.app.replay import ReplayGuard
 from bot.app.startup import InstanceLock, InstanceLocked, check_writable
 from bot.config import Settings
+from bot.core.forecast import ForecastRules
+from bot.core.forecast_state import rules_for
 from bot.engine.poller import Poller, PollerConfig
 from bot.engine.retention import Retention, RetentionConfig
 from bot.errors import ConfigError
@@ -69,6 +71,8 @@ class Service:
             interval=settings.poll_interval,
             concurrency=settings.poll_concurrency,
             unreachable_after=settings.unreachable_after,
+            forecast=forecast_rules(settings),
+            warning_cooldown=settings.warning_cooldown,
         )
         self._sender_config = sender_config or SenderConfig()
         self.team_id: str | None = None
@@ -232,6 +236,7 @@ class Service:
                 max_subscriptions=s.max_subscriptions,
                 allow_broadcast_mentions=s.allow_broadcast_mentions,
                 poll_interval=s.poll_interval,
+                forecast=self._poller_config.forecast,
                 watch=self.poller.watch,
                 clock=self.clock,
             ),
@@ -369,6 +374,15 @@ class Service:
         return web.Response(
             body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
+
+
+def forecast_rules(settings: Settings) -> ForecastRules:
+    """MATHFI_STALL_WINDOW, MATHFI_STALL_DELTA and MATHFI_TIME_BUDGET, as the forecaster's rules."""
+    return rules_for(
+        stall_window=settings.mathfi_stall_window,
+        stall_delta=settings.mathfi_stall_delta,
+        time_budget=settings.mathfi_time_budget,
+    )
 
 
 async def socket_mode_problem(app_token: str, slack: AsyncWebClient) -> str | None:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.core.events import EventsFilter
+from bot.core.events import Event, EventsFilter
 from bot.core.fanout import Recipient
-from bot.core.models import PENDING, Snapshot, TrainingJob, TrainingProgress
+from bot.core.forecast import ForecastRules
+from bot.core.forecast_state import ForecastState, advance
+from bot.core.models import PENDING, RUNNING, Snapshot, TrainingJob, TrainingProgress
 from bot.core.notification import Notification
 from bot.errors import MathFiAuthError, MathFiError, MathFiUnavailable, TrainingJobNotFound
-from store import HistoryPoint, NewOutboxRow, Subscription
+from store import HistoryPoint, NewOutboxRow, Store, Subscription
 from store.db import PollRecord
 
 
@@ -41,6 +43,7 @@ class JobState:
     unreachable: bool = False
     due_at: float = 0.0
     slot: float | None = None  # the due time of the last poll taken: the job's grid
+    forecast: ForecastState = field(default_factory=ForecastState)  # as the store has it
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class PollerConfig:
     # The loop sleeps at least this long: jobs falling due meanwhile start together (a
     # little late, never early), so at 1,000 polls/s it wakes 20 times a second, not 1,000.
     batch_window: float = 0.05
+    # MathFi's stop rules (MATHFI_STALL_WINDOW, ...) and WARNING_COOLDOWN
+    forecast: ForecastRules = field(default_factory=ForecastRules)
+    warning_cooldown: float = 600.0
 
 
 def next_due(config: PollerConfig, state: JobState, now: float, rng: random.Random) -> float:
@@ -123,6 +129,30 @@ def outbox_row(notification: Notification) -> NewOutboxRow:
     )
 
 
+def forecast_step(
+    store: Store,
+    config: PollerConfig,
+    kept: ForecastState,
+    previous: Snapshot | None,
+    snapshot: Snapshot,
+    now: float,
+) -> tuple[ForecastState, list[Event]]:
+    """A changed poll's forecast and warnings, on the store's thread in the poll's own turn
+    (the job's stored history plus the points this poll writes: no round trip of its own;
+    a job that is not running reads nothing)."""
+    history: list[HistoryPoint] = []
+    if snapshot.status == RUNNING:
+        history = [*store.history(snapshot.job_key), *history_points(previous, snapshot, now)]
+    return advance(
+        kept,
+        history,
+        snapshot,
+        now=now,
+        rules=config.forecast,
+        cooldown=config.warning_cooldown,
+    )
+
+
 def poll_record(
     previous: Snapshot | None,
     snapshot: Snapshot,
@@ -131,9 +161,11 @@ def poll_record(
     now: float,
     next_poll_at: float,
     notifications: Sequence[Notification],
+    forecast: ForecastState | None = None,
 ) -> PollRecord:
     """Everything a changed poll writes, in one transaction: the snapshot, its history
-    points, the outbox rows and each told subscription's new last-announced best."""
+    points, the outbox rows, each told subscription's new last-announced best and the
+    job's forecast state (None: the stored one stays)."""
     best_now = snapshot.best()
     best_before = previous.best() if previous else None
     improved = best_now is not None and (
@@ -158,6 +190,7 @@ def poll_record(
         outbox=[outbox_row(n) for n in notifications],
         last_best=last_best,
         improved=improved,
+        forecast_json=forecast.to_json() if forecast is not None else None,
     )
 
 

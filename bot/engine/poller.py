@@ -31,6 +31,7 @@ from functools import partial
 from bot.core.diff import diff, job_recovered, snapshot_hash
 from bot.core.events import EventKind
 from bot.core.fanout import Unreachable, fan_out
+from bot.core.forecast_state import ForecastState, read_state
 from bot.core.models import Snapshot, is_terminal
 from bot.engine.group_commit import GroupCommit
 from bot.engine.health import Health
@@ -39,6 +40,7 @@ from bot.engine.jobs import (
     PollerConfig,
     ProgressSource,
     error_kind,
+    forecast_step,
     lost_for_good,
     next_due,
     outbox_row,
@@ -113,6 +115,7 @@ class Poller:
                 hash=record.snapshot_hash,
                 version=record.version,
                 unreachable=bool(record.unreachable),
+                forecast=read_state(record.forecast_json),
             )
             self._metrics.watched_jobs.set(len(self._jobs))
         self._schedule(job_key, self._clock() if due_at is None else due_at)
@@ -271,8 +274,15 @@ class Poller:
             self._metrics.events.labels(kind=event.kind.value).inc()
         version, recovered = state.version + 1, state.unreachable
         next_poll_at = self._next_due(state, now)
+        forecasts: list[ForecastState] = []  # what `prepare` decided, for `_committed`
 
         def prepare(store: Store) -> PollRecord:  # on the store's thread, with the batch
+            forecast, warnings = forecast_step(
+                store, self._config, state.forecast, previous, snapshot, now
+            )
+            for warning in warnings:
+                self._metrics.events.labels(kind=warning.kind.value).inc()
+            forecasts.append(forecast)
             notifications = fan_out(
                 previous,
                 snapshot,
@@ -280,6 +290,7 @@ class Poller:
                 now,
                 version=version,
                 recovered=recovered,
+                warnings=warnings,
             )
             return poll_record(
                 previous,
@@ -288,19 +299,28 @@ class Poller:
                 now=now,
                 next_poll_at=next_poll_at,
                 notifications=notifications,
+                forecast=forecast,
             )
 
         await self._writer.record(
             prepare,
-            written=partial(self._committed, state, snapshot, digest, now),
+            written=partial(self._committed, state, snapshot, digest, now, forecasts),
             refused=partial(self._on_store_error, state),
         )
 
     def _committed(
-        self, state: JobState, snapshot: Snapshot, digest: str, now: float, version: int
+        self,
+        state: JobState,
+        snapshot: Snapshot,
+        digest: str,
+        now: float,
+        forecasts: list[ForecastState],
+        version: int,
     ) -> None:
         """The poll is in the database: remember it and schedule the next one."""
         self._health.store_written()
+        if forecasts:
+            state.forecast = forecasts[-1]
         state.version = version
         state.snapshot, state.hash = snapshot, digest
         state.errors, state.failing_since, state.unreachable = 0, None, False

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection
 
+from bot.core.forecast_state import read_state
 from bot.core.models import Snapshot
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
@@ -168,6 +169,7 @@ class LiveCards:
             last_improvement_at=record.last_improvement_at if record else None,
             history=history or None,
             muted_until=sub.muted_until if sub else None,
+            forecast=read_state(record.forecast_json).last if record else None,
         )
         if sub is None or not sub.created_by:
             return card

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.core.forecast import ForecastRules
 from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
 from bot.metrics import Metrics
 from bot.slack.command_text import DEFAULT_COMMAND, USAGE, CommandError
@@ -34,6 +35,8 @@ class CommandContext:
     max_subscriptions: int = 5000  # in the whole store
     allow_broadcast_mentions: bool = False  # `--mention @here/@channel/@everyone`
     poll_interval: float = 30.0
+    # the poller's forecast rules (MathFi's stop rules): for `status`
+    forecast: ForecastRules = field(default_factory=ForecastRules)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 

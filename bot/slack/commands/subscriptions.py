@@ -44,6 +44,7 @@ from bot.slack.render import (
     render_error,
     render_status,
 )
+from bot.slack.status_forecast import status_forecast
 from store import (
     AuditRow,
     Store,
@@ -152,7 +153,9 @@ async def run_status(ctx: CommandContext, cmd: Status) -> Message:
         snapshot = await fetch_snapshot(ctx, cmd.key)
     except MathFiError as err:
         return render_error(replies.mathfi_problem(err, cmd.key))
-    return render_status(snapshot, now=ctx.clock())
+    now = ctx.clock()
+    forecast = await status_forecast(ctx.store, snapshot, now=now, rules=ctx.forecast)
+    return render_status(snapshot, now=now, forecast=forecast)
 
 
 async def run_local(
