@@ -90,8 +90,10 @@ VALID: list[tuple[str, Command]] = [
     # list, status, unmute
     ("list", ListSubs()),
     ("LIST ", ListSubs()),
+    ("list 1", ListSubs(page=1)),
     ("list 2", ListSubs(page=2)),
     ("list 002", ListSubs(page=2)),
+    ("datasets 1", Datasets(page=1)),
     (f"status {KEY}", Status(key=KEY)),
     (f"status\t{UPPER}", Status(key=KEY)),
     (f"unmute {KEY}", Unmute(key=KEY)),
@@ -167,8 +169,19 @@ def test_broadcast_mentions_are_refused_unless_allowed(option: str, normalised: 
 def test_a_broadcast_mention_on_train_is_refused_with_the_train_usage() -> None:
     with pytest.raises(CommandError) as refused:
         parse_command(f"train {KEY} --mention @channel")
-    assert refused.value.message.startswith("`--mention <!channel>` would ping everyone")
+    assert refused.value.message == (
+        "`--mention <!channel>` would ping everyone in the channel, and this bot is set not "
+        "to. Mention a person or a user group instead (ask the bot's operator about "
+        "ALLOW_BROADCAST_MENTIONS)."
+    )
     assert refused.value.usage == TRAIN
+
+
+@pytest.mark.parametrize("name", ["Xtarget", "X", "-Xy"])
+def test_a_smart_dash_option_keeps_every_letter_it_was_typed_with(name: str) -> None:
+    with pytest.raises(CommandError) as refused:
+        parse_command(f"train {KEY} \u2014{name} 0.9")
+    assert refused.value.message.startswith(f"Unknown option `--{name.lstrip('-')}`.")
 
 
 def test_person_and_group_mentions_need_no_permission() -> None:
