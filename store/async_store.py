@@ -183,6 +183,12 @@ class AsyncStore:
     finish_action = _on_thread(Store.finish_action)
     get_action = _on_thread(Store.get_action)
     recent_actions = _on_thread(Store.recent_actions)
+    set_digest = _on_thread(Store.set_digest)
+    digest_off = _on_thread(Store.digest_off)
+    get_digest = _on_thread(Store.get_digest)
+    active_digests = _on_thread(Store.active_digests)
+    digest_jobs = _on_thread(Store.digest_jobs)
+    record_digest = _on_thread(Store.record_digest)
 
     ping = _on_thread(Store.ping)
 

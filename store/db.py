@@ -17,6 +17,7 @@ from pathlib import Path
 from store.actions import ActionStore
 from store.cards import CardStore
 from store.connection import BUSY_TIMEOUT_MS, refused_row
+from store.digests import DigestStore
 from store.jobs import HISTORY_KEEP, PRUNE_EVERY, JobStore, PollRecord
 from store.outbox import OutboxStore
 from store.retention import RetentionStore
@@ -25,7 +26,9 @@ from store.subscriptions import SubscriptionStore
 __all__ = ["HISTORY_KEEP", "PRUNE_EVERY", "PollRecord", "Store", "refused_row"]
 
 
-class Store(SubscriptionStore, JobStore, OutboxStore, CardStore, RetentionStore, ActionStore):
+class Store(
+    SubscriptionStore, JobStore, OutboxStore, CardStore, RetentionStore, ActionStore, DigestStore
+):
     def __init__(
         self,
         path: str | Path,

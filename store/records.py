@@ -48,10 +48,11 @@ class Subscription:
     active: bool
     disabled_reason: str | None
     last_best: float | None
+    broadcast: str = "final"  # `--broadcast`: final, failures or none (migration 9)
 
     COLUMNS: ClassVar[str] = (
         "id, team_id, channel_id, job_key, created_by, created_at, min_improvement, mention, "
-        "events, muted_until, active, disabled_reason, last_best"
+        "events, muted_until, active, disabled_reason, last_best, broadcast"
     )
 
     @classmethod
@@ -64,6 +65,44 @@ class Subscription:
     def delivering(self) -> bool:
         """Active and not disabled by a permanent Slack error."""
         return self.active and self.disabled_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSetting:
+    """A channel's daily digest (migration 9): posted once a local day (`day` in `tz`)
+    when the local time passes `daily_at` ("HH:MM"). `last_sent_day` is the local date
+    (ISO) of the last digest, or of the day it was turned on past its hour; `last_sent_at`
+    when the last one was written (None: never)."""
+
+    channel_id: str
+    team_id: str | None
+    daily_at: str
+    tz: str
+    last_sent_day: str | None
+    last_sent_at: float | None
+    active: bool
+    updated_by: str | None
+    updated_at: float
+
+    COLUMNS: ClassVar[str] = (
+        "channel_id, team_id, daily_at, tz, last_sent_day, last_sent_at, active, updated_by, "
+        "updated_at"
+    )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> DigestSetting:
+        values = list(row)
+        values[6] = bool(values[6])
+        return cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestJob:
+    """A job one channel's digest may tell of: its stored record and when the channel
+    started watching it."""
+
+    job: JobRecord
+    watched_since: float
 
 
 @dataclass(frozen=True, slots=True)

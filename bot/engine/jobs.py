@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.events import Event, EventsFilter
 from bot.core.fanout import Recipient
 from bot.core.forecast import ForecastRules
@@ -115,6 +116,7 @@ def recipient(sub: Subscription) -> Recipient:
         last_best=sub.last_best,
         muted_until=sub.muted_until,
         mention=sub.mention,
+        broadcast=BroadcastMode(sub.broadcast),
     )
 
 

@@ -10,8 +10,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.core.broadcast import broadcasts
 from bot.core.events import EventKind
-from bot.core.models import Snapshot, is_terminal
+from bot.core.models import Snapshot
 from bot.core.notification import Notification, read_notification
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
@@ -159,12 +160,8 @@ class Delivery:
             return card_ts, started
         # the job as it was when these events happened, else as the store has it now
         snapshot = notification.snapshot or await self._cards.snapshot(row.job_key)
-        broadcast = any(
-            e.kind is EventKind.JOB_STATUS
-            and e.new_status is not None
-            and is_terminal(e.new_status)
-            for e in notification.events
-        )
+        # a final status, as the subscription's `--broadcast` wants it (`bot.core.broadcast`)
+        broadcast = broadcasts(notification.broadcast, notification.events)
         # A reply also sent to the channel is the short form; the card has the details.
         message = render_notification(
             notification.events,

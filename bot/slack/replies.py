@@ -32,7 +32,11 @@ def plain(text: str) -> Message:
 
 
 def _options(sub: Subscription) -> str:
-    parts = [f"min +{sub.min_improvement:g}", f"events: {sub.events}"]
+    parts = [
+        f"min +{sub.min_improvement:g}",
+        f"events: {sub.events}",
+        f"broadcast: {sub.broadcast}",
+    ]
     if sub.mention:
         parts.append(f"alerts {sub.mention}")
     return ", ".join(parts)

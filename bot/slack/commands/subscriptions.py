@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.diff import snapshot_hash
 from bot.core.events import EventsFilter
 from bot.core.fanout import watch_started
@@ -66,6 +67,7 @@ def subscribe_snapshot(
     mention: str | None,
     events: EventsFilter | None,
     next_poll_at: float,
+    broadcast: BroadcastMode | None = None,
     now: float,
     channel_limit: int | None = None,
     global_limit: int | None = None,
@@ -87,6 +89,7 @@ def subscribe_snapshot(
         min_improvement=min_improvement,
         mention=mention,
         events=events.value if events is not None else None,
+        broadcast=broadcast.value if broadcast is not None else None,
         snapshot_json=snapshot.canonical_json(),
         snapshot_hash=snapshot_hash(snapshot),
         status=snapshot.status,
@@ -123,6 +126,7 @@ async def run_subscribe(
             min_improvement=cmd.min_improvement,
             mention=cmd.mention,
             events=EventsFilter(cmd.events) if cmd.events is not None else None,
+            broadcast=BroadcastMode(cmd.broadcast) if cmd.broadcast is not None else None,
             next_poll_at=now + ctx.poll_interval,
             now=now,
             channel_limit=ctx.subscription_limit,
