@@ -1,10 +1,11 @@
 """Parse the text of the `/mathfi` slash command into a typed command.
 
 Pure: no I/O, no clock (but for reading the zone database's names once, for `--tz`).
-`parse_command` raises `CommandError` and nothing else. A `CommandError.message` is short (at most 200 characters), echoes at most 40 characters of
-user input, and is Slack-mrkdwn safe (`&`, `<`, `>` escaped), so it can be posted as is.
-`USAGE` lines and `CommandError.usage` are plain text written for the default command name
-`/mathfi`; escape them (`escape_mrkdwn`) before posting. `help_text` is already escaped.
+`parse_command` raises `CommandError` and nothing else. A `CommandError.message` is short
+(at most 200 characters), echoes at most 40 characters of user input, and is Slack-mrkdwn
+safe (`&`, `<`, `>` escaped), so it can be posted as is. `USAGE` lines and
+`CommandError.usage` are plain text written for the default command name `/mathfi`;
+escape them (`escape_mrkdwn`) before posting. `help_text` is already escaped.
 
 Longer than 300 lines: one parser, its messages and its grammar tables, kept together
 (the action commands `train`, `cancel` and `datasets`, and `digest`, share its option
