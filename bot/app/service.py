@@ -37,6 +37,7 @@ from bot.app.startup import InstanceLock, InstanceLocked, check_writable
 from bot.config import Settings
 from bot.core.forecast import ForecastRules
 from bot.core.forecast_state import rules_for
+from bot.engine.digest import DigestConfig, DigestLoop
 from bot.engine.poller import Poller, PollerConfig
 from bot.engine.retention import Retention, RetentionConfig
 from bot.errors import ConfigError
@@ -129,6 +130,7 @@ class Service:
             ),
             metrics=self.metrics,
         )
+        self.digests = DigestLoop(self.store, config=DigestConfig(), clock=self.clock)
         self.bolt = self._build_bolt()
         # Slack's timestamps are wall-clock time, whatever clock the loops run on.
         self._replays = ReplayGuard(s.slack_signing_secret.get_secret_value(), clock=time.time)
@@ -139,6 +141,7 @@ class Service:
                 asyncio.create_task(self.poller.run(), name="poller"),
                 asyncio.create_task(self.sender.run(), name="sender"),
                 asyncio.create_task(self.retention.run(), name="retention"),
+                asyncio.create_task(self.digests.run(), name="digests"),
             ]
         if s.slack_app_token is not None:
             await self._start_socket_mode(s.slack_app_token.get_secret_value())
@@ -193,6 +196,7 @@ class Service:
             self.poller.stop()
             self.sender.stop()
             self.retention.stop()
+            self.digests.stop()
             await _within(
                 asyncio.gather(*self._tasks, return_exceptions=True),
                 max(deadline - time.monotonic() - 4.0, 1.0),

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.core.forecast import Verdict
 from bot.core.forecast_state import ForecastSummary
 from bot.core.models import RUNNING, Snapshot
 
@@ -39,6 +40,7 @@ class DigestLine(BaseModel):
     running: int = 0  # algorithms RUNNING
     algorithms: int = 0
     eta: float | None = None  # when the forecast expects the target (epoch seconds)
+    at_risk: bool = False  # the forecast sees no algorithm reaching the target
 
 
 class DailyDigest(BaseModel):
@@ -52,6 +54,7 @@ class DailyDigest(BaseModel):
     tz: str
     at: float  # when it was made
     since: float  # jobs that finished after this
+    set_by: str | None = None  # the Slack user who turned it on (or last changed it)
     finished: tuple[DigestLine, ...] = ()
     running: tuple[DigestLine, ...] = ()
 
@@ -78,9 +81,10 @@ class WatchedJob:
 def digest_line(job: WatchedJob) -> DigestLine:
     snapshot = job.snapshot
     best = snapshot.best()
+    forecast = job.forecast if snapshot.status == RUNNING else None
     eta = None
-    if job.forecast is not None and job.forecast.eta is not None:
-        eta = job.forecast.at + job.forecast.eta
+    if forecast is not None and forecast.verdict is Verdict.ON_TRACK and forecast.eta is not None:
+        eta = forecast.at + forecast.eta
     return DigestLine(
         job_key=snapshot.job_key,
         status=snapshot.status,
@@ -91,7 +95,8 @@ def digest_line(job: WatchedJob) -> DigestLine:
         achieved=snapshot.achieved_performance,
         running=sum(1 for a in snapshot.algorithms if a.status == RUNNING),
         algorithms=len(snapshot.algorithms),
-        eta=eta if snapshot.status == RUNNING else None,
+        eta=eta,
+        at_risk=forecast is not None and forecast.verdict is Verdict.AT_RISK,
     )
 
 
@@ -103,6 +108,7 @@ def build_digest(
     tz: str,
     since: float,
     now: float,
+    set_by: str | None = None,
 ) -> DailyDigest | None:
     """The day's digest for a channel, or None when no job finished since `since` and
     none is still going (a quiet day posts nothing)."""
@@ -116,6 +122,7 @@ def build_digest(
         tz=tz,
         at=now,
         since=since,
+        set_by=set_by,
         finished=tuple(finished),
         running=tuple(going),
     )

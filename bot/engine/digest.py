@@ -83,7 +83,9 @@ def write_digest(store: Store, channel_id: str, day: str, *, now: float, lookbac
         for watched in store.digest_jobs(channel_id=channel_id)
     ]
     since = setting.last_sent_at if setting.last_sent_at is not None else now - lookback
-    digest = build_digest(channel_id, jobs, day=day, tz=setting.tz, since=since, now=now)
+    digest = build_digest(
+        channel_id, jobs, day=day, tz=setting.tz, since=since, now=now, set_by=setting.updated_by
+    )
     row = digest_row(digest) if digest is not None else None
     return store.record_digest(channel_id=channel_id, day=day, row=row, now=now)
 

@@ -13,6 +13,7 @@ from bot.slack.card import (
     clip,
     code,
     context,
+    cut,
     fold,
     perf,
     plural,
@@ -63,10 +64,26 @@ def subscribed(sub: Subscription, snapshot: Snapshot, *, created: bool, command:
 
 
 def subscription_list(
-    views: Sequence[SubscriptionView], *, now: float, command: str, page: int = 1
+    views: Sequence[SubscriptionView],
+    *,
+    now: float,
+    command: str,
+    page: int = 1,
+    note: str | None = None,
 ) -> Message:
     """One page of the channel's subscriptions: as many as fit in one message (LIST_BUDGET),
-    the next ones on `list 2`, `list 3`, …; each page says where the rest are."""
+    the next ones on `list 2`, `list 3`, …; each page says where the rest are. `note` (the
+    channel's digest setting) ends every page."""
+    message = _subscription_list(views, now=now, command=command, page=page)
+    if note is None:
+        return message
+    text = f"{cut(message.text, 2900 - len(note))}\n{note}"  # the note is never cut off
+    return Message(text=text, blocks=[*message.blocks, context(note).to_dict()])
+
+
+def _subscription_list(
+    views: Sequence[SubscriptionView], *, now: float, command: str, page: int
+) -> Message:
     if not views:
         text = f"This channel watches no training job. Start with `{command} subscribe <key>`."
         return to_message(text, [section(text)])

@@ -25,6 +25,7 @@ from bot.slack.audit import (
 from bot.slack.command_text import (
     Command,
     CommandError,
+    Digest,
     Mute,
     Status,
     Subscribe,
@@ -32,6 +33,7 @@ from bot.slack.command_text import (
     parse_command,
 )
 from bot.slack.commands.context import CommandContext, command_error
+from bot.slack.commands.digest import run_digest
 from bot.slack.commands.subscriptions import run_local, run_refresh, run_status, run_subscribe
 from bot.slack.render import (
     ACTION_MUTE,
@@ -98,8 +100,13 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
             message = await settled(work, name=name, where=where, metrics=ctx.metrics)
             await respond(**reply_body(message))
             return
+        local = (
+            run_digest(ctx, cmd, channel_id=channel_id, actor=actor)
+            if isinstance(cmd, Digest)
+            else run_local(ctx, cmd, channel_id=channel_id, actor=actor)
+        )
         answer = settled(
-            run_local(ctx, cmd, channel_id=channel_id, actor=actor),
+            local,
             name=name,
             where=where,
             metrics=ctx.metrics,

@@ -40,6 +40,7 @@ from bot.slack.command_text import (
     help_text,
 )
 from bot.slack.commands.context import CommandContext, fetch_snapshot, usage
+from bot.slack.commands.digest import digest_note
 from bot.slack.render import (
     Message,
     render_error,
@@ -179,8 +180,11 @@ async def run_local(
     if isinstance(cmd, Unsubscribe | Mute | Unmute):
         audit(actor, channel_id, local_result(cmd, answer))
     if isinstance(cmd, ListSubs):
-        assert isinstance(answer, list)
-        return replies.subscription_list(answer, now=now, command=ctx.command, page=cmd.page)
+        views, digest = answer
+        note = digest_note(digest, command=ctx.command)
+        return replies.subscription_list(
+            views, now=now, command=ctx.command, page=cmd.page, note=note
+        )
     if isinstance(cmd, Unsubscribe):
         count = int(answer)
         if cmd.all:
@@ -210,7 +214,8 @@ def _local_work(
 
     def work(store: Store) -> tuple[Any, int | None]:
         if isinstance(cmd, ListSubs):
-            return store.list_subscriptions(channel_id=channel_id), None
+            views = store.list_subscriptions(channel_id=channel_id)
+            return (views, store.get_digest(channel_id=channel_id)), None
         if isinstance(cmd, Unsubscribe):
             if cmd.all:
                 count = store.unsubscribe_all(
