@@ -25,6 +25,7 @@ from bot.core.models import (
     TrainingProgress,
 )
 from bot.core.sparkline import sparkline
+from bot.slack.card import CARD_ALGORITHMS
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -302,15 +303,30 @@ def test_history_replaces_recent_performances() -> None:
     assert "`█▄▁` `ALG000`" in everything(message)
 
 
-def test_fifty_algorithms_all_fit() -> None:
-    message = render_card(snapshot(algorithms=50), now=NOW)
+def test_the_card_shows_the_best_few_algorithms_and_counts_the_rest() -> None:
+    message = render_card(snapshot(algorithms=120), now=NOW)
+    assert_valid(message)
+    body = everything(message)
+    shown = [i for i in range(120) if f"`ALG{i:03d}`" in body]
+    assert shown == list(range(120 - CARD_ALGORITHMS, 120))  # the highest performers
+    assert f"… and {120 - CARD_ALGORITHMS} more algorithms" in body
+
+
+def test_a_card_with_few_algorithms_shows_them_all() -> None:
+    body = everything(render_card(snapshot(algorithms=CARD_ALGORITHMS), now=NOW))
+    assert all(f"`ALG{i:03d}`" in body for i in range(CARD_ALGORITHMS))
+    assert "more algorithm" not in body
+
+
+def test_status_lists_fifty_algorithms_all() -> None:
+    message = render_status(snapshot(algorithms=50), now=NOW)
     assert_valid(message)
     body = everything(message)
     assert all(f"`ALG{i:03d}`" in body for i in range(50)) and "more algorithm" not in body
 
 
-def test_five_hundred_algorithms_are_cut_with_a_count() -> None:
-    message = render_card(snapshot(algorithms=500), now=NOW)
+def test_status_of_five_hundred_algorithms_is_cut_with_a_count() -> None:
+    message = render_status(snapshot(algorithms=500), now=NOW)
     assert_valid(message)
     body = everything(message)
     shown = sum(f"`ALG{i:03d}`" in body for i in range(500))
