@@ -39,7 +39,6 @@ GROUP_BUDGET = 2500  # characters of one group's lines: one section each
 def render_digest(digest: DailyDigest) -> Message:
     """The digest message: a title, the finished jobs, the running ones."""
     title = f"📰 *Daily digest* · {digest.day} ({clip(digest.tz, 40)})"
-    parts = [title]
     blocks: list[Block] = [section(title)]
     groups = (
         ("*Finished since the last digest*", digest.finished),
@@ -52,16 +51,15 @@ def render_digest(digest: DailyDigest) -> Message:
         chunks, shown = fold(lines, budget=GROUP_BUDGET)
         hidden = len(jobs) - max(shown - 1, 0)
         blocks += [section(chunk) for chunk in chunks]
-        parts += chunks
         if hidden:
             more = f"… and {hidden} more"
             blocks.append(context(more))
-            parts.append(more)
     if digest.set_by and _USER.fullmatch(digest.set_by):
         who = f"Daily at this hour since <@{digest.set_by}> asked for it"
         blocks.append(context(who))
-        parts.append(who)
-    return to_message("\n".join(parts), blocks)
+    # the notification's text: short; the blocks have the detail
+    counts = f"{len(digest.finished)} finished, {len(digest.running)} still running"
+    return to_message(f"📰 Daily digest · {digest.day}: {counts}", blocks)
 
 
 def _line(job: DigestLine, *, at: float) -> str:
