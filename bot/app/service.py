@@ -133,7 +133,11 @@ class Service:
         )
         self.oncall = Oncall(
             self.store,
-            config=OncallConfig(repage=s.oncall_repage, max_pages=s.oncall_repage_max),
+            config=OncallConfig(
+                repage=s.oncall_repage,
+                max_pages=s.oncall_repage_max,
+                every=min(5.0, s.oncall_repage or 5.0),  # no later than a page is due
+            ),
             metrics=self.metrics,
             clock=self.clock,
         )
