@@ -43,9 +43,7 @@ async def test_sigkill_after_a_repage_is_committed_posts_it_once(
             h.sink.add_fault(SlackFault(kind="hang", method="chat.postMessage", seconds=1.5))
             waiting_in = ("sending",)
         else:
-            h.sink.add_fault(
-                SlackFault(kind="ratelimit", method="chat.postMessage", retry_after=3)
-            )
+            h.sink.add_fault(SlackFault(kind="ratelimit", method="chat.postMessage", retry_after=3))
             waiting_in = ("pending",)
 
         def repage_rows() -> list[dict[str, object]]:
