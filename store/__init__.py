@@ -7,7 +7,9 @@ methods, run on the store's own thread and awaited from the event loop).
 from store.async_store import AsyncStore
 from store.db import Store
 from store.records import (
+    AckOutcome,
     ActionRecord,
+    Alert,
     AuditRow,
     Card,
     DatabaseSize,
@@ -15,6 +17,7 @@ from store.records import (
     DigestSetting,
     HistoryPoint,
     JobRecord,
+    NewAlert,
     NewOutboxRow,
     OutboxRow,
     Pruned,
@@ -27,7 +30,9 @@ from store.records import (
 )
 
 __all__ = [
+    "AckOutcome",
     "ActionRecord",
+    "Alert",
     "AsyncStore",
     "AuditRow",
     "Card",
@@ -36,6 +41,7 @@ __all__ = [
     "DigestSetting",
     "HistoryPoint",
     "JobRecord",
+    "NewAlert",
     "NewOutboxRow",
     "OutboxRow",
     "Pruned",

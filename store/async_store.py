@@ -190,6 +190,13 @@ class AsyncStore:
     digest_jobs = _on_thread(Store.digest_jobs)
     record_digest = _on_thread(Store.record_digest)
 
+    get_alert = _on_thread(Store.get_alert)
+    open_alerts = _on_thread(Store.open_alerts)
+    count_open_alerts = _on_thread(Store.count_open_alerts)
+    due_alerts = _on_thread(Store.due_alerts)
+    page_alert = _on_thread(Store.page_alert)
+    acknowledge_alert = _on_thread(Store.acknowledge_alert)
+
     ping = _on_thread(Store.ping)
 
 

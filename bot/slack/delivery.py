@@ -15,12 +15,15 @@ from bot.core.digest import DIGEST_KIND, DailyDigest
 from bot.core.events import EventKind
 from bot.core.models import Snapshot
 from bot.core.notification import Notification, read_notification
+from bot.core.oncall import ONCALL_KINDS, raises_alert
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
 from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, metadata
 from bot.slack.audit_render import render_subscription_change
 from bot.slack.digest_render import render_digest
 from bot.slack.live_cards import LiveCards
+from bot.slack.oncall_delivery import OncallDelivery
+from bot.slack.oncall_render import with_ack_button
 from bot.slack.reconcile import already_posted, look_for_late_copies, settle
 from bot.slack.render import Message, render_notification
 from store import AsyncStore, OutboxRow, Store
@@ -64,6 +67,19 @@ class Delivery:
         self._rng = rng
         self._channel_ready: dict[str, float] = {}
         self.posts = 0
+        self._oncall = OncallDelivery(
+            store,
+            slack,
+            cards,
+            metrics=metrics,
+            failed=lambda row, err, unknown: self._failed(row, err, posted_unknown=unknown),
+            posted=self._posted,
+            not_posted=NOT_POSTED,
+        )
+
+    def _posted(self, channel: str) -> None:
+        self.posts += 1
+        self._paced(channel)
 
     def ready(self, channel: str) -> bool:
         """The channel's pace allows a post now."""
@@ -79,6 +95,9 @@ class Delivery:
             return
         if row.kind == DIGEST_KIND:  # in the channel, never in a thread
             await self._deliver_change(row, render=_digest_message, in_thread=False)
+            return
+        if row.kind in ONCALL_KINDS:  # a re-page, an acknowledgement (bot.slack.oncall_delivery)
+            await self._oncall.deliver(row)
             return
         unknown = bool(row.attempts) and not (row.last_error or "").startswith(NOT_POSTED)
         if unknown:
@@ -174,6 +193,8 @@ class Delivery:
             mention=notification.mention,
             broadcast=broadcast,
         )
+        if raises_alert(notification):  # on-call: the alert carries its Acknowledge button
+            message = with_ack_button(message, row.id)
         try:
             answer = await self._slack.call(
                 "chat.postMessage",

@@ -32,6 +32,7 @@ from bot.slack.command_text import (
     Unsubscribe,
     parse_command,
 )
+from bot.slack.commands import oncall
 from bot.slack.commands.context import CommandContext, command_error
 from bot.slack.commands.digest import run_digest
 from bot.slack.commands.subscriptions import run_local, run_refresh, run_status, run_subscribe
@@ -144,3 +145,4 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
     app.action(ACTION_MUTE)(button(lambda key: Mute(key=key, seconds=3600)))
     app.action(ACTION_UNSUBSCRIBE)(button(lambda key: Unsubscribe(key=key, all=False)))
     app.action(ACTION_REFRESH)(button(lambda key: Status(key=key)))
+    oncall.register(app, ctx)  # the Acknowledge button of an on-call alert

@@ -180,10 +180,14 @@ async def run_local(
     if isinstance(cmd, Unsubscribe | Mute | Unmute):
         audit(actor, channel_id, local_result(cmd, answer))
     if isinstance(cmd, ListSubs):
-        views, digest = answer
-        note = digest_note(digest, command=ctx.command)
+        views, alerts, digest = answer  # the channel's open on-call alerts are listed first
         return replies.subscription_list(
-            views, now=now, command=ctx.command, page=cmd.page, note=note
+            views,
+            now=now,
+            command=ctx.command,
+            page=cmd.page,
+            alerts=alerts,
+            note=digest_note(digest, command=ctx.command),
         )
     if isinstance(cmd, Unsubscribe):
         count = int(answer)
@@ -215,7 +219,8 @@ def _local_work(
     def work(store: Store) -> tuple[Any, int | None]:
         if isinstance(cmd, ListSubs):
             views = store.list_subscriptions(channel_id=channel_id)
-            return (views, store.get_digest(channel_id=channel_id)), None
+            alerts = store.open_alerts(channel_id=channel_id)
+            return (views, alerts, store.get_digest(channel_id=channel_id)), None
         if isinstance(cmd, Unsubscribe):
             if cmd.all:
                 count = store.unsubscribe_all(
