@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
+from bench.signal import shown_lines
 from bot.core.events import Event, EventKind
 from bot.core.forecast import Verdict
 from bot.core.forecast_state import ForecastSummary
@@ -303,13 +304,38 @@ def test_history_replaces_recent_performances() -> None:
     assert "`█▄▁` `ALG000`" in everything(message)
 
 
-def test_the_card_shows_the_best_few_algorithms_and_counts_the_rest() -> None:
-    message = render_card(snapshot(algorithms=120), now=NOW)
+@pytest.mark.parametrize("count", [CARD_ALGORITHMS + 1, 120])
+def test_the_card_shows_the_best_few_algorithms_and_counts_the_rest(count: int) -> None:
+    message = render_card(snapshot(algorithms=count), now=NOW)
     assert_valid(message)
     body = everything(message)
-    shown = [i for i in range(120) if f"`ALG{i:03d}`" in body]
-    assert shown == list(range(120 - CARD_ALGORITHMS, 120))  # the highest performers
-    assert f"… and {120 - CARD_ALGORITHMS} more algorithms" in body
+    shown = [i for i in range(count) if f"`ALG{i:03d}`" in body]
+    kept = CARD_ALGORITHMS - 1  # and the count: CARD_ALGORITHMS lines in all
+    assert shown == list(range(count - kept, count))  # the highest performers
+    assert f"… and {count - kept} more algorithms" in body
+
+
+@pytest.mark.parametrize(
+    ("status", "extra"),
+    [
+        ("COMPLETED", {"model_key": "m" * 36, "achieved_performance": 0.86,
+                       "training_performance": 0.88, "test_performance": 0.85}),
+        ("FAILED", {}),
+        ("RUNNING", {}),
+    ],
+)  # fmt: skip
+def test_a_card_of_120_algorithms_is_at_most_15_lines_as_slack_shows_it(
+    status: str, extra: dict[str, Any]
+) -> None:
+    forecast = ForecastSummary(at=NOW, verdict=Verdict.ON_TRACK, eta=3600.0, eta_algorithm="A")
+    message = render_card(
+        snapshot(status, algorithms=120, **extra),
+        now=NOW,
+        last_improvement_at=NOW - 60,
+        muted_until=NOW + 600,
+        forecast=forecast,
+    )
+    assert len(shown_lines(message.text, message.blocks)) <= 15  # issue #14
 
 
 def test_a_card_with_few_algorithms_shows_them_all() -> None:

@@ -36,9 +36,10 @@ from bot.core.sparkline import sparkline
 from bot.slack.command_text import escape_mrkdwn
 
 SECTION_LIMIT = 3000  # Slack: section text
-# The card shows the best few algorithms (issue #14: no channel message over 15 lines);
-# `/mathfi status` shows them all.
-CARD_ALGORITHMS = 5
+# The card's algorithm lines, "… and N more" included (issue #14: no channel message over
+# 15 lines; the rest of a COMPLETED card, champion and footer, takes 11); `/mathfi status`
+# shows them all.
+CARD_ALGORITHMS = 4
 ALGORITHM_BUDGET = 7000  # all algorithm lines together; keeps the payload well under ~12k chars
 MAX_KEY = 100  # longest job/model key shown (real ones are 36-char UUIDs)
 MAX_NAME = 60  # longest algorithm name shown
@@ -389,15 +390,17 @@ def _algorithm_blocks(
     history: Mapping[str, Sequence[float]] | None,
     limit: int | None = None,
 ) -> list[Block]:
-    """One line per algorithm, best first; the best `limit` of them (None: all, as many as
-    fit in ALGORITHM_BUDGET), then how many more there are."""
+    """One line per algorithm, best first, as many as fit in ALGORITHM_BUDGET, then how
+    many more there are; with `limit`, at most that many lines in all (the best
+    `limit - 1` and the count, when there are more than `limit`)."""
     if not algorithms:
         return [section("_No algorithm has reported yet._")]
     ranked = sorted(
         algorithms,
         key=lambda a: (a.latest_performance is None, -(a.latest_performance or 0.0), a.algorithm),
     )
-    lines = [_algorithm_line(a, history=history) for a in ranked[:limit]]
+    shown_at_most = limit - 1 if limit is not None and len(ranked) > limit else limit
+    lines = [_algorithm_line(a, history=history) for a in ranked[:shown_at_most]]
     texts, shown = fold(lines, budget=ALGORITHM_BUDGET)
     blocks: list[Block] = [section(text) for text in texts]
     if shown < len(ranked):
