@@ -183,6 +183,7 @@ class AsyncStore:
     finish_action = _on_thread(Store.finish_action)
     get_action = _on_thread(Store.get_action)
     recent_actions = _on_thread(Store.recent_actions)
+    job_origin = _on_thread(Store.job_origin)
 
     ping = _on_thread(Store.ping)
 

@@ -281,6 +281,12 @@ def m006_job_forecast(db: Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN forecast_json TEXT")
 
 
+def m007_action_results(db: Database) -> None:
+    """Find the action that started a job (`result_job_key`): each redraw of the job's card
+    asks who started it (`job_origin`), which must not scan every action ever taken."""
+    db.table("actions").create_index(["result_job_key"])
+
+
 MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (1, m001_initial),
     (2, m002_retention),
@@ -288,6 +294,7 @@ MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (4, m004_outbox_call_started),
     (5, m005_unwatched_cards),
     (6, m006_job_forecast),
+    (7, m007_action_results),
 )
 
 

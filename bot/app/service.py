@@ -43,7 +43,10 @@ from bot.errors import ConfigError
 from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.slack import commands
+from bot.slack.actions import ActionRunner
 from bot.slack.api import SlackIdentity
+from bot.slack.commands import Confirmations
+from bot.slack.permissions import PermissionCheck
 from bot.slack.sender import Sender, SenderConfig
 from store import AsyncStore
 
@@ -239,9 +242,20 @@ class Service:
                 forecast=self._poller_config.forecast,
                 watch=self.poller.watch,
                 clock=self.clock,
+                acting=self._action_tools(),
             ),
         )
         return app
+
+    def _action_tools(self) -> commands.ActionTools:
+        """Acting from Slack: who may act (ACTIONS), the runner, the confirmations shown."""
+        permissions = PermissionCheck(self.settings.actions_policy, self.slack)
+        return commands.ActionTools(
+            runner=ActionRunner(self.store, self.mathfi, permissions),
+            mathfi=self.mathfi,
+            permissions=permissions,
+            confirmations=Confirmations(clock=self.clock),
+        )
 
     async def _same_team_only(
         self,

@@ -15,6 +15,7 @@ from bot.core.models import Snapshot, is_terminal
 from bot.core.notification import Notification, read_notification
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
+from bot.slack.actions_render import render_action_line
 from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, metadata
 from bot.slack.audit_render import render_subscription_change
 from bot.slack.live_cards import LiveCards
@@ -71,7 +72,7 @@ class Delivery:
 
     async def deliver(self, row: OutboxRow) -> None:
         """Post one outbox row (after looking it up if an earlier attempt may have landed)."""
-        if row.kind == EventKind.SUBSCRIPTION_CHANGED.value:
+        if row.kind in (EventKind.SUBSCRIPTION_CHANGED.value, EventKind.ACTION_TAKEN.value):
             await self._deliver_change(row)
             return
         unknown = bool(row.attempts) and not (row.last_error or "").startswith(NOT_POSTED)
@@ -229,7 +230,11 @@ class Delivery:
                 kind=row.kind,
                 dedupe_key=row.dedupe_key,
             )
-            message = render_subscription_change(notification.events[0])
+            event = notification.events[0]
+            if event.kind is EventKind.ACTION_TAKEN:  # who started / cancelled it
+                message = render_action_line(event)
+            else:
+                message = render_subscription_change(event)
             await self._store.mark_sending(row.id)
             answer = await self._slack.call(
                 "chat.postMessage",

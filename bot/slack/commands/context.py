@@ -13,6 +13,7 @@ from bot.core.forecast import ForecastRules
 from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
 from bot.metrics import Metrics
 from bot.slack.command_text import DEFAULT_COMMAND, USAGE, CommandError
+from bot.slack.commands.acting import ActionTools
 from bot.slack.render import Message, render_error
 from store import AsyncStore
 
@@ -38,6 +39,7 @@ class CommandContext:
     # the poller's forecast rules (MathFi's stop rules): for `status`
     forecast: ForecastRules = field(default_factory=ForecastRules)
     clock: Callable[[], float] = time.time
+    acting: ActionTools | None = None  # train, cancel, retrain, datasets (commands/actions.py)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
