@@ -7,12 +7,15 @@ methods, run on the store's own thread and awaited from the event loop).
 from store.async_store import AsyncStore
 from store.db import Store
 from store.records import (
+    AckOutcome,
     ActionRecord,
+    Alert,
     AuditRow,
     Card,
     DatabaseSize,
     HistoryPoint,
     JobRecord,
+    NewAlert,
     NewOutboxRow,
     OutboxRow,
     Pruned,
@@ -25,13 +28,16 @@ from store.records import (
 )
 
 __all__ = [
+    "AckOutcome",
     "ActionRecord",
+    "Alert",
     "AsyncStore",
     "AuditRow",
     "Card",
     "DatabaseSize",
     "HistoryPoint",
     "JobRecord",
+    "NewAlert",
     "NewOutboxRow",
     "OutboxRow",
     "Pruned",

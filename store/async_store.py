@@ -185,6 +185,13 @@ class AsyncStore:
     recent_actions = _on_thread(Store.recent_actions)
     job_origin = _on_thread(Store.job_origin)
 
+    get_alert = _on_thread(Store.get_alert)
+    open_alerts = _on_thread(Store.open_alerts)
+    count_open_alerts = _on_thread(Store.count_open_alerts)
+    due_alerts = _on_thread(Store.due_alerts)
+    page_alert = _on_thread(Store.page_alert)
+    acknowledge_alert = _on_thread(Store.acknowledge_alert)
+
     ping = _on_thread(Store.ping)
 
 

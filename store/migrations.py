@@ -281,7 +281,37 @@ def m006_job_forecast(db: Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN forecast_json TEXT")
 
 
-def m007_action_results(db: Database) -> None:
+def m007_alerts(db: Database) -> None:
+    """On-call alerts (issue #17): one row per bad ending (`status`) told to a channel with
+    a `--mention`, created in the poll's transaction with its outbox row (`outbox_id`, the
+    alert message). `acked_by`/`acked_at`: who acknowledged it; `pages`: re-pages queued so
+    far; `next_page_at`: when the next is due (None: ONCALL_REPAGE after the alert was
+    posted)."""
+    alerts = db.table("alerts").create(
+        {
+            "id": int,
+            "outbox_id": int,
+            "job_key": str,
+            "channel_id": str,
+            "subscription_id": int,
+            "mention": str,
+            "status": str,
+            "raised_at": float,
+            "acked_by": str,
+            "acked_at": float,
+            "pages": int,
+            "next_page_at": float,
+        },
+        pk="id",
+        not_null=["outbox_id", "job_key", "channel_id", "subscription_id", "raised_at", "pages"],
+        defaults={"pages": 0},
+    )
+    alerts.create_index(["outbox_id"], unique=True)
+    alerts.create_index(["channel_id", "acked_at"])
+    db.execute("CREATE INDEX alerts_open ON alerts (raised_at) WHERE acked_at IS NULL")
+
+
+def m008_action_results(db: Database) -> None:
     """Find the action that started a job (`result_job_key`): each redraw of the job's card
     asks who started it (`job_origin`), which must not scan every action ever taken."""
     db.table("actions").create_index(["result_job_key"])
@@ -294,7 +324,8 @@ MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (4, m004_outbox_call_started),
     (5, m005_unwatched_cards),
     (6, m006_job_forecast),
-    (7, m007_action_results),
+    (7, m007_alerts),
+    (8, m008_action_results),
 )
 
 

@@ -243,3 +243,52 @@ class ActionRecord:
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ActionRecord:
         return cls(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An on-call alert to open with the outbox row that carries it (`outbox_key`, that
+    row's dedupe key), in the same transaction (store/alerts.py)."""
+
+    outbox_key: str
+    job_key: str
+    channel_id: str
+    subscription_id: int
+    mention: str
+    status: str
+    raised_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One on-call alert (migration 7); `ts`: the alert message's Slack ts, once posted
+    (from its outbox row; None before, or once retention deleted the row)."""
+
+    id: int
+    outbox_id: int
+    job_key: str
+    channel_id: str
+    subscription_id: int
+    mention: str | None
+    status: str | None
+    raised_at: float
+    acked_by: str | None
+    acked_at: float | None
+    pages: int
+    next_page_at: float | None
+    ts: str | None
+
+    COLUMNS: ClassVar[str] = (
+        "a.id, a.outbox_id, a.job_key, a.channel_id, a.subscription_id, a.mention, a.status, "
+        "a.raised_at, a.acked_by, a.acked_at, a.pages, a.next_page_at, o.slack_ts"
+    )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Alert:
+        return cls(*row)
+
+
+# What `Store.acknowledge_alert` found: the alert is now acknowledged by the caller, was
+# already acknowledged (by `Alert.acked_by`), its subscription was stopped (nobody is paged
+# for it any more), or there is no such alert.
+AckOutcome = Literal["acked", "already", "ended", "missing"]

@@ -28,4 +28,5 @@ async def test_demo_runs_three_fates_and_exits_zero() -> None:
         assert f"│ {fate}" in text or f"{fate} " in text
     assert "Champion" in text and "@ml-oncall" in text  # alert mentions the on-call group
     assert "4 cards" in text and "│ cancelled     │ CANCELLED" in text
+    assert "(FAILED): ✅ Acknowledged by <@U0ALICE>" in text  # through the signed button
     assert "Traceback" not in text

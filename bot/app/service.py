@@ -37,6 +37,7 @@ from bot.app.startup import InstanceLock, InstanceLocked, check_writable
 from bot.config import Settings
 from bot.core.forecast import ForecastRules
 from bot.core.forecast_state import rules_for
+from bot.engine.oncall import Oncall, OncallConfig
 from bot.engine.poller import Poller, PollerConfig
 from bot.engine.retention import Retention, RetentionConfig
 from bot.errors import ConfigError
@@ -132,6 +133,16 @@ class Service:
             ),
             metrics=self.metrics,
         )
+        self.oncall = Oncall(
+            self.store,
+            config=OncallConfig(
+                repage=s.oncall_repage,
+                max_pages=s.oncall_repage_max,
+                every=min(5.0, s.oncall_repage or 5.0),  # no later than a page is due
+            ),
+            metrics=self.metrics,
+            clock=self.clock,
+        )
         self.bolt = self._build_bolt()
         # Slack's timestamps are wall-clock time, whatever clock the loops run on.
         self._replays = ReplayGuard(s.slack_signing_secret.get_secret_value(), clock=time.time)
@@ -142,6 +153,7 @@ class Service:
                 asyncio.create_task(self.poller.run(), name="poller"),
                 asyncio.create_task(self.sender.run(), name="sender"),
                 asyncio.create_task(self.retention.run(), name="retention"),
+                asyncio.create_task(self.oncall.run(), name="oncall"),
             ]
         if s.slack_app_token is not None:
             await self._start_socket_mode(s.slack_app_token.get_secret_value())
@@ -196,6 +208,7 @@ class Service:
             self.poller.stop()
             self.sender.stop()
             self.retention.stop()
+            self.oncall.stop()
             await _within(
                 asyncio.gather(*self._tasks, return_exceptions=True),
                 max(deadline - time.monotonic() - 4.0, 1.0),
@@ -228,6 +241,8 @@ class Service:
             )
         app.middleware(self._same_team_only)
         app.error(self._on_bolt_error)
+        # one ACTIONS check (and one cache of Slack's answers) for every button that acts
+        permissions = PermissionCheck(s.actions_policy, self.slack)
         commands.register(
             app,
             commands.CommandContext(
@@ -241,15 +256,15 @@ class Service:
                 poll_interval=s.poll_interval,
                 forecast=self._poller_config.forecast,
                 watch=self.poller.watch,
+                permissions=permissions,
                 clock=self.clock,
-                acting=self._action_tools(),
+                acting=self._action_tools(permissions),
             ),
         )
         return app
 
-    def _action_tools(self) -> commands.ActionTools:
+    def _action_tools(self, permissions: PermissionCheck) -> commands.ActionTools:
         """Acting from Slack: who may act (ACTIONS), the runner, the confirmations shown."""
-        permissions = PermissionCheck(self.settings.actions_policy, self.slack)
         return commands.ActionTools(
             runner=ActionRunner(self.store, self.mathfi, permissions),
             mathfi=self.mathfi,
@@ -354,6 +369,7 @@ class Service:
             "database": database,
             "mathfi": "ok" if mathfi_ok else "unreachable",
             "watched_jobs": self.poller.watched,
+            "unacknowledged_alerts": self.oncall.unacknowledged,
             "accepting_commands": self.accepting,
         }
         return (200 if loops_ok and database_ok else 503), body

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from bot.core.events import EventKind
 from bot.core.models import Snapshot, is_terminal
 from bot.core.notification import Notification, read_notification
+from bot.core.oncall import ONCALL_KINDS, raises_alert
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
 from bot.slack.actions_render import render_action_line
 from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, metadata
 from bot.slack.audit_render import render_subscription_change
 from bot.slack.live_cards import LiveCards
+from bot.slack.oncall_delivery import OncallDelivery
+from bot.slack.oncall_render import with_ack_button
 from bot.slack.reconcile import already_posted, look_for_late_copies, settle
 from bot.slack.render import render_notification
 from store import AsyncStore, OutboxRow, Store
@@ -62,6 +65,19 @@ class Delivery:
         self._rng = rng
         self._channel_ready: dict[str, float] = {}
         self.posts = 0
+        self._oncall = OncallDelivery(
+            store,
+            slack,
+            cards,
+            metrics=metrics,
+            failed=lambda row, err, unknown: self._failed(row, err, posted_unknown=unknown),
+            posted=self._posted,
+            not_posted=NOT_POSTED,
+        )
+
+    def _posted(self, channel: str) -> None:
+        self.posts += 1
+        self._paced(channel)
 
     def ready(self, channel: str) -> bool:
         """The channel's pace allows a post now."""
@@ -74,6 +90,9 @@ class Delivery:
         """Post one outbox row (after looking it up if an earlier attempt may have landed)."""
         if row.kind in (EventKind.SUBSCRIPTION_CHANGED.value, EventKind.ACTION_TAKEN.value):
             await self._deliver_change(row)
+            return
+        if row.kind in ONCALL_KINDS:  # a re-page, an acknowledgement (bot.slack.oncall_delivery)
+            await self._oncall.deliver(row)
             return
         unknown = bool(row.attempts) and not (row.last_error or "").startswith(NOT_POSTED)
         if unknown:
@@ -173,6 +192,8 @@ class Delivery:
             mention=notification.mention,
             broadcast=broadcast,
         )
+        if raises_alert(notification):  # on-call: the alert carries its Acknowledge button
+            message = with_ack_button(message, row.id)
         try:
             answer = await self._slack.call(
                 "chat.postMessage",

@@ -6,6 +6,7 @@ listeners.py     the bolt listeners (`register`): ack first, then the work
 actions.py       train, cancel, datasets, their confirmations, the card's Cancel, Retrain
 acting.py        what acting needs (`ActionTools`: runner, MathFi, permissions, confirmations)
 action_record.py acting on the record: audit, metrics, the job's thread, the card at once
+oncall.py        the Acknowledge button of an on-call alert
 """
 
 from bot.slack.commands.acting import ActionTools, Confirmations

@@ -34,6 +34,7 @@ from bot.slack.command_text import (
     Unsubscribe,
     parse_command,
 )
+from bot.slack.commands import oncall
 from bot.slack.commands.actions import (
     NotSetUp,
     register_actions,
@@ -169,3 +170,4 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
     app.action(ACTION_UNSUBSCRIBE)(button(lambda key: Unsubscribe(key=key, all=False)))
     app.action(ACTION_REFRESH)(button(lambda key: Status(key=key)))
     register_actions(app, ctx)  # train / cancel confirmations, the card's Cancel, Retrain
+    oncall.register(app, ctx)  # the Acknowledge button of an on-call alert

@@ -175,8 +175,10 @@ async def run_local(
     if isinstance(cmd, Unsubscribe | Mute | Unmute):
         audit(actor, channel_id, local_result(cmd, answer))
     if isinstance(cmd, ListSubs):
-        assert isinstance(answer, list)
-        return replies.subscription_list(answer, now=now, command=ctx.command, page=cmd.page)
+        views, alerts = answer  # the channel's open on-call alerts are listed first
+        return replies.subscription_list(
+            views, now=now, command=ctx.command, page=cmd.page, alerts=alerts
+        )
     if isinstance(cmd, Unsubscribe):
         count = int(answer)
         if cmd.all:
@@ -206,7 +208,8 @@ def _local_work(
 
     def work(store: Store) -> tuple[Any, int | None]:
         if isinstance(cmd, ListSubs):
-            return store.list_subscriptions(channel_id=channel_id), None
+            views = store.list_subscriptions(channel_id=channel_id)
+            return (views, store.open_alerts(channel_id=channel_id)), None
         if isinstance(cmd, Unsubscribe):
             if cmd.all:
                 count = store.unsubscribe_all(
