@@ -312,6 +312,12 @@ def m007_alerts(db: Database) -> None:
     db.execute("CREATE INDEX alerts_open ON alerts (raised_at) WHERE acked_at IS NULL")
 
 
+def m008_action_results(db: Database) -> None:
+    """Find the action that started a job (`result_job_key`): each redraw of the job's card
+    asks who started it (`job_origin`), which must not scan every action ever taken."""
+    db.table("actions").create_index(["result_job_key"])
+
+
 def m009_broadcast_and_digests(db: Database) -> None:
     """Issue #14: each subscription's `--broadcast` (final, failures, none; existing ones
     keep today's behaviour, final), and each channel's daily digest: its local hour
@@ -362,6 +368,7 @@ MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (5, m005_unwatched_cards),
     (6, m006_job_forecast),
     (7, m007_alerts),
+    (8, m008_action_results),
     (9, m009_broadcast_and_digests),
 )
 

@@ -246,13 +246,15 @@ def render_card(
     history: Mapping[str, Sequence[float]] | None = None,
     muted_until: float | None = None,
     forecast: ForecastSummary | None = None,
+    buttons: Sequence[ButtonElement] = (),
 ) -> Message:
     """The card of one job in one channel, edited in place as the job moves.
 
     The card is only redrawn when something changes, so everything on it must stay true
     until then: times are Slack dates (`{ago}` ages as it is read), a mute names its end,
     judged at `now` (an expired mute shows nothing), and a finished job shows no mute.
-    `forecast`: the engine's last forecast of the job (`forecast_line`).
+    `forecast`: the engine's last forecast of the job (`forecast_line`). `buttons`: more
+    buttons after Mute, Unsubscribe and Refresh (the Cancel of a job still running).
     """
     muted = muted_until is not None and muted_until > now and not snapshot.terminal
     blocks = _job_blocks(
@@ -264,7 +266,7 @@ def render_card(
         forecast=forecast_line(snapshot, forecast, now=now),
         algorithms=CARD_ALGORITHMS,
     )
-    blocks.append(_actions(snapshot.job_key))
+    blocks.append(_actions(snapshot.job_key, buttons))
     return to_message(card_text(snapshot), blocks)
 
 
@@ -435,7 +437,7 @@ def _footer(*, now: float, muted_until: float | None) -> list[str]:
     return parts
 
 
-def _actions(job_key: str) -> ActionsBlock:
+def _actions(job_key: str, more: Sequence[ButtonElement] = ()) -> ActionsBlock:
     value = job_key[:2000]
     return ActionsBlock(
         elements=[
@@ -453,5 +455,6 @@ def _actions(job_key: str) -> ActionsBlock:
                 ),
             ),
             ButtonElement(text="Refresh", action_id=ACTION_REFRESH, value=value),
+            *more,
         ]
     )

@@ -17,11 +17,21 @@ from bot.core.forecast_state import read_state
 from bot.core.models import Snapshot
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
+from bot.slack.actions import StartParameters
+from bot.slack.actions_render import card_buttons, origin_line
 from bot.slack.api import SlackCaller
 from bot.slack.audit_render import render_unwatched_card, watched_by
 from bot.slack.card import context
 from bot.slack.render import Message, render_card
-from store import AsyncStore, Card, HistoryPoint, JobRecord, Store, Subscription
+from store import (
+    ActionRecord,
+    AsyncStore,
+    Card,
+    HistoryPoint,
+    JobRecord,
+    Store,
+    Subscription,
+)
 
 # The sender's logger: these lines read as before the sender was split.
 log = logging.getLogger("bot.slack.sender")
@@ -146,14 +156,17 @@ class LiveCards:
         """The card as it should look now: the job as the store has it, its history, and
         the channel's mute (read in one turn of the store's thread)."""
 
-        def read(store: Store) -> tuple[JobRecord | None, Subscription | None, list[HistoryPoint]]:
+        def read(
+            store: Store,
+        ) -> tuple[JobRecord | None, Subscription | None, list[HistoryPoint], ActionRecord | None]:
             return (
                 store.get_job(job_key),
                 store.get_subscription(channel_id=channel, job_key=job_key),
                 store.history(job_key),
+                store.job_origin(job_key),
             )
 
-        record, sub, points = await self._store.run(read)
+        record, sub, points, origin = await self._store.run(read)
         snapshot = (
             Snapshot.model_validate_json(record.snapshot_json)
             if record
@@ -170,12 +183,21 @@ class LiveCards:
             history=history or None,
             muted_until=sub.muted_until if sub else None,
             forecast=read_state(record.forecast_json).last if record else None,
+            buttons=card_buttons(snapshot),
         )
-        if sub is None or not sub.created_by:
+        lines = []
+        if origin is not None:  # started from Slack: by whom, retraining which job
+            try:
+                retrain_of = StartParameters.model_validate_json(origin.parameters).retrain_of
+            except ValueError:  # a row this version did not write: say who, not what
+                retrain_of = None
+            lines.append(origin_line(origin.user_id, retrain_of=retrain_of))
+        if sub is not None and sub.created_by:
+            # who made this channel watch the job: a subscribe is visible, like every change
+            lines.append(watched_by(sub.created_by, since=sub.created_at))
+        if not lines:
             return card
-        # who made this channel watch the job: a subscribe is visible, like every change
-        watched = context(watched_by(sub.created_by, since=sub.created_at)).to_dict()
-        return Message(text=card.text, blocks=[*card.blocks[:49], watched])
+        return Message(text=card.text, blocks=[*card.blocks[:49], context(*lines).to_dict()])
 
     async def snapshot(self, job_key: str) -> Snapshot | None:
         """The job as the store has it now."""
