@@ -30,8 +30,8 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.core.events import EventsFilter
-from bot.core.models import Snapshot, TrainingJob, TrainingProgress
-from bot.mathfi.client import MathFiClient
+from bot.core.models import Snapshot, TrainingJob
+from bot.mathfi.client import MathFiClient, ProgressReply
 from bot.slack.commands import subscribe_snapshot
 from store import Store
 
@@ -329,7 +329,7 @@ def subscribe_all(
 class TimedSource:
     """The MathFi client as the poller sees it, timing each fetch and each job's polls.
 
-    `latencies`: seconds of each `get_progress` (client queue + HTTP + parse);
+    `latencies`: seconds of each progress fetch (client queue + HTTP + parse if changed);
     `gaps`: seconds between two consecutive polls of one job. Recorded once `recording`.
     """
 
@@ -340,12 +340,14 @@ class TimedSource:
         self.latencies: list[float] = []
         self.gaps: list[float] = []
 
-    async def get_progress(self, key: str) -> TrainingProgress:
+    async def get_progress_if_changed(
+        self, key: str, previous_digest: bytes | None
+    ) -> ProgressReply:
         started = time.perf_counter()
         previous = self._last.get(key)
         self._last[key] = started
         try:
-            return await self._client.get_progress(key)
+            return await self._client.get_progress_if_changed(key, previous_digest)
         finally:
             if self.recording:
                 self.latencies.append(time.perf_counter() - started)

@@ -23,8 +23,20 @@ from store import HistoryPoint, NewOutboxRow, Subscription
 from store.db import PollRecord
 
 
+class ProgressAnswer(Protocol):
+    """One progress poll (`MathFiClient.get_progress_if_changed`): the raw body's digest and
+    the parsed progress, None when the body was byte-identical to the previous one."""
+
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def progress(self) -> TrainingProgress | None: ...
+
+
 class ProgressSource(Protocol):
-    async def get_progress(self, key: str) -> TrainingProgress: ...
+    async def get_progress_if_changed(
+        self, key: str, previous_digest: bytes | None
+    ) -> ProgressAnswer: ...
     async def get_training(self, key: str) -> TrainingJob: ...
 
 
@@ -41,6 +53,8 @@ class JobState:
     unreachable: bool = False
     due_at: float = 0.0
     slot: float | None = None  # the due time of the last poll taken: the job's grid
+    # The digest of the progress body `snapshot` was made from (None: parse the next one).
+    body_digest: bytes | None = None
 
 
 @dataclass(frozen=True)

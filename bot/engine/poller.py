@@ -11,7 +11,9 @@ job; health is logged on the edge from healthy to failing and on recovery, not e
 Each job is polled once per interval however many channels watch it. A job lives in an
 in-memory heap keyed by its due time; the loop pops what is due, polls it under a semaphore
 and pushes it back with its next due time (RUNNING: its last slot + `interval`, PENDING:
-twice that, failing: exponential backoff). A changed poll's rows commit in one SQLite
+twice that, failing: exponential backoff). An answer whose raw body is byte-identical to
+the one the job's snapshot came from is neither parsed nor hashed (the client compares
+digests, `get_progress_if_changed`). A changed poll's rows commit in one SQLite
 transaction, shared with the other polls that finish in the same turn of the loop. A
 terminal job leaves the heap once its final events are committed; a job nobody watches
 leaves it at the next resync with the store.
@@ -241,26 +243,40 @@ class Poller:
             self.polls_completed += 1
 
     async def _poll(self, state: JobState) -> None:
+        # An unreachable job's next answer is parsed whatever it is: its recovery is news.
+        known = None if state.unreachable else state.body_digest
         try:
-            progress = await self._source.get_progress(state.key)
+            answer = await self._source.get_progress_if_changed(state.key, known)
+            progress = answer.progress
             job = (
-                await self._source.get_training(state.key) if is_terminal(progress.status) else None
+                await self._source.get_training(state.key)
+                if progress is not None and is_terminal(progress.status)
+                else None
             )
         except MathFiError as err:
             await self._on_error(state, err)
             return
         self._metrics.polls.inc()
         self._health.mathfi_answered()
+        now = self._clock()
+        if progress is None:  # the very body the current snapshot was made from
+            self._unchanged(state, now)
+            return
         snapshot = Snapshot.from_api(state.key, progress, job)
         digest = snapshot_hash(snapshot)
-        now = self._clock()
         if digest == state.hash and not state.unreachable:
-            state.errors, state.failing_since = 0, None
-            self._schedule(state.key, self._next_due(state, now))
+            state.body_digest = answer.digest  # a new body, the same snapshot
+            self._unchanged(state, now)
             return
-        await self._commit(state, snapshot, digest, now)
+        await self._commit(state, snapshot, digest, now, body_digest=answer.digest)
 
-    async def _commit(self, state: JobState, snapshot: Snapshot, digest: str, now: float) -> None:
+    def _unchanged(self, state: JobState, now: float) -> None:
+        state.errors, state.failing_since = 0, None
+        self._schedule(state.key, self._next_due(state, now))
+
+    async def _commit(
+        self, state: JobState, snapshot: Snapshot, digest: str, now: float, *, body_digest: bytes
+    ) -> None:
         """Diff, then write snapshot + history + outbox rows in one transaction (shared
         with the other polls that finish in the same turn of the event loop)."""
         previous = state.snapshot
@@ -292,17 +308,23 @@ class Poller:
 
         await self._writer.record(
             prepare,
-            written=partial(self._committed, state, snapshot, digest, now),
+            written=partial(self._committed, state, snapshot, digest, body_digest, now),
             refused=partial(self._on_store_error, state),
         )
 
     def _committed(
-        self, state: JobState, snapshot: Snapshot, digest: str, now: float, version: int
+        self,
+        state: JobState,
+        snapshot: Snapshot,
+        digest: str,
+        body_digest: bytes,
+        now: float,
+        version: int,
     ) -> None:
         """The poll is in the database: remember it and schedule the next one."""
         self._health.store_written()
         state.version = version
-        state.snapshot, state.hash = snapshot, digest
+        state.snapshot, state.hash, state.body_digest = snapshot, digest, body_digest
         state.errors, state.failing_since, state.unreachable = 0, None, False
         if snapshot.terminal:
             log.info("job %s reached %s; no more polling", state.key, snapshot.status)
