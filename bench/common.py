@@ -333,8 +333,9 @@ class TimedSource:
     `gaps`: seconds between two consecutive polls of one job. Recorded once `recording`.
     """
 
-    def __init__(self, client: MathFiClient) -> None:
+    def __init__(self, client: MathFiClient, *, cheap_path: bool = True) -> None:
         self._client = client
+        self._cheap_path = cheap_path  # False: every body is parsed (the path before it)
         self._last: dict[str, float] = {}
         self.recording = False
         self.latencies: list[float] = []
@@ -347,7 +348,8 @@ class TimedSource:
         previous = self._last.get(key)
         self._last[key] = started
         try:
-            return await self._client.get_progress_if_changed(key, previous_digest)
+            known = previous_digest if self._cheap_path else None
+            return await self._client.get_progress_if_changed(key, known)
         finally:
             if self.recording:
                 self.latencies.append(time.perf_counter() - started)

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     stale_after: float = Field(
         120.0, gt=0, description="/healthz answers 503 when a loop has not ticked for this long"
     )
+    uvloop: bool = Field(
+        True,
+        description="Run the service on uvloop where it is installed (Linux, CPython); false, or "
+        "uvloop missing: the standard asyncio loop",
+    )
     # --- forecast: MathFi's stop rules (REFERENCE.md 5.5) and the warning pace ---
     mathfi_stall_window: float = Field(
         300.0,
