@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import multiprocessing
@@ -259,6 +260,42 @@ def emit(result: dict[str, Any]) -> None:
     """The benchmark's one JSON object on stdout."""
     sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+class GcMeter:
+    """The garbage collector's work while installed: collections per generation and the
+    wall seconds they took (gc.callbacks; cProfile does not see the collector)."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.seconds[generation] += took
+        self.longest = max(self.longest, took)
+
+    def __enter__(self) -> GcMeter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def report(self, wall: float) -> dict[str, Any]:
+        return {
+            "collections_per_generation": self.counts,
+            "full_collection_ms_mean": ratio(self.seconds[2] * 1000, self.counts[2], digits=1),
+            "longest_ms": round(self.longest * 1000, 1),
+            "share_of_wall": ratio(sum(self.seconds), wall),
+        }
 
 
 class Stopwatch:

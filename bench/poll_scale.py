@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -42,6 +43,7 @@ import aiohttp
 
 from bench.ceiling import measure_ceiling
 from bench.common import (
+    GcMeter,
     ServerOptions,
     ServerProcess,
     Servers,
@@ -176,7 +178,13 @@ class Bot:
 
 
 async def run_phase(
-    bot: Bot, poller: Poller, servers: ServerProcess, *, warmup: float, duration: float
+    bot: Bot,
+    poller: Poller,
+    servers: ServerProcess,
+    *,
+    warmup: float,
+    duration: float,
+    gc_meter: GcMeter | None = None,
 ) -> tuple[Sample, Sample, Sample]:
     """Samples at the start, the middle and the end of `duration` (after `warmup`)."""
     task = asyncio.create_task(poller.run(), name="poller")
@@ -184,10 +192,11 @@ async def run_phase(
         await asyncio.sleep(warmup)
         before = await Sample.take(bot, poller, servers)
         bot.source.recording = True
-        await asyncio.sleep(duration / 2)
-        middle = await Sample.take(bot, poller, servers)
-        await asyncio.sleep(duration / 2)
-        after = await Sample.take(bot, poller, servers)
+        with gc_meter or contextlib.nullcontext():
+            await asyncio.sleep(duration / 2)
+            middle = await Sample.take(bot, poller, servers)
+            await asyncio.sleep(duration / 2)
+            after = await Sample.take(bot, poller, servers)
         bot.source.recording = False
     finally:
         poller.stop()
@@ -199,10 +208,12 @@ async def steady(bot: Bot, servers: ServerProcess, args: argparse.Namespace) -> 
     config = PollerConfig(interval=args.interval, concurrency=bot.settings.poll_concurrency)
     poller = bot.poller(config)
     warmup = args.warmup if args.warmup is not None else args.interval * 2 + 1.0
+    gc_meter = GcMeter()
     before, middle, after = await run_phase(
-        bot, poller, servers, warmup=warmup, duration=args.duration
+        bot, poller, servers, warmup=warmup, duration=args.duration, gc_meter=gc_meter
     )
     result = compare(before, after)
+    result["gc"] = gc_meter.report(after.wall - before.wall)
     # The history is pruned once a job has been written PRUNE_EVERY times: the second
     # half of a long enough run shows the growth that lasts.
     result["db_growth_mb_per_hour_second_half"] = compare(middle, after)["db_growth_mb_per_hour"]
