@@ -33,7 +33,7 @@ from functools import partial
 from bot.core.diff import diff, job_recovered, snapshot_hash
 from bot.core.events import EventKind
 from bot.core.fanout import Unreachable, fan_out
-from bot.core.models import Snapshot, is_terminal
+from bot.core.models import PENDING, Snapshot, is_terminal
 from bot.engine.group_commit import GroupCommit
 from bot.engine.health import Health
 from bot.engine.jobs import (
@@ -111,8 +111,9 @@ class Poller:
         if known is None or known.version != record.version:
             self._jobs[job_key] = JobState(
                 key=job_key,
-                snapshot=Snapshot.model_validate_json(record.snapshot_json),
+                snapshot_json=record.snapshot_json,
                 hash=record.snapshot_hash,
+                pending=record.status == PENDING,
                 version=record.version,
                 unreachable=bool(record.unreachable),
             )
@@ -279,7 +280,8 @@ class Poller:
     ) -> None:
         """Diff, then write snapshot + history + outbox rows in one transaction (shared
         with the other polls that finish in the same turn of the event loop)."""
-        previous = state.snapshot
+        previous = state.previous()
+        snapshot_json = snapshot.canonical_json()
         job_events = diff(previous, snapshot)
         if state.unreachable:
             job_events = [job_recovered(state.key), *job_events]
@@ -300,6 +302,7 @@ class Poller:
             return poll_record(
                 previous,
                 snapshot,
+                snapshot_json=snapshot_json,
                 digest=digest,
                 now=now,
                 next_poll_at=next_poll_at,
@@ -308,7 +311,9 @@ class Poller:
 
         await self._writer.record(
             prepare,
-            written=partial(self._committed, state, snapshot, digest, body_digest, now),
+            written=partial(
+                self._committed, state, snapshot, (snapshot_json, digest, body_digest), now
+            ),
             refused=partial(self._on_store_error, state),
         )
 
@@ -316,15 +321,16 @@ class Poller:
         self,
         state: JobState,
         snapshot: Snapshot,
-        digest: str,
-        body_digest: bytes,
+        forms: tuple[str, str, bytes],
         now: float,
         version: int,
     ) -> None:
-        """The poll is in the database: remember it and schedule the next one."""
+        """The poll is in the database: remember it (`forms`: its canonical JSON, hash and
+        body digest) and schedule the next one."""
         self._health.store_written()
         state.version = version
-        state.snapshot, state.hash, state.body_digest = snapshot, digest, body_digest
+        snapshot_json, digest, state.body_digest = forms
+        state.remember(snapshot_json, digest, snapshot.status)
         state.errors, state.failing_since, state.unreachable = 0, None, False
         if snapshot.terminal:
             log.info("job %s reached %s; no more polling", state.key, snapshot.status)
@@ -349,7 +355,7 @@ class Poller:
                 self._metrics.events.labels(kind=EventKind.UNREACHABLE.value).inc()
             # The channel hears the kind of trouble only; the details stay in the log.
             lost = Unreachable(state.key, err.public_reason) if goes_unreachable else None
-            key, previous, version = state.key, state.snapshot, state.version
+            key, previous, version = state.key, state.previous(), state.version
             unreachable = goes_unreachable or state.unreachable
 
             def write(store: Store) -> None:  # one turn of the store's thread
