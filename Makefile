@@ -46,13 +46,17 @@ typecheck: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Tests run in two parts. PARALLEL: everything but the reliability suite, spread over
-# JOBS pytest-xdist workers (`auto`: one per core; `make test JOBS=0` runs it in one
-# process). SERIAL: tests/reliability/ (the service as processes under injected faults,
-# with latency bounds), one test at a time, without xdist, so its timings are its own.
+# Tests run in two parts. PARALLEL: every test but SERIAL_TESTS, spread over JOBS
+# pytest-xdist workers (`auto`: one per core; `make test JOBS=0` runs it in one process);
+# the reliability tests that only need their own processes and ports run here too.
+# SERIAL: the reliability tests that time the service (p99 latencies while the database is
+# locked, acks in time, SIGKILL at random moments, a standby's take-over within seconds),
+# one at a time without xdist, after the parallel part, so the cores are theirs.
 JOBS ?= auto
-PARALLEL := -n $(JOBS) -m "not reliability"
-SERIAL := -p no:xdist -m reliability tests/reliability
+SERIAL_TESTS := tests/reliability/test_locked_database_latency.py \
+	tests/reliability/test_crash.py tests/reliability/test_single_instance.py
+PARALLEL := -n $(JOBS) $(foreach t,$(SERIAL_TESTS),--ignore=$(t))
+SERIAL := -p no:xdist $(SERIAL_TESTS)
 
 # `make test` (CI, .ci/run): everything, the long variants included (--long: 31 SIGKILL
 # steps), under coverage; child processes (xdist's workers, the service run by
