@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         description="A job MathFi keeps failing for (3 failed polls at least) is reported "
         "unreachable in its channels after this many seconds",
     )
+    uvloop: bool = Field(
+        True,
+        description="Run the service on uvloop where it is installed (Linux, CPython); false, or "
+        "uvloop missing: the standard asyncio loop",
+    )
     # --- forecast: MathFi's stop rules (REFERENCE.md 5.5) and the warning pace ---
     mathfi_stall_window: float = Field(
         300.0,

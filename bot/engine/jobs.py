@@ -27,18 +27,36 @@ from store import HistoryPoint, NewOutboxRow, Store, Subscription
 from store.db import PollRecord
 
 
+class ProgressAnswer(Protocol):
+    """One progress poll (`MathFiClient.get_progress_if_changed`): the raw body's digest and
+    the parsed progress, None when the body was byte-identical to the previous one."""
+
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def progress(self) -> TrainingProgress | None: ...
+
+
 class ProgressSource(Protocol):
-    async def get_progress(self, key: str) -> TrainingProgress: ...
+    async def get_progress_if_changed(
+        self, key: str, previous_digest: bytes | None
+    ) -> ProgressAnswer: ...
     async def get_training(self, key: str) -> TrainingJob: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class JobState:
-    """What the poller remembers of a job between polls (the store has the durable copy)."""
+    """What the poller remembers of a job between polls (the store has the durable copy).
+
+    The last snapshot is kept as its canonical JSON, one string the garbage collector never
+    scans (a `Snapshot` is ~20 tracked objects: at 10,000 jobs they made every full
+    collection long); `previous()` parses it when a poll changed and needs the diff.
+    """
 
     key: str
-    snapshot: Snapshot | None
+    snapshot_json: str | None
     hash: str | None
+    pending: bool = False  # the snapshot's status is PENDING (polled at twice the interval)
     version: int = 0
     errors: int = 0
     failing_since: float | None = None
@@ -46,6 +64,17 @@ class JobState:
     due_at: float = 0.0
     slot: float | None = None  # the due time of the last poll taken: the job's grid
     forecast: ForecastState = field(default_factory=ForecastState)  # as the store has it
+    # The digest of the progress body `snapshot` was made from (None: parse the next one).
+    body_digest: bytes | None = None
+
+    def previous(self) -> Snapshot | None:
+        """The last snapshot, parsed (only a changed or a failing poll needs it)."""
+        if self.snapshot_json is None:
+            return None
+        return Snapshot.model_validate_json(self.snapshot_json)
+
+    def remember(self, snapshot_json: str, digest: str, status: str) -> None:
+        self.snapshot_json, self.hash, self.pending = snapshot_json, digest, status == PENDING
 
 
 @dataclass(frozen=True)
@@ -78,7 +107,7 @@ def next_due(config: PollerConfig, state: JobState, now: float, rng: random.Rand
         base = min(base * 2.0 ** min(state.errors, 16), config.max_backoff)
         spread = base * config.jitter
         return now + base + rng.uniform(-spread, spread)
-    if state.snapshot is not None and state.snapshot.status == PENDING:
+    if state.pending:
         base *= 2
     slot = now if state.slot is None else state.slot
     if slot + base > now:
@@ -160,6 +189,7 @@ def poll_record(
     previous: Snapshot | None,
     snapshot: Snapshot,
     *,
+    snapshot_json: str,
     digest: str,
     now: float,
     next_poll_at: float,
@@ -182,7 +212,7 @@ def poll_record(
     }
     return PollRecord(
         job_key=snapshot.job_key,
-        snapshot_json=snapshot.canonical_json(),
+        snapshot_json=snapshot_json,
         snapshot_hash=digest,
         status=snapshot.status,
         best_performance=best_now.latest_performance if best_now else None,
