@@ -6,6 +6,7 @@ methods, run on the store's own thread and awaited from the event loop).
 
 from store.async_store import AsyncStore
 from store.db import Store
+from store.personal import HomeItem, HomeView
 from store.records import (
     ActionRecord,
     AuditRow,
@@ -31,6 +32,8 @@ __all__ = [
     "Card",
     "DatabaseSize",
     "HistoryPoint",
+    "HomeItem",
+    "HomeView",
     "JobRecord",
     "NewOutboxRow",
     "OutboxRow",

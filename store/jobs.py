@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from store.connection import StoreConnection
 from store.outbox import insert_outbox
+from store.personal import touch_homes_of_job
 from store.records import HistoryPoint, JobRecord, NewOutboxRow
 
 _UPSERT_JOB = (
@@ -184,6 +185,7 @@ class JobStore(StoreConnection):
             "UPDATE cards SET dirty = 1, card_version = card_version + 1 WHERE job_key = ?",
             (poll.job_key,),
         )
+        touch_homes_of_job(conn, poll.job_key)
         return int(version)
 
     def record_error(
