@@ -43,7 +43,8 @@ from bot.errors import ConfigError
 from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.slack import commands
-from bot.slack.api import SlackIdentity
+from bot.slack.api import SlackCaller, SlackIdentity
+from bot.slack.home import HomePublisher
 from bot.slack.sender import Sender, SenderConfig
 from store import AsyncStore
 
@@ -122,6 +123,12 @@ class Service:
             clock=self.clock,
             identity=self.identity,
         )
+        self.home = HomePublisher(
+            self.store,
+            SlackCaller(self.slack, metrics=self.metrics, identity=self.identity),
+            command=s.slack_command,
+            clock=self.clock,
+        )
         self.retention = Retention(
             self.store,
             config=RetentionConfig(
@@ -139,6 +146,7 @@ class Service:
                 asyncio.create_task(self.poller.run(), name="poller"),
                 asyncio.create_task(self.sender.run(), name="sender"),
                 asyncio.create_task(self.retention.run(), name="retention"),
+                asyncio.create_task(self.home.run(), name="home"),
             ]
         if s.slack_app_token is not None:
             await self._start_socket_mode(s.slack_app_token.get_secret_value())
@@ -193,6 +201,7 @@ class Service:
             self.poller.stop()
             self.sender.stop()
             self.retention.stop()
+            self.home.stop()
             await _within(
                 asyncio.gather(*self._tasks, return_exceptions=True),
                 max(deadline - time.monotonic() - 4.0, 1.0),
@@ -239,6 +248,7 @@ class Service:
                 forecast=self._poller_config.forecast,
                 watch=self.poller.watch,
                 clock=self.clock,
+                personal=self.home,
             ),
         )
         return app

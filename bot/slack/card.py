@@ -46,6 +46,7 @@ ACTION_MUTE, ACTION_UNSUBSCRIBE, ACTION_REFRESH = (
     "mathfi_unsubscribe",
     "mathfi_refresh",
 )
+ACTION_NOTIFY_ME = "mathfi_notify_me"  # a channel card's: follow the job in my DM (#15)
 STATUS_EMOJI = {
     "PENDING": "⏳",
     "RUNNING": "🏃",
@@ -242,13 +243,15 @@ def render_card(
     history: Mapping[str, Sequence[float]] | None = None,
     muted_until: float | None = None,
     forecast: ForecastSummary | None = None,
+    notify_me: bool = False,
 ) -> Message:
     """The card of one job in one channel, edited in place as the job moves.
 
     The card is only redrawn when something changes, so everything on it must stay true
     until then: times are Slack dates (`{ago}` ages as it is read), a mute names its end,
     judged at `now` (an expired mute shows nothing), and a finished job shows no mute.
-    `forecast`: the engine's last forecast of the job (`forecast_line`).
+    `forecast`: the engine's last forecast of the job (`forecast_line`). `notify_me`: a
+    channel's card, with the button that follows the job in the clicker's DM.
     """
     muted = muted_until is not None and muted_until > now and not snapshot.terminal
     blocks = _job_blocks(
@@ -259,7 +262,7 @@ def render_card(
         muted_until=muted_until if muted else None,
         forecast=forecast_line(snapshot, forecast, now=now),
     )
-    blocks.append(_actions(snapshot.job_key))
+    blocks.append(_actions(snapshot.job_key, notify_me=notify_me))
     return to_message(card_text(snapshot), blocks)
 
 
@@ -422,8 +425,9 @@ def _footer(*, now: float, muted_until: float | None) -> list[str]:
     return parts
 
 
-def _actions(job_key: str) -> ActionsBlock:
+def _actions(job_key: str, *, notify_me: bool = False) -> ActionsBlock:
     value = job_key[:2000]
+    follow = [ButtonElement(text="Notify me", action_id=ACTION_NOTIFY_ME, value=value)]
     return ActionsBlock(
         elements=[
             ButtonElement(text="Mute 1 h", action_id=ACTION_MUTE, value=value),
@@ -440,5 +444,6 @@ def _actions(job_key: str) -> ActionsBlock:
                 ),
             ),
             ButtonElement(text="Refresh", action_id=ACTION_REFRESH, value=value),
+            *(follow if notify_me else []),
         ]
     )

@@ -20,6 +20,7 @@ from bot.metrics import Metrics
 from bot.slack.api import SlackCaller
 from bot.slack.audit_render import render_unwatched_card, watched_by
 from bot.slack.card import context
+from bot.slack.personal_render import followed_line, followers_line
 from bot.slack.render import Message, render_card
 from store import AsyncStore, Card, HistoryPoint, JobRecord, Store, Subscription
 
@@ -146,14 +147,18 @@ class LiveCards:
         """The card as it should look now: the job as the store has it, its history, and
         the channel's mute (read in one turn of the store's thread)."""
 
-        def read(store: Store) -> tuple[JobRecord | None, Subscription | None, list[HistoryPoint]]:
+        def read(
+            store: Store,
+        ) -> tuple[JobRecord | None, Subscription | None, list[HistoryPoint], str | None, int]:
             return (
                 store.get_job(job_key),
                 store.get_subscription(channel_id=channel, job_key=job_key),
                 store.history(job_key),
+                store.subscription_owner(channel_id=channel, job_key=job_key),
+                store.followers(job_key),
             )
 
-        record, sub, points = await self._store.run(read)
+        record, sub, points, owner, followers = await self._store.run(read)
         snapshot = (
             Snapshot.model_validate_json(record.snapshot_json)
             if record
@@ -170,12 +175,21 @@ class LiveCards:
             history=history or None,
             muted_until=sub.muted_until if sub else None,
             forecast=read_state(record.forecast_json).last if record else None,
+            notify_me=owner is None,  # a channel's card; a DM's is its owner's already
+        )
+        people = (
+            [context(followers_line(followers)).to_dict()] if owner is None and followers else []
         )
         if sub is None or not sub.created_by:
-            return card
+            return Message(text=card.text, blocks=[*card.blocks[:49], *people][:50])
         # who made this channel watch the job: a subscribe is visible, like every change
-        watched = context(watched_by(sub.created_by, since=sub.created_at)).to_dict()
-        return Message(text=card.text, blocks=[*card.blocks[:49], watched])
+        line = (
+            followed_line(sub.created_at)
+            if owner is not None
+            else watched_by(sub.created_by, since=sub.created_at)
+        )
+        watched = context(line).to_dict()
+        return Message(text=card.text, blocks=[*card.blocks[:48], *people, watched])
 
     async def snapshot(self, job_key: str) -> Snapshot | None:
         """The job as the store has it now."""

@@ -16,6 +16,7 @@ from bot.core.events import Event, EventKind, is_alert
 from bot.core.models import Snapshot
 from bot.slack.card import (
     ACTION_MUTE,
+    ACTION_NOTIFY_ME,
     ACTION_REFRESH,
     ACTION_UNSUBSCRIBE,
     MAX_KEY,
@@ -41,6 +42,7 @@ from bot.slack.warning_text import missed, summary_notes, warning_line
 
 __all__ = [
     "ACTION_MUTE",
+    "ACTION_NOTIFY_ME",
     "ACTION_REFRESH",
     "ACTION_UNSUBSCRIBE",
     "Message",

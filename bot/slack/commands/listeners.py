@@ -32,7 +32,8 @@ from bot.slack.command_text import (
     parse_command,
 )
 from bot.slack.commands.context import CommandContext, command_error
-from bot.slack.commands.subscriptions import run_local, run_refresh, run_status, run_subscribe
+from bot.slack.commands.personal import register_personal, subscribe_here_or_dm
+from bot.slack.commands.subscriptions import run_local, run_refresh, run_status
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -63,7 +64,7 @@ def slow_commands(ctx: CommandContext) -> dict[type[Command], SlowCommand]:
         return f"⏳ Asking MathFi about `{cmd.key}`…"
 
     async def subscribe(cmd: Subscribe, actor: Actor, channel_id: str) -> Message:
-        return await run_subscribe(ctx, cmd, actor=actor, channel_id=channel_id)
+        return await subscribe_here_or_dm(ctx, cmd, actor=actor, channel_id=channel_id)
 
     async def status(cmd: Status, actor: Actor, channel_id: str) -> Message:
         return await run_status(ctx, cmd)
@@ -137,3 +138,4 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
     app.action(ACTION_MUTE)(button(lambda key: Mute(key=key, seconds=3600)))
     app.action(ACTION_UNSUBSCRIBE)(button(lambda key: Unsubscribe(key=key, all=False)))
     app.action(ACTION_REFRESH)(button(lambda key: Status(key=key)))
+    register_personal(app, ctx)  # Notify me, the App Home (#15)
