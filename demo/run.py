@@ -2,7 +2,9 @@
 
 The MathFi simulator and the local Slack sink run beside the real service; three trainings
 with different fates are started on the simulator and `#demo` subscribes to each through
-the real signed slash-command path. The terminal shows the channel as Slack would.
+the real signed slash-command path; alice also follows the first one personally (`--dm`:
+its card and status changes go to her DM with the bot). The terminal shows the channel
+(and, at the end, alice's DM) as Slack would.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from simulator.mathfi import Simulator
 from simulator.mathfi import start_in_background as start_simulator
 from simulator.slack import SlackSink
 from simulator.slack import start_in_background as start_sink
+from simulator.slack_directory import SinkUser
 from store import JobRecord, Store
 
 CHANNEL = "C0DEMO"
 CHANNEL_NAME = "demo"
+ALICE, ALICE_DM = "U0ALICE", "D0ALICE"  # the local Slack's IM of alice with the bot
 FATES = ("COMPLETED", "NOT_COMPLETED", "FAILED", "TIMED_OUT")
 ONCALL = "<!subteam^S0ONCALL|@ml-oncall>"
 
@@ -82,6 +86,7 @@ class Demo:
         self.speed, self.jobs, self.seed, self.console = speed, jobs, seed, console
         self.sim = Simulator(speed=speed, seed=seed)
         self.sink = SlackSink(token="xoxb-demo-" + secrets.token_hex(8), team_id="T0DEMO")
+        self.sink.add_user(SinkUser(ALICE, "member", name="alice"))
         self.secret = secrets.token_hex(16)
         self.keys: list[str] = []
         self.records: dict[str, JobRecord | None] = {}
@@ -130,27 +135,34 @@ class Demo:
                 key = self.sim.start_training(dataset, performance_threshold=0.85, fate=fate)
                 self.keys.append(key)
                 self.fates[key] = fate
-                text = f"subscribe {key} --min-improvement 0.01 --mention {ONCALL}"
-                answer = await signed_command(
-                    session,
-                    self.events_url,
-                    secret=self.secret,
-                    fields={
-                        "command": "/mathfi",
-                        "text": text,
-                        "team_id": self.sink.team_id,
-                        "team_domain": "demo",
-                        "channel_id": CHANNEL,
-                        "channel_name": CHANNEL_NAME,
-                        "user_id": "U0ALICE",
-                        "user_name": "alice",
-                        "response_url": self.sink.new_response_url(),
-                        "trigger_id": "1.2.3",
-                        "api_app_id": "A0DEMO",
-                    },
-                )
-                answers.append(f"/mathfi {text} → HTTP {answer['status']}")
+                texts = [f"subscribe {key} --min-improvement 0.01 --mention {ONCALL}"]
+                if i == 0:  # one personal subscription: alice follows it in her DM
+                    texts.append(f"subscribe {key} --dm")
+                for text in texts:
+                    answer = await self.command(session, text)
+                    answers.append(f"/mathfi {text} → HTTP {answer['status']}")
         return answers
+
+    async def command(self, session: aiohttp.ClientSession, text: str) -> dict[str, Any]:
+        """`/mathfi <text>` typed by alice in #demo."""
+        return await signed_command(
+            session,
+            self.events_url,
+            secret=self.secret,
+            fields={
+                "command": "/mathfi",
+                "text": text,
+                "team_id": self.sink.team_id,
+                "team_domain": "demo",
+                "channel_id": CHANNEL,
+                "channel_name": CHANNEL_NAME,
+                "user_id": ALICE,
+                "user_name": "alice",
+                "response_url": self.sink.new_response_url(),
+                "trigger_id": "1.2.3",
+                "api_app_id": "A0DEMO",
+            },
+        )
 
     async def finished(self) -> bool:
         """Every job terminal and everything sent; also refreshes `records` (the jobs as
@@ -188,7 +200,8 @@ class Demo:
         if compact:
             channel = render_channel(CHANNEL_NAME, messages, max_replies=3, max_lines=2)
         else:
-            channel = render_channel(CHANNEL_NAME, messages)
+            dm = render_channel("alice's DM", self.sink.channels.get(ALICE_DM, []))
+            return Group(render_channel(CHANNEL_NAME, messages), dm, self.status_line())
         return Group(channel, self.status_line())
 
     def summary(self) -> Table:
@@ -213,6 +226,7 @@ class Demo:
             f"{len(messages)} messages posted in #{CHANNEL_NAME} "
             f"({kinds['card']} cards, {kinds['reply']} thread replies), "
             f"{sum(m.edits for m in messages)} card edits, "
+            f"{len(self.sink.channels.get(ALICE_DM, []))} in alice's DM, "
             f"{time.monotonic() - self.started:.1f} s"
         )
         return table

@@ -21,9 +21,10 @@ async def test_demo_runs_three_fates_and_exits_zero() -> None:
     )
     text = out.getvalue()
     assert code == 0, text
-    assert text.count("→ HTTP 200") == 3
+    assert text.count("→ HTTP 200") == 4  # three channel subscriptions, one personal
     for fate in ("COMPLETED", "NOT_COMPLETED", "FAILED"):
         assert f"│ {fate}" in text or f"{fate} " in text
     assert "Champion" in text and "@ml-oncall" in text  # alert mentions the on-call group
     assert "3 cards" in text
+    assert "in alice's DM" in text and "alice's DM" in text.split("Demo summary")[0]
     assert "Traceback" not in text
