@@ -192,6 +192,15 @@ class Settings(BaseSettings):
         "`off`, or a comma list of U… user and S… user-group IDs",
     )
 
+    # --- on-call (issue 17): an unacknowledged alert is paged again ---
+    oncall_repage: float = Field(
+        900.0,
+        ge=0,
+        description="Seconds before an unacknowledged FAILED/TIMED_OUT/NOT_COMPLETED alert "
+        "mentions its handle again in the thread (0: never)",
+    )
+    oncall_repage_max: int = Field(3, ge=0, description="Most re-pages of one unacknowledged alert")
+
     @field_validator("actions")
     @classmethod
     def _actions_shape(cls, value: str) -> str:

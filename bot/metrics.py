@@ -58,6 +58,11 @@ class Metrics:
             "Size of the SQLite database (page_count * page_size, free pages included)",
             registry=r,
         )
+        self.unacknowledged_alerts = Gauge(
+            "mathfi_unacknowledged_alerts",
+            "On-call alerts nobody has acknowledged (their subscription still live)",
+            registry=r,
+        )
         self.commands = Counter(
             "mathfi_commands",
             "Slash commands, by name and outcome",

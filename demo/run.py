@@ -4,13 +4,19 @@ The MathFi simulator and the local Slack sink run beside the real service; three
 with different fates are started on the simulator and `#demo` subscribes to each through
 the real signed slash-command path; alice also follows the first one personally (`--dm`:
 its card and status changes go to her DM with the bot). The terminal shows the channel
-(and, at the end, alice's DM) as Slack would.
+(and, at the end, alice's DM) as Slack would. At the end, Alice acknowledges the FAILED
+job's on-call alert with its button (signed, as Slack sends a click): the thread says so
+and the alert shows who and when.
+
+A little over 300 lines: the demo's one class holds the start, the subscriptions, the
+acknowledgement and the views, which share its servers and state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import signal
 import tempfile
@@ -32,6 +38,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app.service import Service
 from bot.config import Settings
 from bot.engine.poller import PollerConfig
+from bot.slack.oncall_render import ACTION_ACK
 from bot.slack.sender import SenderConfig
 from demo.view import render_channel
 from simulator.mathfi import Simulator
@@ -164,6 +171,39 @@ class Demo:
             },
         )
 
+    async def acknowledge_failure(self) -> str:
+        """Alice clicks Acknowledge on the FAILED job's alert (a signed `block_actions`
+        request); what the thread then says."""
+        service = self.service
+        assert service is not None
+        failed = [key for key, fate in self.fates.items() if fate == "FAILED"]
+        alerts = [a for a in await service.store.open_alerts() if a.job_key in failed]
+        if not alerts:
+            return "No FAILED alert to acknowledge."
+        self.sink.add_user(SinkUser("U0ALICE", "member", name="alice"))
+        click = {
+            "type": "block_actions",
+            "team": {"id": self.sink.team_id, "domain": "demo"},
+            "user": {"id": "U0ALICE", "team_id": self.sink.team_id},
+            "channel": {"id": CHANNEL, "name": CHANNEL_NAME},
+            "response_url": self.sink.new_response_url(),
+            "actions": [
+                {"action_id": ACTION_ACK, "value": str(alerts[0].outbox_id), "type": "button"}
+            ],
+        }
+        async with aiohttp.ClientSession() as session:
+            await signed_command(
+                session, self.events_url, secret=self.secret, fields={"payload": json.dumps(click)}
+            )
+        for _ in range(40):  # the sender posts the line, then edits the alert
+            lines = [
+                m.text for m in self.sink.channels.get(CHANNEL, []) if "Acknowledged by" in m.text
+            ]
+            if lines:
+                return f"{alerts[0].job_key} (FAILED): {lines[0]}"
+            await asyncio.sleep(0.25)
+        return "The acknowledgement was not posted in time."
+
     async def finished(self) -> bool:
         """Every job terminal and everything sent; also refreshes `records` (the jobs as
         the store has them) for `status_line` and `summary`."""
@@ -290,6 +330,8 @@ async def run_demo(
             console.print(demo.view())
         await demo.finished()  # the jobs as they ended
         console.print(demo.summary())
+        if finished:
+            console.print(Text(await demo.acknowledge_failure(), style="bold"))
         if interrupted:
             console.print("Stopped by Ctrl-C.")
         elif not finished:

@@ -8,12 +8,17 @@ from store.async_store import AsyncStore
 from store.db import Store
 from store.personal import HomeItem, HomeView
 from store.records import (
+    AckOutcome,
     ActionRecord,
+    Alert,
     AuditRow,
     Card,
     DatabaseSize,
+    DigestJob,
+    DigestSetting,
     HistoryPoint,
     JobRecord,
+    NewAlert,
     NewOutboxRow,
     OutboxRow,
     Pruned,
@@ -26,15 +31,20 @@ from store.records import (
 )
 
 __all__ = [
+    "AckOutcome",
     "ActionRecord",
+    "Alert",
     "AsyncStore",
     "AuditRow",
     "Card",
     "DatabaseSize",
+    "DigestJob",
+    "DigestSetting",
     "HistoryPoint",
     "HomeItem",
     "HomeView",
     "JobRecord",
+    "NewAlert",
     "NewOutboxRow",
     "OutboxRow",
     "Pruned",

@@ -3,10 +3,9 @@
 `Store` is composed of one part per concern, each a module of store/: connection.py
 (open, pragmas, migrations, the transaction helpers, ping, close), subscriptions.py,
 jobs.py (polls, errors, history), outbox.py, cards.py, retention.py (pruning, vacuum,
-size), actions.py (actions taken from Slack) and personal.py (personal subscriptions,
-the App Home). It is synchronous and belongs to the
-thread that opened it; `AsyncStore` (async_store.py) runs one on a thread of its own for
-the event loop.
+size), actions.py (actions taken from Slack), alerts.py (on-call alerts) and personal.py
+(personal subscriptions, the App Home). It is synchronous and belongs to the thread that
+opened it; `AsyncStore` (async_store.py) runs one on a thread of its own for the event loop.
 """
 
 from __future__ import annotations
@@ -16,8 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from store.actions import ActionStore
+from store.alerts import AlertStore
 from store.cards import CardStore
 from store.connection import BUSY_TIMEOUT_MS, refused_row
+from store.digests import DigestStore
 from store.jobs import HISTORY_KEEP, PRUNE_EVERY, JobStore, PollRecord
 from store.outbox import OutboxStore
 from store.personal import PersonalStore
@@ -34,6 +35,8 @@ class Store(
     CardStore,
     RetentionStore,
     ActionStore,
+    AlertStore,
+    DigestStore,
     PersonalStore,
 ):
     def __init__(

@@ -7,10 +7,11 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from store.alerts import insert_alerts
 from store.connection import StoreConnection
 from store.outbox import insert_outbox
 from store.personal import touch_homes_of_job
-from store.records import HistoryPoint, JobRecord, NewOutboxRow
+from store.records import HistoryPoint, JobRecord, NewAlert, NewOutboxRow
 
 _UPSERT_JOB = (
     "INSERT INTO jobs (job_key, snapshot_json, snapshot_hash, status, best_performance, "
@@ -59,6 +60,7 @@ class PollRecord:
     improved: bool
     unreachable: bool = False
     forecast_json: str | None = None  # the job's forecast state; None keeps the stored one
+    alerts: Sequence[NewAlert] = ()  # on-call alerts opened with their outbox rows
 
 
 class JobStore(StoreConnection):
@@ -176,6 +178,8 @@ class JobStore(StoreConnection):
             if version % PRUNE_EVERY == 0:
                 conn.execute(_PRUNE_HISTORY, (poll.job_key, self._history_keep))
         insert_outbox(conn, poll.outbox, at)
+        if poll.alerts:
+            insert_alerts(conn, poll.alerts)
         if poll.last_best:
             conn.executemany(
                 "UPDATE subscriptions SET last_best = ? WHERE id = ?",

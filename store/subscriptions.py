@@ -25,6 +25,7 @@ _SUB = Subscription.COLUMNS
 # What a new subscription gets for an option not given (the schema's defaults too).
 DEFAULT_MIN_IMPROVEMENT = 0.005
 DEFAULT_EVENTS = "all"
+DEFAULT_BROADCAST = "final"
 
 _UPSERT_BASELINE = (
     "INSERT INTO jobs (job_key, snapshot_json, snapshot_hash, status, "
@@ -39,11 +40,12 @@ _UPSERT_BASELINE = (
 )
 _UPSERT_SUBSCRIPTION = (
     "INSERT INTO subscriptions (team_id, channel_id, job_key, created_by, created_at, "
-    "min_improvement, mention, events, active, last_best) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
+    "min_improvement, mention, events, broadcast, active, last_best) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
     "ON CONFLICT (channel_id, job_key) DO UPDATE SET team_id = excluded.team_id, "
     "min_improvement = excluded.min_improvement, mention = excluded.mention, "
-    "events = excluded.events, active = 1, disabled_reason = NULL, "
+    "events = excluded.events, broadcast = excluded.broadcast, active = 1, "
+    "disabled_reason = NULL, "
     "created_by = CASE WHEN ? THEN excluded.created_by ELSE created_by END, "
     "created_at = CASE WHEN ? THEN excluded.created_at ELSE created_at END, "
     "muted_until = CASE WHEN ? THEN NULL ELSE muted_until END, "
@@ -96,6 +98,7 @@ class SubscriptionStore(StoreConnection):
         min_improvement: float | None = None,
         mention: str | None = None,
         events: str | None = None,
+        broadcast: str | None = None,
         snapshot_json: str,
         snapshot_hash: str,
         status: str,
@@ -113,7 +116,8 @@ class SubscriptionStore(StoreConnection):
         """Insert or re-activate the (channel, job) subscription, with the job baseline.
 
         An option left None keeps what an active subscription (disabled or not) has
-        stored; a new or unsubscribed one gets the default (0.005, no mention, "all").
+        stored; a new or unsubscribed one gets the default (0.005, no mention, "all",
+        broadcast "final").
         `created` is True when the subscription is new, was unsubscribed, or was disabled;
         only then is `watch_row` enqueued, the mute lifted and `last_best` set to
         `best_performance`. When the subscription is not active yet, the channel's and the
@@ -130,13 +134,14 @@ class SubscriptionStore(StoreConnection):
             if not active:
                 _check_limits(conn, channel_id, channel_limit, global_limit)
             kept = (
-                (previous.min_improvement, previous.mention, previous.events)
+                (previous.min_improvement, previous.mention, previous.events, previous.broadcast)
                 if previous is not None and active
-                else (DEFAULT_MIN_IMPROVEMENT, None, DEFAULT_EVENTS)
+                else (DEFAULT_MIN_IMPROVEMENT, None, DEFAULT_EVENTS, DEFAULT_BROADCAST)
             )
+            given_options = (min_improvement, mention, events, broadcast)
             options = [
                 given if given is not None else stored
-                for given, stored in zip((min_improvement, mention, events), kept, strict=True)
+                for given, stored in zip(given_options, kept, strict=True)
             ]
             watched_elsewhere = conn.execute(
                 "SELECT 1 FROM subscriptions WHERE job_key = ? "
@@ -265,13 +270,14 @@ class SubscriptionStore(StoreConnection):
                 "WHERE s.channel_id = ? AND s.active = 1 ORDER BY s.created_at, s.id",
                 (channel_id,),
             ).fetchall()
+        width = len(_SUB.split(","))
         return [
             SubscriptionView(
-                subscription=Subscription.from_row(row[:13]),
-                status=row[13],
-                best_performance=row[14],
-                best_algorithm=row[15],
-                unreachable=bool(row[16]),
+                subscription=Subscription.from_row(row[:width]),
+                status=row[width],
+                best_performance=row[width + 1],
+                best_algorithm=row[width + 2],
+                unreachable=bool(row[width + 3]),
             )
             for row in rows
         ]

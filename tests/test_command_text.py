@@ -205,14 +205,14 @@ INVALID: list[tuple[str, str, str | None]] = [
     (
         "watch it",
         "Unknown command `watch`. Commands: subscribe, unsubscribe, list, status, mute, unmute, "
-        "train, cancel, datasets, help.",
+        "train, cancel, datasets, digest, help.",
         None,
     ),
     (KEY, f"Start with a command, e.g. `subscribe {KEY}` or `status {KEY}`.", None),
     (
         "<!channel>",
         "Unknown command `&lt;!channel&gt;`. Commands: subscribe, unsubscribe, "
-        "list, status, mute, unmute, train, cancel, datasets, help.",
+        "list, status, mute, unmute, train, cancel, datasets, digest, help.",
         None,
     ),
     ("help me", "Unexpected argument `me`.", USAGE["help"]),
@@ -242,7 +242,8 @@ INVALID: list[tuple[str, str, str | None]] = [
     ),
     (
         f"subscribe {KEY} --colour red",
-        "Unknown option `--colour`. Options: --min-improvement, --mention, --events, --dm.",
+        "Unknown option `--colour`. Options: --min-improvement, --mention, --events, "
+        "--broadcast, --dm.",
         SUB,
     ),
     (f"subscribe {KEY} --events", "`--events` needs a value.", SUB),
@@ -447,11 +448,12 @@ def test_is_job_key(text: str, expected: bool) -> None:
 def test_usage_covers_every_command_and_help_text_shows_them_escaped() -> None:
     assert list(USAGE) == [
         "subscribe", "unsubscribe", "list", "status", "mute", "unmute",
-        "train", "cancel", "datasets", "help",
+        "train", "cancel", "datasets", "digest", "help",
     ]  # fmt: skip
     assert USAGE["subscribe"] == (
         "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
-        "[--mention <@U…>|<!subteam^…>] [--events all|status|failures] [--dm]"
+        "[--mention <@U…>|<!subteam^…>] [--events all|status|failures] "
+        "[--broadcast final|failures|none] [--dm]"
     )
     assert help_text("/mathfi") == HELP_TEXT
     for line in USAGE.values():

@@ -27,4 +27,5 @@ async def test_demo_runs_three_fates_and_exits_zero() -> None:
     assert "Champion" in text and "@ml-oncall" in text  # alert mentions the on-call group
     assert "3 cards" in text
     assert "in alice's DM" in text and "alice's DM" in text.split("Demo summary")[0]
+    assert "(FAILED): ✅ Acknowledged by <@U0ALICE>" in text  # through the signed button
     assert "Traceback" not in text

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
+from bench.signal import shown_lines
 from bot.core.events import Event, EventKind
 from bot.core.forecast import Verdict
 from bot.core.forecast_state import ForecastSummary
@@ -25,6 +26,7 @@ from bot.core.models import (
     TrainingProgress,
 )
 from bot.core.sparkline import sparkline
+from bot.slack.card import CARD_ALGORITHMS
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -302,15 +304,55 @@ def test_history_replaces_recent_performances() -> None:
     assert "`█▄▁` `ALG000`" in everything(message)
 
 
-def test_fifty_algorithms_all_fit() -> None:
-    message = render_card(snapshot(algorithms=50), now=NOW)
+@pytest.mark.parametrize("count", [CARD_ALGORITHMS + 1, 120])
+def test_the_card_shows_the_best_few_algorithms_and_counts_the_rest(count: int) -> None:
+    message = render_card(snapshot(algorithms=count), now=NOW)
+    assert_valid(message)
+    body = everything(message)
+    shown = [i for i in range(count) if f"`ALG{i:03d}`" in body]
+    kept = CARD_ALGORITHMS - 1  # and the count: CARD_ALGORITHMS lines in all
+    assert shown == list(range(count - kept, count))  # the highest performers
+    assert f"… and {count - kept} more algorithms" in body
+
+
+@pytest.mark.parametrize(
+    ("status", "extra"),
+    [
+        ("COMPLETED", {"model_key": "m" * 36, "achieved_performance": 0.86,
+                       "training_performance": 0.88, "test_performance": 0.85}),
+        ("FAILED", {}),
+        ("RUNNING", {}),
+    ],
+)  # fmt: skip
+def test_a_card_of_120_algorithms_is_at_most_15_lines_as_slack_shows_it(
+    status: str, extra: dict[str, Any]
+) -> None:
+    forecast = ForecastSummary(at=NOW, verdict=Verdict.ON_TRACK, eta=3600.0, eta_algorithm="A")
+    message = render_card(
+        snapshot(status, algorithms=120, **extra),
+        now=NOW,
+        last_improvement_at=NOW - 60,
+        muted_until=NOW + 600,
+        forecast=forecast,
+    )
+    assert len(shown_lines(message.text, message.blocks)) <= 15  # issue #14
+
+
+def test_a_card_with_few_algorithms_shows_them_all() -> None:
+    body = everything(render_card(snapshot(algorithms=CARD_ALGORITHMS), now=NOW))
+    assert all(f"`ALG{i:03d}`" in body for i in range(CARD_ALGORITHMS))
+    assert "more algorithm" not in body
+
+
+def test_status_lists_fifty_algorithms_all() -> None:
+    message = render_status(snapshot(algorithms=50), now=NOW)
     assert_valid(message)
     body = everything(message)
     assert all(f"`ALG{i:03d}`" in body for i in range(50)) and "more algorithm" not in body
 
 
-def test_five_hundred_algorithms_are_cut_with_a_count() -> None:
-    message = render_card(snapshot(algorithms=500), now=NOW)
+def test_status_of_five_hundred_algorithms_is_cut_with_a_count() -> None:
+    message = render_status(snapshot(algorithms=500), now=NOW)
     assert_valid(message)
     body = everything(message)
     shown = sum(f"`ALG{i:03d}`" in body for i in range(500))

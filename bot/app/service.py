@@ -37,6 +37,8 @@ from bot.app.startup import InstanceLock, InstanceLocked, check_writable
 from bot.config import Settings
 from bot.core.forecast import ForecastRules
 from bot.core.forecast_state import rules_for
+from bot.engine.digest import DigestConfig, DigestLoop
+from bot.engine.oncall import Oncall, OncallConfig
 from bot.engine.poller import Poller, PollerConfig
 from bot.engine.retention import Retention, RetentionConfig
 from bot.errors import ConfigError
@@ -45,6 +47,7 @@ from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.slack import commands
 from bot.slack.api import SlackCaller, SlackIdentity
 from bot.slack.home import HomePublisher
+from bot.slack.permissions import PermissionCheck
 from bot.slack.sender import Sender, SenderConfig
 from store import AsyncStore
 
@@ -136,6 +139,17 @@ class Service:
             ),
             metrics=self.metrics,
         )
+        self.digests = DigestLoop(self.store, config=DigestConfig(), clock=self.clock)
+        self.oncall = Oncall(
+            self.store,
+            config=OncallConfig(
+                repage=s.oncall_repage,
+                max_pages=s.oncall_repage_max,
+                every=min(5.0, s.oncall_repage or 5.0),  # no later than a page is due
+            ),
+            metrics=self.metrics,
+            clock=self.clock,
+        )
         self.bolt = self._build_bolt()
         # Slack's timestamps are wall-clock time, whatever clock the loops run on.
         self._replays = ReplayGuard(s.slack_signing_secret.get_secret_value(), clock=time.time)
@@ -146,6 +160,8 @@ class Service:
                 asyncio.create_task(self.poller.run(), name="poller"),
                 asyncio.create_task(self.sender.run(), name="sender"),
                 asyncio.create_task(self.retention.run(), name="retention"),
+                asyncio.create_task(self.digests.run(), name="digests"),
+                asyncio.create_task(self.oncall.run(), name="oncall"),
                 asyncio.create_task(self.home.run(), name="home"),
             ]
         if s.slack_app_token is not None:
@@ -201,6 +217,8 @@ class Service:
             self.poller.stop()
             self.sender.stop()
             self.retention.stop()
+            self.digests.stop()
+            self.oncall.stop()
             self.home.stop()
             await _within(
                 asyncio.gather(*self._tasks, return_exceptions=True),
@@ -247,6 +265,7 @@ class Service:
                 poll_interval=s.poll_interval,
                 forecast=self._poller_config.forecast,
                 watch=self.poller.watch,
+                permissions=PermissionCheck(s.actions_policy, self.slack),
                 clock=self.clock,
                 personal=self.home,
             ),
@@ -350,6 +369,7 @@ class Service:
             "database": database,
             "mathfi": "ok" if mathfi_ok else "unreachable",
             "watched_jobs": self.poller.watched,
+            "unacknowledged_alerts": self.oncall.unacknowledged,
             "accepting_commands": self.accepting,
         }
         return (200 if loops_ok and database_ok else 503), body

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.diff import (
     DiffOptions,
     diff,
@@ -35,6 +36,7 @@ class Recipient:
     last_best: float | None  # best already announced to it; None: the previous snapshot's
     muted_until: float | None
     mention: str | None
+    broadcast: BroadcastMode = BroadcastMode.FINAL  # `--broadcast`: which replies reach the channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ def fan_out(
                 snapshot=None if isinstance(current, Unreachable) else current,
                 headline=headline_kind(events),
                 mention=sub.mention,
+                broadcast=sub.broadcast,
                 dedupe_key=dedupe_key(
                     current.job_key, sub.channel_id, version=version, unreachable=lost
                 ),

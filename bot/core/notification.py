@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.diff import headline_kind
 from bot.core.events import Event, EventKind
 from bot.core.models import Snapshot
@@ -38,6 +39,8 @@ class Notification(BaseModel):
     snapshot: Snapshot | None
     headline: EventKind
     mention: str | None  # put before the headline when an event is an alert
+    # the subscription's `--broadcast` (`bot.core.broadcast`); rows queued before it: final
+    broadcast: BroadcastMode = BroadcastMode.FINAL
     dedupe_key: str = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.events import Event, EventsFilter
 from bot.core.fanout import Recipient
 from bot.core.forecast import ForecastRules
 from bot.core.forecast_state import ForecastState, advance
 from bot.core.models import PENDING, RUNNING, Snapshot, TrainingJob, TrainingProgress
 from bot.core.notification import Notification
+from bot.engine.oncall import alert_of
 from bot.errors import MathFiAuthError, MathFiError, MathFiUnavailable, TrainingJobNotFound
 from store import HistoryPoint, NewOutboxRow, Store, Subscription
 from store.db import PollRecord
@@ -115,6 +117,7 @@ def recipient(sub: Subscription) -> Recipient:
         last_best=sub.last_best,
         muted_until=sub.muted_until,
         mention=sub.mention,
+        broadcast=BroadcastMode(sub.broadcast),
     )
 
 
@@ -164,8 +167,8 @@ def poll_record(
     forecast: ForecastState | None = None,
 ) -> PollRecord:
     """Everything a changed poll writes, in one transaction: the snapshot, its history
-    points, the outbox rows, each told subscription's new last-announced best and the
-    job's forecast state (None: the stored one stays)."""
+    points, the outbox rows, each told subscription's new last-announced best, the
+    job's forecast state (None: the stored one stays) and the on-call alerts it opens."""
     best_now = snapshot.best()
     best_before = previous.best() if previous else None
     improved = best_now is not None and (
@@ -191,6 +194,7 @@ def poll_record(
         last_best=last_best,
         improved=improved,
         forecast_json=forecast.to_json() if forecast is not None else None,
+        alerts=[a for n in notifications if (a := alert_of(n, now=now)) is not None],
     )
 
 

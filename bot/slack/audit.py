@@ -87,6 +87,7 @@ def _options(sub: Subscription) -> dict[str, str | None]:
         "mention": sub.mention,
         "events": sub.events,
         "min-improvement": f"{sub.min_improvement:g}",
+        "broadcast": sub.broadcast,
     }
 
 

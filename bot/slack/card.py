@@ -36,6 +36,10 @@ from bot.core.sparkline import sparkline
 from bot.slack.command_text import escape_mrkdwn
 
 SECTION_LIMIT = 3000  # Slack: section text
+# The card's algorithm lines, "… and N more" included (issue #14: no channel message over
+# 15 lines; the rest of a COMPLETED card, champion and footer, takes 11); `/mathfi status`
+# shows them all.
+CARD_ALGORITHMS = 4
 ALGORITHM_BUDGET = 7000  # all algorithm lines together; keeps the payload well under ~12k chars
 MAX_KEY = 100  # longest job/model key shown (real ones are 36-char UUIDs)
 MAX_NAME = 60  # longest algorithm name shown
@@ -261,6 +265,7 @@ def render_card(
         history=history,
         muted_until=muted_until if muted else None,
         forecast=forecast_line(snapshot, forecast, now=now),
+        algorithms=CARD_ALGORITHMS,
     )
     blocks.append(_actions(snapshot.job_key, notify_me=notify_me))
     return to_message(card_text(snapshot), blocks)
@@ -308,6 +313,7 @@ def _job_blocks(
     history: Mapping[str, Sequence[float]] | None,
     muted_until: float | None,
     forecast: str = "",
+    algorithms: int | None = None,
 ) -> list[Block]:
     emoji, label = status_parts(snapshot.status)
     known = snapshot.status in STATUS_EMOJI
@@ -323,7 +329,7 @@ def _job_blocks(
     if snapshot.status == COMPLETED and snapshot.model_key:
         blocks.append(section(_champion_line(snapshot)))
     blocks.append(DividerBlock())
-    blocks.extend(_algorithm_blocks(snapshot.algorithms, history=history))
+    blocks.extend(_algorithm_blocks(snapshot.algorithms, history=history, limit=algorithms))
     blocks.append(context(*_footer(now=now, muted_until=muted_until)))
     return blocks
 
@@ -382,19 +388,26 @@ def _champion_line(snapshot: Snapshot) -> str:
 
 
 def _algorithm_blocks(
-    algorithms: Sequence[AlgorithmProgress], *, history: Mapping[str, Sequence[float]] | None
+    algorithms: Sequence[AlgorithmProgress],
+    *,
+    history: Mapping[str, Sequence[float]] | None,
+    limit: int | None = None,
 ) -> list[Block]:
+    """One line per algorithm, best first, as many as fit in ALGORITHM_BUDGET, then how
+    many more there are; with `limit`, at most that many lines in all (the best
+    `limit - 1` and the count, when there are more than `limit`)."""
     if not algorithms:
         return [section("_No algorithm has reported yet._")]
     ranked = sorted(
         algorithms,
         key=lambda a: (a.latest_performance is None, -(a.latest_performance or 0.0), a.algorithm),
     )
-    lines = [_algorithm_line(a, history=history) for a in ranked]
+    shown_at_most = limit - 1 if limit is not None and len(ranked) > limit else limit
+    lines = [_algorithm_line(a, history=history) for a in ranked[:shown_at_most]]
     texts, shown = fold(lines, budget=ALGORITHM_BUDGET)
     blocks: list[Block] = [section(text) for text in texts]
-    if shown < len(lines):
-        blocks.append(context(f"… and {plural(len(lines) - shown, 'more algorithm')}"))
+    if shown < len(ranked):
+        blocks.append(context(f"… and {plural(len(ranked) - shown, 'more algorithm')}"))
     return blocks
 
 

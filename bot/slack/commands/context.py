@@ -13,8 +13,15 @@ from bot.core.forecast import ForecastRules
 from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
 from bot.metrics import Metrics
 from bot.slack.command_text import DEFAULT_COMMAND, USAGE, CommandError
+from bot.slack.permissions import Decision
 from bot.slack.render import Message, render_error
 from store import AsyncStore
+
+
+class PermissionChecker(Protocol):
+    """Who may act (`bot.slack.permissions.PermissionCheck`): the on-call Acknowledge."""
+
+    async def check(self, user_id: str) -> Decision: ...
 
 
 class MathFiReader(Protocol):
@@ -45,6 +52,8 @@ class CommandContext:
     poll_interval: float = 30.0
     # the poller's forecast rules (MathFi's stop rules): for `status`
     forecast: ForecastRules = field(default_factory=ForecastRules)
+    # the ACTIONS rule, for the on-call Acknowledge button (None: nobody may acknowledge)
+    permissions: PermissionChecker | None = None
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     personal: PersonalSlack | None = None  # DMs and the App Home (commands/personal.py)

@@ -25,13 +25,16 @@ from bot.slack.audit import (
 from bot.slack.command_text import (
     Command,
     CommandError,
+    Digest,
     Mute,
     Status,
     Subscribe,
     Unsubscribe,
     parse_command,
 )
+from bot.slack.commands import oncall
 from bot.slack.commands.context import CommandContext, command_error
+from bot.slack.commands.digest import run_digest
 from bot.slack.commands.personal import register_personal, subscribe_here_or_dm
 from bot.slack.commands.subscriptions import run_local, run_refresh, run_status
 from bot.slack.render import (
@@ -99,8 +102,13 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
             message = await settled(work, name=name, where=where, metrics=ctx.metrics)
             await respond(**reply_body(message))
             return
+        local = (
+            run_digest(ctx, cmd, channel_id=channel_id, actor=actor)
+            if isinstance(cmd, Digest)
+            else run_local(ctx, cmd, channel_id=channel_id, actor=actor)
+        )
         answer = settled(
-            run_local(ctx, cmd, channel_id=channel_id, actor=actor),
+            local,
             name=name,
             where=where,
             metrics=ctx.metrics,
@@ -138,4 +146,5 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
     app.action(ACTION_MUTE)(button(lambda key: Mute(key=key, seconds=3600)))
     app.action(ACTION_UNSUBSCRIBE)(button(lambda key: Unsubscribe(key=key, all=False)))
     app.action(ACTION_REFRESH)(button(lambda key: Status(key=key)))
+    oncall.register(app, ctx)  # the Acknowledge button of an on-call alert
     register_personal(app, ctx)  # Notify me, the App Home (#15)

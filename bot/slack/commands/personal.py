@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.events import EventsFilter
 from bot.core.models import Snapshot
 from bot.errors import MathFiError, SlackDeliveryError
@@ -104,6 +105,7 @@ async def _follow(
             min_improvement=cmd.min_improvement if cmd else None,
             mention=None,
             events=events or (PERSONAL_EVENTS if fresh else None),
+            broadcast=BroadcastMode(cmd.broadcast) if cmd and cmd.broadcast else None,
             next_poll_at=now + ctx.poll_interval,
             now=now,
             channel_limit=ctx.subscription_limit,

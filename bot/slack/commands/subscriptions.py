@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.diff import snapshot_hash
 from bot.core.events import EventsFilter
 from bot.core.fanout import watch_started
@@ -39,6 +40,7 @@ from bot.slack.command_text import (
     help_text,
 )
 from bot.slack.commands.context import CommandContext, fetch_snapshot, usage
+from bot.slack.commands.digest import digest_note
 from bot.slack.render import (
     Message,
     render_error,
@@ -66,6 +68,7 @@ def subscribe_snapshot(
     mention: str | None,
     events: EventsFilter | None,
     next_poll_at: float,
+    broadcast: BroadcastMode | None = None,
     now: float,
     channel_limit: int | None = None,
     global_limit: int | None = None,
@@ -88,6 +91,7 @@ def subscribe_snapshot(
         min_improvement=min_improvement,
         mention=mention,
         events=events.value if events is not None else None,
+        broadcast=broadcast.value if broadcast is not None else None,
         snapshot_json=snapshot.canonical_json(),
         snapshot_hash=snapshot_hash(snapshot),
         status=snapshot.status,
@@ -125,6 +129,7 @@ async def run_subscribe(
             min_improvement=cmd.min_improvement,
             mention=cmd.mention,
             events=EventsFilter(cmd.events) if cmd.events is not None else None,
+            broadcast=BroadcastMode(cmd.broadcast) if cmd.broadcast is not None else None,
             next_poll_at=now + ctx.poll_interval,
             now=now,
             channel_limit=ctx.subscription_limit,
@@ -177,8 +182,15 @@ async def run_local(
     if isinstance(cmd, Unsubscribe | Mute | Unmute):
         audit(actor, channel_id, local_result(cmd, answer))
     if isinstance(cmd, ListSubs):
-        assert isinstance(answer, list)
-        return replies.subscription_list(answer, now=now, command=ctx.command, page=cmd.page)
+        views, alerts, digest = answer  # the channel's open on-call alerts are listed first
+        return replies.subscription_list(
+            views,
+            now=now,
+            command=ctx.command,
+            page=cmd.page,
+            alerts=alerts,
+            note=digest_note(digest, command=ctx.command),
+        )
     if isinstance(cmd, Unsubscribe):
         count = int(answer)
         if cmd.all:
@@ -208,7 +220,9 @@ def _local_work(
 
     def work(store: Store) -> tuple[Any, int | None]:
         if isinstance(cmd, ListSubs):
-            return store.list_subscriptions(channel_id=channel_id), None
+            views = store.list_subscriptions(channel_id=channel_id)
+            alerts = store.open_alerts(channel_id=channel_id)
+            return (views, alerts, store.get_digest(channel_id=channel_id)), None
         if isinstance(cmd, Unsubscribe):
             if cmd.all:
                 count = store.unsubscribe_all(
