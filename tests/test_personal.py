@@ -11,14 +11,18 @@ from urllib.parse import urlencode
 
 import pytest
 
+from bot.core.forecast import Verdict
+from bot.core.forecast_state import ForecastState, ForecastSummary
 from bot.slack.command_text import CommandError, Subscribe, parse_command
 from bot.slack.personal_render import (
     ACTION_HOME_MUTE,
     ACTION_HOME_UNMUTE,
     ACTION_HOME_UNSUBSCRIBE,
+    render_home,
 )
 from bot.slack.render import ACTION_NOTIFY_ME, ACTION_UNSUBSCRIBE
 from simulator.slack_directory import SinkUser
+from store import HomeItem, Subscription
 from tests.conftest import TEAM, Env, sign, wait_for
 from tests.scripts import CHAMPION_TRAINING, LIFECYCLE
 
@@ -397,3 +401,20 @@ async def test_home_is_republished_when_a_job_changes_at_most_once_a_minute(
     assert "0.7400" in home_text(env, ALICE)
     assert await home.tick() == 0  # clean again
     assert home.published == published + 2
+
+
+def test_home_line_shows_the_stored_forecasts_eta_and_a_mute() -> None:
+    """The Home reads the forecast summary the engine stores on the job (forecast_json)."""
+    now = 1_800_000_000.0
+    snapshot = json.dumps({"job_key": KEY, "status": "RUNNING", "target_performance": 0.9})
+    state = ForecastState(
+        last=ForecastSummary(at=now - 60, verdict=Verdict.ON_TRACK, target=0.9, eta=1260.0)
+    )
+    sub = Subscription(7, TEAM, DM_ALICE, KEY, ALICE, now, 0.005, None, "status", now + 600,
+                       True, None, 0.7)  # fmt: skip
+    item = HomeItem(sub, True, "RUNNING", 0.7, "BSEV01", snapshot, state.to_json())
+    text = json.dumps(render_home([item], now=now, command="/mathfi"), ensure_ascii=False)
+    assert "🎯 ETA ≈ 20 min" in text and "target 0.9" in text and "best *0.7000*" in text
+    assert "muted until" in text and ACTION_HOME_UNMUTE in text and ACTION_HOME_MUTE not in text
+    no_forecast = HomeItem(sub, True, "RUNNING", 0.7, "BSEV01", snapshot, None)
+    assert "ETA" not in json.dumps(render_home([no_forecast], now=now, command="/m"))
