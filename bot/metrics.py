@@ -69,6 +69,12 @@ class Metrics:
             ["command", "outcome"],
             registry=r,
         )
+        self.actions = Counter(
+            "mathfi_actions",
+            "Starts, cancels and retrains asked from Slack, by action and outcome",
+            ["action", "outcome"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

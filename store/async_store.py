@@ -189,6 +189,7 @@ class AsyncStore:
     active_digests = _on_thread(Store.active_digests)
     digest_jobs = _on_thread(Store.digest_jobs)
     record_digest = _on_thread(Store.record_digest)
+    job_origin = _on_thread(Store.job_origin)
 
     get_alert = _on_thread(Store.get_alert)
     open_alerts = _on_thread(Store.open_alerts)

@@ -1,4 +1,4 @@
-"""Personal subscriptions and the App Home (issue #15, migration 8).
+"""Personal subscriptions and the App Home (issue #15, migration 10).
 
 A personal subscription is a subscription like any other whose channel is its owner's DM
 with the bot, with `owner_user_id` set: the fan-out, the outbox and the sender treat the DM

@@ -18,9 +18,10 @@ from bot.slack.personal_render import (
     ACTION_HOME_MUTE,
     ACTION_HOME_UNMUTE,
     ACTION_HOME_UNSUBSCRIBE,
+    ACTION_NOTIFY_ME,
     render_home,
 )
-from bot.slack.render import ACTION_NOTIFY_ME, ACTION_UNSUBSCRIBE
+from bot.slack.render import ACTION_UNSUBSCRIBE
 from simulator.slack_directory import SinkUser
 from store import HomeItem, Subscription
 from tests.conftest import TEAM, Env, sign, wait_for

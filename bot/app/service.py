@@ -45,7 +45,9 @@ from bot.errors import ConfigError
 from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.slack import commands
+from bot.slack.actions import ActionRunner
 from bot.slack.api import SlackCaller, SlackIdentity
+from bot.slack.commands import Confirmations
 from bot.slack.home import HomePublisher
 from bot.slack.permissions import PermissionCheck
 from bot.slack.sender import Sender, SenderConfig
@@ -252,6 +254,8 @@ class Service:
             )
         app.middleware(self._same_team_only)
         app.error(self._on_bolt_error)
+        # one ACTIONS check (and one cache of Slack's answers) for every button that acts
+        permissions = PermissionCheck(s.actions_policy, self.slack)
         commands.register(
             app,
             commands.CommandContext(
@@ -265,12 +269,22 @@ class Service:
                 poll_interval=s.poll_interval,
                 forecast=self._poller_config.forecast,
                 watch=self.poller.watch,
-                permissions=PermissionCheck(s.actions_policy, self.slack),
+                permissions=permissions,
                 clock=self.clock,
+                acting=self._action_tools(permissions),
                 personal=self.home,
             ),
         )
         return app
+
+    def _action_tools(self, permissions: PermissionCheck) -> commands.ActionTools:
+        """Acting from Slack: who may act (ACTIONS), the runner, the confirmations shown."""
+        return commands.ActionTools(
+            runner=ActionRunner(self.store, self.mathfi, permissions),
+            mathfi=self.mathfi,
+            permissions=permissions,
+            confirmations=Confirmations(clock=self.clock),
+        )
 
     async def _same_team_only(
         self,

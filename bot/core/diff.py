@@ -45,6 +45,7 @@ _HEADLINE_RANK = {
     EventKind.WATCH_STARTED: 8,
     EventKind.ALGORITHM_STATUS: 9,
     EventKind.SUBSCRIPTION_CHANGED: 10,
+    EventKind.ACTION_TAKEN: 11,
 }
 # A job MathFi stopped short of its target: the final notification carries the advice.
 _MISSED = frozenset({NOT_COMPLETED, TIMED_OUT})

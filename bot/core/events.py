@@ -27,6 +27,9 @@ class EventKind(StrEnum):
     STALL_WARNING = "stall_warning"
     # a member changed this channel's subscription(s); not from a poll, never fanned out
     SUBSCRIPTION_CHANGED = "subscription_changed"
+    # a member started, cancelled or retrained a training from Slack (or was refused);
+    # not from a poll, never fanned out: one line in the job's thread
+    ACTION_TAKEN = "action_taken"
 
 
 class ChangeAction(StrEnum):
@@ -115,6 +118,13 @@ class Event(BaseModel):
     changes: tuple[OptionChange, ...] | None = None
     duration: float | None = None
     count: int | None = None
+    # action_taken: `actor` did `act` (start, cancel, retrain) with `outcome` (done,
+    # refused, unknown, failed); `reason` says why or what to check; a start names its
+    # `target_performance`, `scaling_factor` and the job it retrains (`retrain_of`)
+    act: str | None = None
+    outcome: str | None = None
+    scaling_factor: int | None = None
+    retrain_of: str | None = None
 
 
 def is_alert(event: Event) -> bool:

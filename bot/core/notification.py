@@ -145,3 +145,20 @@ def subscription_changed(
         mention=None,
         dedupe_key=f"{job_key}:changed:{channel_id}:{now:.6f}:{nonce}",
     )
+
+
+def action_taken(channel_id: str, job_key: str, event: Event, *, action_id: int) -> Notification:
+    """The line in a job's thread that says who acted on it from Slack (one channel, no
+    fan-out). Keyed by the action's row: one action is told once per channel."""
+    if event.kind is not EventKind.ACTION_TAKEN or event.actor is None:
+        raise ValueError("an action line needs an ACTION_TAKEN event with an actor")
+    return Notification(
+        channel_id=channel_id,
+        job_key=job_key,
+        subscription_id=None,
+        events=(event,),
+        snapshot=None,
+        headline=EventKind.ACTION_TAKEN,
+        mention=None,
+        dedupe_key=f"{job_key}:action:{action_id}:{channel_id}",
+    )

@@ -56,6 +56,7 @@ class Actor:
     team_id: str
     user_id: str
     text: str
+    trigger_id: str = ""  # Slack's id of the request (a redelivery repeats it)
 
 
 def audit(actor: Actor, channel_id: str, result: str) -> None:

@@ -50,7 +50,6 @@ ACTION_MUTE, ACTION_UNSUBSCRIBE, ACTION_REFRESH = (
     "mathfi_unsubscribe",
     "mathfi_refresh",
 )
-ACTION_NOTIFY_ME = "mathfi_notify_me"  # a channel card's: follow the job in my DM (#15)
 STATUS_EMOJI = {
     "PENDING": "⏳",
     "RUNNING": "🏃",
@@ -247,15 +246,15 @@ def render_card(
     history: Mapping[str, Sequence[float]] | None = None,
     muted_until: float | None = None,
     forecast: ForecastSummary | None = None,
-    notify_me: bool = False,
+    buttons: Sequence[ButtonElement] = (),
 ) -> Message:
     """The card of one job in one channel, edited in place as the job moves.
 
     The card is only redrawn when something changes, so everything on it must stay true
     until then: times are Slack dates (`{ago}` ages as it is read), a mute names its end,
     judged at `now` (an expired mute shows nothing), and a finished job shows no mute.
-    `forecast`: the engine's last forecast of the job (`forecast_line`). `notify_me`: a
-    channel's card, with the button that follows the job in the clicker's DM.
+    `forecast`: the engine's last forecast of the job (`forecast_line`). `buttons`: more
+    buttons after Mute, Unsubscribe and Refresh (the Cancel of a job still running).
     """
     muted = muted_until is not None and muted_until > now and not snapshot.terminal
     blocks = _job_blocks(
@@ -267,7 +266,7 @@ def render_card(
         forecast=forecast_line(snapshot, forecast, now=now),
         algorithms=CARD_ALGORITHMS,
     )
-    blocks.append(_actions(snapshot.job_key, notify_me=notify_me))
+    blocks.append(_actions(snapshot.job_key, buttons))
     return to_message(card_text(snapshot), blocks)
 
 
@@ -438,9 +437,8 @@ def _footer(*, now: float, muted_until: float | None) -> list[str]:
     return parts
 
 
-def _actions(job_key: str, *, notify_me: bool = False) -> ActionsBlock:
+def _actions(job_key: str, more: Sequence[ButtonElement] = ()) -> ActionsBlock:
     value = job_key[:2000]
-    follow = [ButtonElement(text="Notify me", action_id=ACTION_NOTIFY_ME, value=value)]
     return ActionsBlock(
         elements=[
             ButtonElement(text="Mute 1 h", action_id=ACTION_MUTE, value=value),
@@ -457,6 +455,6 @@ def _actions(job_key: str, *, notify_me: bool = False) -> ActionsBlock:
                 ),
             ),
             ButtonElement(text="Refresh", action_id=ACTION_REFRESH, value=value),
-            *(follow if notify_me else []),
+            *more,
         ]
     )

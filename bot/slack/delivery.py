@@ -18,6 +18,7 @@ from bot.core.notification import Notification, read_notification
 from bot.core.oncall import ONCALL_KINDS, raises_alert
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
+from bot.slack.actions_render import render_action_line
 from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, metadata
 from bot.slack.audit_render import render_subscription_change
 from bot.slack.digest_render import render_digest
@@ -90,7 +91,7 @@ class Delivery:
 
     async def deliver(self, row: OutboxRow) -> None:
         """Post one outbox row (after looking it up if an earlier attempt may have landed)."""
-        if row.kind == EventKind.SUBSCRIPTION_CHANGED.value:
+        if row.kind in (EventKind.SUBSCRIPTION_CHANGED.value, EventKind.ACTION_TAKEN.value):
             await self._deliver_change(row)
             return
         if row.kind == DIGEST_KIND:  # in the channel, never in a thread
@@ -339,7 +340,10 @@ def _change_message(row: OutboxRow) -> Message:
         kind=row.kind,
         dedupe_key=row.dedupe_key,
     )
-    return render_subscription_change(notification.events[0])
+    event = notification.events[0]
+    if event.kind is EventKind.ACTION_TAKEN:  # who started / cancelled it
+        return render_action_line(event)
+    return render_subscription_change(event)
 
 
 def _digest_message(row: OutboxRow) -> Message:

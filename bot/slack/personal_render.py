@@ -1,6 +1,7 @@
 """What personal notifications show (issue #15). Pure: no I/O, `now` passed in.
 
-`render_home`: a person's App Home tab (their personal subscriptions and the channel
+`notify_me_button`: the channel card's button (after its others). `render_home`: a
+person's App Home tab (their personal subscriptions and the channel
 subscriptions they created, newest first; an empty state that teaches the two ways to
 follow a job). `followers_line` and `followed_line`: the card's lines for the people who
 follow a job personally (no mention: nobody is pinged) and for a DM's own card.
@@ -40,12 +41,18 @@ from bot.slack.card import (
 from bot.slack.command_text import escape_mrkdwn
 from store import HomeItem
 
+ACTION_NOTIFY_ME = "mathfi_notify_me"  # a channel card's: follow the job in my DM
 ACTION_HOME_UNSUBSCRIBE = "mathfi_home_unsubscribe"
 ACTION_HOME_MUTE = "mathfi_home_mute_1h"
 ACTION_HOME_UNMUTE = "mathfi_home_unmute"
 HOME_ACTIONS = (ACTION_HOME_UNSUBSCRIBE, ACTION_HOME_MUTE, ACTION_HOME_UNMUTE)
 # Slack: 100 blocks a view. Two header blocks, three per item, one for "and N more".
 MAX_HOME_ITEMS = 30
+
+
+def notify_me_button(job_key: str) -> ButtonElement:
+    """The channel card's "Notify me": follow the job personally, in the clicker's DM."""
+    return ButtonElement(text="Notify me", action_id=ACTION_NOTIFY_ME, value=job_key[:2000])
 
 
 def followers_line(count: int) -> str:

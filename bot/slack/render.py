@@ -14,9 +14,9 @@ from slack_sdk.models.blocks import Block
 from bot.core.diff import headline_rank
 from bot.core.events import Event, EventKind, is_alert
 from bot.core.models import Snapshot
+from bot.slack.actions_render import retrain_actions
 from bot.slack.card import (
     ACTION_MUTE,
-    ACTION_NOTIFY_ME,
     ACTION_REFRESH,
     ACTION_UNSUBSCRIBE,
     MAX_KEY,
@@ -42,7 +42,6 @@ from bot.slack.warning_text import missed, summary_notes, warning_line
 
 __all__ = [
     "ACTION_MUTE",
-    "ACTION_NOTIFY_ME",
     "ACTION_REFRESH",
     "ACTION_UNSUBSCRIBE",
     "Message",
@@ -107,6 +106,9 @@ def render_notification(
         blocks.extend(section(text) for text in texts)
         if shown < len(others):
             blocks.append(context(f"… and {plural(len(others) - shown, 'more update')}"))
+    retrain = retrain_actions(events)  # a miss, or a warning of one: offer MathFi's advice
+    if retrain is not None:
+        blocks.append(retrain)
     blocks.append(context(_job_summary(snapshot, events)))
     text = headline if not others else f"{headline} (and {plural(len(others), 'more update')})"
     return to_message(text, blocks)

@@ -13,6 +13,7 @@ from bot.core.forecast import ForecastRules
 from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
 from bot.metrics import Metrics
 from bot.slack.command_text import DEFAULT_COMMAND, USAGE, CommandError
+from bot.slack.commands.acting import ActionTools
 from bot.slack.permissions import Decision
 from bot.slack.render import Message, render_error
 from store import AsyncStore
@@ -55,6 +56,7 @@ class CommandContext:
     # the ACTIONS rule, for the on-call Acknowledge button (None: nobody may acknowledge)
     permissions: PermissionChecker | None = None
     clock: Callable[[], float] = time.time
+    acting: ActionTools | None = None  # train, cancel, retrain, datasets (commands/actions.py)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     personal: PersonalSlack | None = None  # DMs and the App Home (commands/personal.py)
 

@@ -31,8 +31,9 @@ from bot.slack.personal_render import (
     ACTION_HOME_MUTE,
     ACTION_HOME_UNMUTE,
     ACTION_HOME_UNSUBSCRIBE,
+    ACTION_NOTIFY_ME,
 )
-from bot.slack.render import ACTION_NOTIFY_ME, Message, render_error
+from bot.slack.render import Message, render_error
 from store import Store, StoreUnavailable, Subscription, SubscriptionLimitReached
 
 log = logging.getLogger(__name__)
