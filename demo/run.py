@@ -3,9 +3,11 @@
 The MathFi simulator and the local Slack sink run beside the real service; three trainings
 with different fates are started on the simulator and `#demo` subscribes to each through
 the real signed slash-command path; a fourth is cancelled from its card's Cancel button
-(the real signed click). The terminal shows the channel as Slack would. At the
-end, Alice acknowledges the FAILED job's on-call alert with its button (signed, as Slack
-sends a click): the thread says so and the alert shows who and when.
+(the real signed click); alice also follows the first one personally (`--dm`: its card
+and status changes go to her DM with the bot). The terminal shows the channel (and, at
+the end, alice's DM) as Slack would. At the end, Alice acknowledges the FAILED job's
+on-call alert with its button (signed, as Slack sends a click): the thread says so and the
+alert shows who and when.
 
 A little over 300 lines: the demo's one class holds the start, the subscriptions, the
 cancel, the acknowledgement and the views, which share its servers and state.
@@ -50,6 +52,7 @@ from store import JobRecord, Store
 
 CHANNEL = "C0DEMO"
 CHANNEL_NAME = "demo"
+ALICE_DM = "D0ALICE"  # the local Slack's IM of alice (U0ALICE) with the bot
 FATES = ("COMPLETED", "NOT_COMPLETED", "FAILED", "TIMED_OUT")
 ONCALL = "<!subteam^S0ONCALL|@ml-oncall>"
 
@@ -143,11 +146,16 @@ class Demo:
                 key = self.sim.start_training(self.dataset, performance_threshold=0.85, fate=fate)
                 self.fates[key] = fate
                 answers.append(await self._subscribe(session, key))
+                if i == 0:  # one personal subscription: alice follows it in her DM
+                    answers.append(await self._subscribe(session, key, f"subscribe {key} --dm"))
         return answers
 
-    async def _subscribe(self, session: aiohttp.ClientSession, key: str) -> str:
-        self.keys.append(key)
-        text = f"subscribe {key} --min-improvement 0.01 --mention {ONCALL}"
+    async def _subscribe(
+        self, session: aiohttp.ClientSession, key: str, text: str | None = None
+    ) -> str:
+        if key not in self.keys:
+            self.keys.append(key)
+        text = text or f"subscribe {key} --min-improvement 0.01 --mention {ONCALL}"
         answer = await signed_command(
             session,
             self.events_url,
@@ -271,7 +279,8 @@ class Demo:
         if compact:
             channel = render_channel(CHANNEL_NAME, messages, max_replies=3, max_lines=2)
         else:
-            channel = render_channel(CHANNEL_NAME, messages)
+            dm = render_channel("alice's DM", self.sink.channels.get(ALICE_DM, []))
+            return Group(render_channel(CHANNEL_NAME, messages), dm, self.status_line())
         return Group(channel, self.status_line())
 
     def summary(self) -> Table:
@@ -296,6 +305,7 @@ class Demo:
             f"{len(messages)} messages posted in #{CHANNEL_NAME} "
             f"({kinds['card']} cards, {kinds['reply']} thread replies), "
             f"{sum(m.edits for m in messages)} card edits, "
+            f"{len(self.sink.channels.get(ALICE_DM, []))} in alice's DM, "
             f"{time.monotonic() - self.started:.1f} s"
         )
         return table

@@ -6,6 +6,7 @@ methods, run on the store's own thread and awaited from the event loop).
 
 from store.async_store import AsyncStore
 from store.db import Store
+from store.personal import HomeItem, HomeView
 from store.records import (
     AckOutcome,
     ActionRecord,
@@ -40,6 +41,8 @@ __all__ = [
     "DigestJob",
     "DigestSetting",
     "HistoryPoint",
+    "HomeItem",
+    "HomeView",
     "JobRecord",
     "NewAlert",
     "NewOutboxRow",

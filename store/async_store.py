@@ -198,6 +198,15 @@ class AsyncStore:
     page_alert = _on_thread(Store.page_alert)
     acknowledge_alert = _on_thread(Store.acknowledge_alert)
 
+    subscription_owner = _on_thread(Store.subscription_owner)
+    subscription_by_id = _on_thread(Store.subscription_by_id)
+    followers = _on_thread(Store.followers)
+    home_items = _on_thread(Store.home_items)
+    home_opened = _on_thread(Store.home_opened)
+    get_home_view = _on_thread(Store.get_home_view)
+    homes_due = _on_thread(Store.homes_due)
+    home_published = _on_thread(Store.home_published)
+
     ping = _on_thread(Store.ping)
 
 

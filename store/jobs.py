@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from store.alerts import insert_alerts
 from store.connection import StoreConnection
 from store.outbox import insert_outbox
+from store.personal import touch_homes_of_job
 from store.records import HistoryPoint, JobRecord, NewAlert, NewOutboxRow
 
 _UPSERT_JOB = (
@@ -188,6 +189,7 @@ class JobStore(StoreConnection):
             "UPDATE cards SET dirty = 1, card_version = card_version + 1 WHERE job_key = ?",
             (poll.job_key,),
         )
+        touch_homes_of_job(conn, poll.job_key)
         return int(version)
 
     def record_error(

@@ -360,6 +360,35 @@ def m009_broadcast_and_digests(db: Database) -> None:
         )
 
 
+def m010_personal(db: Database) -> None:
+    """Issue #15 (numbered 10: 8 went to the action results on main): personal
+    subscriptions and the App Home. A personal subscription is one more subscription whose
+    channel is its owner's DM with the bot (`owner_user_id` set, NULL for a channel's);
+    `home_views` holds, for each person who opened the Home tab,
+    whether the view is stale (`dirty`, `version` grows with each change) and when it was
+    last published (re-published at most once a minute)."""
+    db.execute("ALTER TABLE subscriptions ADD COLUMN owner_user_id TEXT")
+    db.execute(
+        "CREATE INDEX subscriptions_owner ON subscriptions (owner_user_id) "
+        "WHERE owner_user_id IS NOT NULL"
+    )
+    db.execute("CREATE INDEX subscriptions_created_by ON subscriptions (created_by)")
+    db.table("home_views").create(
+        {
+            "user_id": str,
+            "team_id": str,
+            "dirty": int,
+            "version": int,
+            "opened_at": float,
+            "published_at": float,
+        },
+        pk="user_id",
+        not_null=["dirty", "version", "opened_at"],
+        defaults={"dirty": 1, "version": 0},
+    )
+    db.execute("CREATE INDEX home_views_dirty ON home_views (dirty) WHERE dirty = 1")
+
+
 MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (1, m001_initial),
     (2, m002_retention),
@@ -370,6 +399,7 @@ MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (7, m007_alerts),
     (8, m008_action_results),
     (9, m009_broadcast_and_digests),
+    (10, m010_personal),
 )
 
 

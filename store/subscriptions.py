@@ -11,6 +11,7 @@ import sqlite3
 from store.cards import rewatch_card, unwatch_cards
 from store.connection import StoreConnection
 from store.outbox import insert_outbox
+from store.personal import set_owner, subscriptions_changed
 from store.records import (
     AuditRow,
     NewOutboxRow,
@@ -109,6 +110,7 @@ class SubscriptionStore(StoreConnection):
         channel_limit: int | None = None,
         global_limit: int | None = None,
         audit: AuditRow | None = None,
+        owner_user_id: str | None = None,
         now: float | None = None,
     ) -> tuple[Subscription, bool]:
         """Insert or re-activate the (channel, job) subscription, with the job baseline.
@@ -122,7 +124,8 @@ class SubscriptionStore(StoreConnection):
         store's active subscriptions are counted in the same transaction as the insert: at
         `channel_limit` or `global_limit`, SubscriptionLimitReached and nothing is written.
         `audit` is given the change (before, after) and its row is queued in the same
-        transaction; a card the channel had stopped watching is live again.
+        transaction; a card the channel had stopped watching is live again. `owner_user_id`:
+        the subscription is that person's own (its channel is their DM with the bot).
         """
         at = self._now(now)
         with self._write() as conn:
@@ -173,6 +176,9 @@ class SubscriptionStore(StoreConnection):
             if created:
                 insert_outbox(conn, [watch_row], at)
                 rewatch_card(conn, channel_id=channel_id, job_key=job_key)
+            if owner_user_id is not None:  # a personal subscription (store/personal.py)
+                set_owner(conn, channel_id=channel_id, job_key=job_key, owner_user_id=owner_user_id)
+            subscriptions_changed(conn, channel_id=channel_id, job_keys=[job_key])
             after = _get(conn, channel_id, job_key)
             assert after is not None
             _audit(
@@ -211,6 +217,7 @@ class SubscriptionStore(StoreConnection):
             )
             if stopped:
                 unwatch_cards(conn, channel_id=channel_id, job_keys=[job_key], by=user_id, at=at)
+                subscriptions_changed(conn, channel_id=channel_id, job_keys=[job_key])
                 change = SubscriptionChange(
                     channel_id, job_key, user_id, previous, _get(conn, channel_id, job_key), 1, at
                 )
@@ -248,6 +255,7 @@ class SubscriptionStore(StoreConnection):
             ).rowcount
             if count:
                 unwatch_cards(conn, channel_id=channel_id, job_keys=keys, by=user_id, at=at)
+                subscriptions_changed(conn, channel_id=channel_id, job_keys=keys)
                 change = SubscriptionChange(channel_id, None, user_id, None, None, count, at)
                 _audit(conn, audit, change)
             return int(count)
@@ -317,6 +325,7 @@ class SubscriptionStore(StoreConnection):
                 (until, channel_id, job_key),
             ).rowcount
             if changed:
+                subscriptions_changed(conn, channel_id=channel_id, job_keys=[job_key])
                 change = SubscriptionChange(
                     channel_id, job_key, user_id, previous, _get(conn, channel_id, job_key), 1, at
                 )

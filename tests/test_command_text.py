@@ -242,7 +242,8 @@ INVALID: list[tuple[str, str, str | None]] = [
     ),
     (
         f"subscribe {KEY} --colour red",
-        "Unknown option `--colour`. Options: --min-improvement, --mention, --events, --broadcast.",
+        "Unknown option `--colour`. Options: --min-improvement, --mention, --events, "
+        "--broadcast, --dm.",
         SUB,
     ),
     (f"subscribe {KEY} --events", "`--events` needs a value.", SUB),
@@ -452,7 +453,7 @@ def test_usage_covers_every_command_and_help_text_shows_them_escaped() -> None:
     assert USAGE["subscribe"] == (
         "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
         "[--mention <@U…>|<!subteam^…>] [--events all|status|failures] "
-        "[--broadcast final|failures|none]"
+        "[--broadcast final|failures|none] [--dm]"
     )
     assert help_text("/mathfi") == HELP_TEXT
     for line in USAGE.values():

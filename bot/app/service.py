@@ -47,8 +47,9 @@ from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.slack import commands
 from bot.slack.actions import ActionRunner
-from bot.slack.api import SlackIdentity
+from bot.slack.api import SlackCaller, SlackIdentity
 from bot.slack.commands import Confirmations
+from bot.slack.home import HomePublisher
 from bot.slack.permissions import PermissionCheck
 from bot.slack.sender import Sender, SenderConfig
 from store import AsyncStore
@@ -128,6 +129,12 @@ class Service:
             clock=self.clock,
             identity=self.identity,
         )
+        self.home = HomePublisher(
+            self.store,
+            SlackCaller(self.slack, metrics=self.metrics, identity=self.identity),
+            command=s.slack_command,
+            clock=self.clock,
+        )
         self.retention = Retention(
             self.store,
             config=RetentionConfig(
@@ -158,6 +165,7 @@ class Service:
                 asyncio.create_task(self.retention.run(), name="retention"),
                 asyncio.create_task(self.digests.run(), name="digests"),
                 asyncio.create_task(self.oncall.run(), name="oncall"),
+                asyncio.create_task(self.home.run(), name="home"),
             ]
         if s.slack_app_token is not None:
             await self._start_socket_mode(s.slack_app_token.get_secret_value())
@@ -214,6 +222,7 @@ class Service:
             self.retention.stop()
             self.digests.stop()
             self.oncall.stop()
+            self.home.stop()
             await _within(
                 asyncio.gather(*self._tasks, return_exceptions=True),
                 max(deadline - time.monotonic() - 4.0, 1.0),
@@ -264,6 +273,7 @@ class Service:
                 permissions=permissions,
                 clock=self.clock,
                 acting=self._action_tools(permissions),
+                personal=self.home,
             ),
         )
         return app

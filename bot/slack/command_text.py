@@ -45,7 +45,7 @@ DEFAULT_TZ = "UTC"
 USAGE: dict[str, str] = {
     "subscribe": "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
     "[--mention <@U…>|<!subteam^…>] [--events all|status|failures] "
-    "[--broadcast final|failures|none]",
+    "[--broadcast final|failures|none] [--dm]",
     "unsubscribe": "/mathfi unsubscribe <trainingJobKey>|all",
     "list": "/mathfi list [page]",
     "status": "/mathfi status <trainingJobKey>",
@@ -61,7 +61,8 @@ USAGE: dict[str, str] = {
 _SUMMARY: dict[str, str] = {
     "subscribe": "Watch a job in this channel; `--min-improvement` is the smallest gain worth a "
     "post, `--mention` who to alert on failures, `--events` what to post, `--broadcast` "
-    "which final statuses also go to the channel (default final; failures; none).",
+    "which final statuses also go to the channel (default final; failures; none); `--dm` "
+    "(or typed in the bot's DM) follows it yourself, in your DM with the bot.",
     "unsubscribe": "Stop watching one job, or every job, in this channel.",
     "list": "Show this channel's subscriptions with their status and best performance; "
     "a long list comes in pages (`list 2`, …).",
@@ -77,8 +78,9 @@ _SUMMARY: dict[str, str] = {
     "UTC): jobs finished since the last one, jobs still running; nothing on a quiet day.",
     "help": "Show this help.",
 }
+_FLAGS = frozenset({"dm"})  # options that take no value
 _OPTIONS: dict[str, tuple[str, ...]] = {
-    "subscribe": ("min-improvement", "mention", "events", "broadcast"),
+    "subscribe": ("min-improvement", "mention", "events", "broadcast", "dm"),
     "digest": ("tz",),
     "train": ("target", "scaling-factor", "mention", "events"),
 }
@@ -91,6 +93,7 @@ class Subscribe:
     mention: str | None
     events: str | None
     broadcast: str | None = None
+    dm: bool = False  # `--dm`: a personal subscription, in the person's DM with the bot
 
 
 @dataclass(frozen=True)
@@ -324,7 +327,11 @@ def _split_options(command: str, args: list[str]) -> tuple[list[str], dict[str, 
         name = name.lower().replace("_", "-")
         if name not in _OPTIONS.get(command, ()):
             raise _unknown_option(command, token, name)
-        if not has_value and index < len(args) and not args[index].startswith("--"):
+        if name in _FLAGS:  # takes no value
+            if has_value:
+                raise CommandError(f"`--{name}` takes no value.", usage)
+            value = "yes"
+        elif not has_value and index < len(args) and not args[index].startswith("--"):
             value = args[index]
             index += 1
         if not value:
@@ -515,13 +522,16 @@ _KEY_MISSING = "Missing the training job key."
 def _parse_subscribe(args: list[str]) -> Command:
     positionals, options = _split_options("subscribe", args)
     key = _one_key("subscribe", positionals)
-    improvement, mention, events, broadcast = (options.get(name) for name in _OPTIONS["subscribe"])
+    improvement, mention, events, broadcast, dm = (
+        options.get(name) for name in _OPTIONS["subscribe"]
+    )
     return Subscribe(
         key=key,
         min_improvement=None if improvement is None else _min_improvement(improvement),
         mention=None if mention is None else _mention(mention),
         events=None if events is None else _events(events),
         broadcast=None if broadcast is None else _broadcast(broadcast),
+        dm=dm is not None,
     )
 
 

@@ -22,6 +22,7 @@ from bot.slack.actions_render import card_buttons, origin_line
 from bot.slack.api import SlackCaller
 from bot.slack.audit_render import render_unwatched_card, watched_by
 from bot.slack.card import context
+from bot.slack.personal_render import followed_line, followers_line, notify_me_button
 from bot.slack.render import Message, render_card
 from store import (
     ActionRecord,
@@ -158,15 +159,24 @@ class LiveCards:
 
         def read(
             store: Store,
-        ) -> tuple[JobRecord | None, Subscription | None, list[HistoryPoint], ActionRecord | None]:
+        ) -> tuple[
+            JobRecord | None,
+            Subscription | None,
+            list[HistoryPoint],
+            ActionRecord | None,
+            str | None,
+            int,
+        ]:
             return (
                 store.get_job(job_key),
                 store.get_subscription(channel_id=channel, job_key=job_key),
                 store.history(job_key),
                 store.job_origin(job_key),
+                store.subscription_owner(channel_id=channel, job_key=job_key),
+                store.followers(job_key),
             )
 
-        record, sub, points, origin = await self._store.run(read)
+        record, sub, points, origin, owner, followers = await self._store.run(read)
         snapshot = (
             Snapshot.model_validate_json(record.snapshot_json)
             if record
@@ -183,7 +193,14 @@ class LiveCards:
             history=history or None,
             muted_until=sub.muted_until if sub else None,
             forecast=read_state(record.forecast_json).last if record else None,
-            buttons=card_buttons(snapshot),
+            # a channel's card can be followed; a DM's is its owner's already (#15)
+            buttons=[
+                *card_buttons(snapshot),
+                *([notify_me_button(job_key)] if owner is None else []),
+            ],
+        )
+        people = (
+            [context(followers_line(followers)).to_dict()] if owner is None and followers else []
         )
         lines = []
         if origin is not None:  # started from Slack: by whom, retraining which job
@@ -193,11 +210,16 @@ class LiveCards:
                 retrain_of = None
             lines.append(origin_line(origin.user_id, retrain_of=retrain_of))
         if sub is not None and sub.created_by:
-            # who made this channel watch the job: a subscribe is visible, like every change
-            lines.append(watched_by(sub.created_by, since=sub.created_at))
+            # who made this channel watch the job (or: the DM's owner follows it)
+            lines.append(
+                followed_line(sub.created_at)
+                if owner is not None
+                else watched_by(sub.created_by, since=sub.created_at)
+            )
         if not lines:
-            return card
-        return Message(text=card.text, blocks=[*card.blocks[:49], context(*lines).to_dict()])
+            return Message(text=card.text, blocks=[*card.blocks[:49], *people][:50])
+        blocks = [*card.blocks[:48], *people, context(*lines).to_dict()]
+        return Message(text=card.text, blocks=blocks)
 
     async def snapshot(self, job_key: str) -> Snapshot | None:
         """The job as the store has it now."""

@@ -32,6 +32,14 @@ class MathFiReader(Protocol):
     async def get_training(self, key: str) -> TrainingJob: ...
 
 
+class PersonalSlack(Protocol):
+    """What personal subscriptions need of Slack (`bot.slack.home.HomePublisher`)."""
+
+    async def dm_channel(self, user_id: str) -> str: ...
+    async def home_opened(self, user_id: str, team_id: str | None) -> None: ...
+    async def publish_home(self, user_id: str) -> bool: ...
+
+
 @dataclass
 class CommandContext:
     store: AsyncStore
@@ -50,6 +58,7 @@ class CommandContext:
     clock: Callable[[], float] = time.time
     acting: ActionTools | None = None  # train, cancel, retrain, datasets (commands/actions.py)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    personal: PersonalSlack | None = None  # DMs and the App Home (commands/personal.py)
 
 
 def usage(ctx: CommandContext, name: str) -> str:

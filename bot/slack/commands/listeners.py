@@ -45,7 +45,8 @@ from bot.slack.commands.actions import (
 )
 from bot.slack.commands.context import CommandContext, command_error
 from bot.slack.commands.digest import run_digest
-from bot.slack.commands.subscriptions import run_local, run_refresh, run_status, run_subscribe
+from bot.slack.commands.personal import register_personal, subscribe_here_or_dm
+from bot.slack.commands.subscriptions import run_local, run_refresh, run_status
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -76,7 +77,7 @@ def slow_commands(ctx: CommandContext) -> dict[type[Command], SlowCommand]:
         return f"⏳ Asking MathFi about `{cmd.key}`…"
 
     async def subscribe(cmd: Subscribe, actor: Actor, channel_id: str) -> Message:
-        return await run_subscribe(ctx, cmd, actor=actor, channel_id=channel_id)
+        return await subscribe_here_or_dm(ctx, cmd, actor=actor, channel_id=channel_id)
 
     async def status(cmd: Status, actor: Actor, channel_id: str) -> Message:
         return await run_status(ctx, cmd)
@@ -178,3 +179,4 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
     app.action(ACTION_REFRESH)(button(lambda key: Status(key=key)))
     register_actions(app, ctx)  # train / cancel confirmations, the card's Cancel, Retrain
     oncall.register(app, ctx)  # the Acknowledge button of an on-call alert
+    register_personal(app, ctx)  # Notify me, the App Home (#15)

@@ -73,11 +73,12 @@ def subscribe_snapshot(
     channel_limit: int | None = None,
     global_limit: int | None = None,
     audit_row: AuditRow | None = None,
+    owner_user_id: str | None = None,
 ) -> tuple[Subscription, bool]:
     """Watch `snapshot.job_key` in a channel (the store's one transaction, limits checked in
     it), with a watch row that posts the card when the subscription is new, and
     `audit_row`'s line saying who did it. An option left None keeps what the subscription
-    has stored."""
+    has stored. `owner_user_id`: a personal subscription (its channel is that person's DM)."""
     best = snapshot.best()
     first_card = watch_started(
         snapshot.job_key, channel_id, mention=mention, now=now, nonce=secrets.token_hex(4)
@@ -102,6 +103,7 @@ def subscribe_snapshot(
         channel_limit=channel_limit,
         global_limit=global_limit,
         audit=audit_row,
+        owner_user_id=owner_user_id,
         now=now,
     )
 
