@@ -211,6 +211,87 @@ def test_a_big_digest_stays_within_block_kit_limits() -> None:
     assert "<@U0ALICE>" in text
 
 
+def one_line(line: DigestLine, *, finished: bool = True) -> list[str]:
+    """The lines of a digest telling `line` alone (heading, the job's line)."""
+    group = {"finished": (line,)} if finished else {"running": (line,)}
+    digest = DailyDigest(channel_id="C1", day="2027-01-15", tz="UTC", at=NOW, since=SINCE, **group)
+    return shown(render_digest(digest)).split("\n")[1:]
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        (
+            {
+                "status": "COMPLETED",
+                "model_key": "m-1",
+                "achieved": 0.86,
+                "best": 0.8,
+                "best_algorithm": "B1",
+                "target": 0.85,
+            },
+            "• `k` 🏆 COMPLETED · champion `m-1` · best 0.8600 of target 0.85",
+        ),
+        (  # no champion known, no achieved: the best with its algorithm
+            {"status": "COMPLETED", "best": 0.8, "best_algorithm": "B1"},
+            "• `k` 🏆 COMPLETED · best 0.8000 (B1)",
+        ),
+        (  # a champion only for a COMPLETED job; achieved only counts for one
+            {
+                "status": "FAILED",
+                "model_key": "m-1",
+                "achieved": 0.86,
+                "best": 0.8,
+                "best_algorithm": "B1",
+            },
+            "• `k` ❌ FAILED · best 0.8000 (B1)",
+        ),
+        ({"status": "FAILED", "achieved": 0.86}, "• `k` ❌ FAILED"),
+        ({"status": "CANCELLED", "at_risk": True}, "• `k` 🚫 CANCELLED · ⚠️ at risk"),
+    ],
+)
+def test_a_finished_jobs_line(fields: dict[str, object], text: str) -> None:
+    assert one_line(DigestLine(job_key="k", **fields)) == [  # type: ignore[arg-type]
+        "*Finished since the last digest*",
+        text,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        (
+            {
+                "running": 2,
+                "algorithms": 3,
+                "best": 0.8,
+                "target": 0.85,
+                "eta": NOW + 7200,
+                "at_risk": True,
+            },
+            "• `k` 🏃 RUNNING · 2/3 algorithms running · best 0.8000 of target 0.85 · 🎯 ETA ≈ 2 h",
+        ),
+        ({"running": 1, "algorithms": 1}, "• `k` 🏃 RUNNING · 1/1 algorithm running"),
+        ({"running": 0, "algorithms": 3}, "• `k` 🏃 RUNNING"),
+        ({"running": 2, "algorithms": 0}, "• `k` 🏃 RUNNING"),
+        ({"eta": NOW - 600}, "• `k` 🏃 RUNNING · 🎯 ETA ≈ 1 s"),  # already due: not negative
+        ({"at_risk": True}, "• `k` 🏃 RUNNING · ⚠️ at risk"),
+    ],
+)
+def test_a_running_jobs_line(fields: dict[str, object], text: str) -> None:
+    line = DigestLine(job_key="k", status="RUNNING", **fields)  # type: ignore[arg-type]
+    assert one_line(line, finished=False) == ["*Still running*", text]
+
+
+def test_the_digest_title_cuts_a_long_zone_at_40() -> None:
+    digest = DailyDigest(
+        channel_id="C1", day="2027-01-15", tz="Z" * 50, at=NOW, since=SINCE,
+        running=(DigestLine(job_key="k", status="RUNNING"),),
+    )  # fmt: skip
+    title = shown(render_digest(digest)).split("\n")[0]
+    assert title == "📰 *Daily digest* · 2027-01-15 (" + "Z" * 39 + "…)"
+
+
 # ---- through the service ---------------------------------------------------------------
 async def watch_to_the_end(env: Env, script: list[dict[str, object]], channel: str) -> str:
     key = env.sim.script_job(script, training=CHAMPION_TRAINING)
