@@ -80,9 +80,10 @@ coverage: install
 	@$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
-# Mutation testing of the modules in [tool.mutmut] only_mutate; `make mutation
+# Mutation testing of the mutants in tests/mutation_score.py SCOPE (the modules of [tool.mutmut]
+# only_mutate; of the sender's, the deciding functions); `make mutation
 # MUTANTS='bot.core.diff*'` runs one module's mutants. Prints the score; docs/testing.md.
-MUTANTS ?=
+MUTANTS ?= $(shell $(BIN)/python -m tests.mutation_score --scope)
 mutation: install
 	HYPOTHESIS_PROFILE=ci nice -n 10 $(BIN)/mutmut run $(MUTANTS)
 	@$(BIN)/python -m tests.mutation_score $(MUTANTS)

@@ -1,9 +1,13 @@
 """Print the mutation score from mutmut's results (`make mutation` runs it after mutmut).
 
     python -m tests.mutation_score ['bot.core.diff*' ...]
+    python -m tests.mutation_score --scope    # prints SCOPE (`make mutation` runs it)
 
 Reads mutants/**/*.py.meta (mutmut 3: the exit code of each mutant's test run); the
-optional patterns keep only the matching mutant names, as `mutmut run` does. Score =
+optional patterns keep only the matching mutant names, as `mutmut run` does; without
+patterns, SCOPE: every mutant of the pure modules, and of the sender's modules that also do
+I/O only those of the functions that decide (mutmut mutates whole files: the rest of those
+files is I/O plumbing, left to the sender's behaviour tests, not to a score). Score =
 killed / (killed + survived + no tests + suspicious); mutants not run yet are left out
 and counted apart. A survivor listed in docs/testing.md's "Equivalent mutants" table
 (with the reason no test can tell it from the original) counts as "equivalent" and is left
@@ -27,6 +31,37 @@ NO_TESTS = {5, 33}
 TARGET = 90.0
 DOC = Path("docs/testing.md")
 EQUIVALENTS_HEADING = "### Equivalent mutants"
+SCOPE = (
+    "bot.core.diff.*",
+    "bot.core.fanout.*",
+    "bot.core.notification.*",
+    "bot.core.duration.*",
+    "bot.core.forecast.*",
+    "bot.core.projection.*",
+    "bot.core.forecast_warnings.*",
+    "bot.core.forecast_state.*",
+    "bot.core.sparkline.*",
+    "bot.core.broadcast.*",
+    "bot.slack.command_text.*",
+    "bot.slack.render.*",
+    "bot.slack.card.*",
+    "bot.slack.audit_render.*",
+    "bot.slack.digest_render.*",
+    "bot.slack.actions_render.*",
+    "bot.slack.warning_text.*",
+    # the sender's decisions: how a failure is classified, retried, given up, paced, which
+    # messages a lookup adopts, which cards are edited, when an interrupted row is looked up
+    "bot.slack.api.*",
+    "bot.errors.xǁSlackDeliveryErrorǁ*",
+    "bot.slack.delivery.xǁDeliveryǁ_failed__*",
+    "bot.slack.delivery.xǁDeliveryǁready__*",
+    "bot.slack.delivery.xǁDeliveryǁ_paced__*",
+    "bot.slack.delivery.xǁDeliveryǁverify__*",
+    "bot.slack.live_cards.xǁLiveCardsǁdue__*",
+    "bot.slack.live_cards.xǁLiveCardsǁrefresh__*",
+    "bot.slack.reconcile.x_settle__*",
+    "bot.slack.reconcile.x_requeue__*",
+)
 _LISTED = re.compile(r"^\| `([^`]+__mutmut_[0-9]+)` \|", re.MULTILINE)
 
 
@@ -55,6 +90,10 @@ def outcome(code: int | None) -> str:
 
 
 def main(patterns: list[str]) -> int:
+    if patterns == ["--scope"]:
+        print(" ".join(SCOPE))
+        return 0
+    patterns = patterns or list(SCOPE)
     metas = sorted(Path("mutants").rglob("*.py.meta"))
     if not metas:
         print("no mutmut results: run `make mutation` first")

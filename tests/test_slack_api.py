@@ -236,6 +236,8 @@ async def test_a_success_returns_the_answer_and_drops_none_params(
     assert answer == {"ok": True, "ts": "12.5"}
     assert scripted.calls == [("chat.postMessage", {"channel": "C1", "text": "hi"})]
     assert sample(slack, "mathfi_slack_send_latency_seconds_count", method="chat.postMessage") == 1
+    latency = sample(slack, "mathfi_slack_send_latency_seconds_sum", method="chat.postMessage")
+    assert latency is not None and 0 < latency < 5  # the call's own duration
     assert sample(slack, "mathfi_slack_errors_total", error="connection") is None
 
 
@@ -347,6 +349,28 @@ async def test_a_card_is_found_by_its_job_a_note_only_by_its_row(
     slack = caller(url)
     assert await look(slack, CARD_EVENT) == "3.0"
     assert await look(slack, NOTE_EVENT) is None
+
+
+async def test_other_messages_on_a_page_are_skipped_not_the_end_of_the_page(
+    server: tuple[Scripted, str],
+) -> None:
+    scripted, url = server
+    scripted.answers = [
+        page(
+            {"ts": "1.0", "user": "U0SOMEONE", "text": "hello"},
+            message("2.0", NOTE_EVENT, user="U0MALLORY"),
+            message("3.0", NOTE_EVENT),
+        )
+    ]
+    assert await look(caller(url), NOTE_EVENT) == "3.0"
+
+
+async def test_an_answer_without_messages_has_nothing_of_ours(
+    server: tuple[Scripted, str],
+) -> None:
+    scripted, url = server
+    scripted.answers = [Answer({"ok": True})]
+    assert await look(caller(url), NOTE_EVENT) is None
 
 
 async def test_no_cursor_or_an_empty_one_ends_the_lookup(server: tuple[Scripted, str]) -> None:
