@@ -3,22 +3,28 @@ and Block Kit limits with hostile inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 
+from bot.core.events import Event, EventKind
 from bot.core.models import Dataset
 from bot.slack.actions import ActionKind, ActionOutcome, Result, StartParameters
 from bot.slack.actions_render import (
     ACTION_CANCEL_JOB,
     ACTION_CONFIRM_CANCEL,
     ACTION_START_TRAINING,
+    action_line,
     cancel_button,
     cancelled_line,
+    origin_line,
     refused_line,
+    render_action_line,
     render_cancel_confirmation,
     render_dataset_not_ready,
+    render_dataset_unknown,
     render_datasets,
     render_outcome,
     render_train_confirmation,
@@ -270,4 +276,234 @@ def test_what_to_check_names_the_job_or_the_dataset() -> None:
     start = outcome(Result.UNKNOWN, ActionKind.START, "unknown")
     assert what_to_check(start, DS).startswith(
         f"the MathFi dashboard for a training of dataset {DS}"
+    )
+
+
+# ---- exact texts at the cut limits, the thread lines of ACTION_TAKEN (issue #20) --------
+def cut_to(char: str, limit: int) -> str:
+    """What `clip` shows of a long run of `char`: limit - 1 of them and an ellipsis."""
+    return char * (limit - 1) + "…"
+
+
+def test_a_token_of_200_characters_fits_one_more_does_not() -> None:
+    message = render_cancel_confirmation(JOB, status="RUNNING", token="t" * 200)
+    assert buttons(message)[0]["value"] == "t" * 200
+    with pytest.raises(ValueError, match=r"^a confirmation token is 1 to 200 characters$"):
+        render_cancel_confirmation(JOB, status="RUNNING", token="t" * 201)
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [
+        ("PROCESSING", "⚙️ PROCESSING"),
+        ("ARCHIVED", "❔ ARCHIVED"),
+        ("S" * 50, "❔ " + cut_to("S", 40)),
+    ],
+)
+def test_a_dataset_line_per_status(status: str, shown: str) -> None:
+    message = render_datasets([dataset(status=status)], page=1, per_page=10, total=1)
+    assert message.blocks[1]["text"]["text"] == f"• *oilplantv4* `{DS}` · {shown}"
+
+
+def test_a_dataset_line_without_key_name_or_date_and_a_long_date() -> None:
+    bare = Dataset.model_validate({"status": "COMPLETED"})
+    dated = dataset(created="D" * 50)
+    message = render_datasets([bare, dated], page=1, per_page=10, total=2)
+    assert message.blocks[1]["text"]["text"] == (
+        f"• *oilplantv4* `{DS}` · ✅ COMPLETED · created {cut_to('D', 40)}\n"
+        "• *(no name)* `?` · ✅ COMPLETED"
+    )
+
+
+@pytest.mark.parametrize(
+    ("per_page", "total", "page", "header", "more"),
+    [
+        (10, 21, 1, "page 1 of 3 (21 in all)", "More: `/mathfi datasets 2`"),
+        (10, 20, 2, "page 2 of 2 (20 in all)", None),
+        (1, 1, 1, "page 1 of 1 (1 in all)", None),
+        (0, 5, 1, "page 1 of 1 (5 in all)", None),  # no page size: one page
+        (10, 0, 1, "page 1 of 1 (0 in all)", None),  # a stale total: still one page
+    ],
+)
+def test_datasets_pages(
+    per_page: int, total: int, page: int, header: str, more: str | None
+) -> None:
+    message = render_datasets([dataset()], page=page, per_page=per_page, total=total)
+    assert message.blocks[0]["text"]["text"] == f"*MathFi datasets* · {header}"
+    notes = [e["text"] for b in message.blocks if b["type"] == "context" for e in b["elements"]]
+    assert notes == ([more] if more else [])
+
+
+def test_datasets_next_page_command_is_cut_at_200_and_notes_join() -> None:
+    many = [dataset(name="n" * 60, created=f"2027-01-{day:02d}") for day in range(1, 29)] * 4
+    command = "/" + "c" * 250
+    message = render_datasets(
+        many, page=1, per_page=len(many), total=10 * len(many), command=command
+    )
+    (note,) = [e["text"] for b in message.blocks if b["type"] == "context" for e in b["elements"]]
+    hidden, more = note.split(" · ")
+    shown = sum(t["text"]["text"].count("\n") + 1 for t in message.blocks[1:-1])
+    assert hidden == f"… and {len(many) - shown} more on this page"
+    assert more == "More: `" + ("/" + "c" * 250)[:199] + "…`"
+
+
+def test_not_ready_of_an_unknown_status_cuts_it_at_40() -> None:
+    message = render_dataset_not_ready(dataset(status="Q" * 50), DS)
+    assert message.text == (
+        f"⚠️ Dataset *oilplantv4* `{DS}` is {cut_to('Q', 40)}, not COMPLETED. A training "
+        "starts on a COMPLETED dataset."
+    )
+
+
+def test_an_unknown_dataset() -> None:
+    message = render_dataset_unknown("nope")
+    text = "⚠️ MathFi has no dataset `nope`. `/mathfi datasets` lists the account's datasets."
+    assert message.text == text
+    assert message.blocks == [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+
+def test_the_train_confirmation_word_for_word_at_its_limits() -> None:
+    message = render_train_confirmation(
+        dataset(name="N" * 150),
+        params(events="e" * 30, mention="m" * 250),
+        token="tok",
+    )
+    assert message.text == f"Start a training on dataset {cut_to('N', 100)}?"
+    assert message.blocks[0]["text"]["text"].endswith(
+        f"Watched in this channel: events {cut_to('e', 20)}, alerts mention {cut_to('m', 200)}"
+    )
+    assert message.blocks[2]["elements"][0]["text"] == (
+        "Starting spends MathFi compute. The button starts it once, however often it is clicked."
+    )
+
+
+def test_the_cancel_confirmation_word_for_word() -> None:
+    message = render_cancel_confirmation("k" * 150, status="RUNNING", token="tok")
+    assert message.text == f"Cancel training job {cut_to('k', 100)}?"
+    assert buttons(message)[0]["text"]["text"] == "Cancel training"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (outcome(Result.DONE, job_key=JOB), f"▶️ Training `{JOB}` started (⏳ PENDING)."),
+        (
+            outcome(Result.UNKNOWN, state="unknown", reason="r" * 700),
+            f"❔ Outcome unknown: {cut_to('r', 600)}",
+        ),
+        (outcome(Result.FAILED, state="failed", reason="r" * 700), f"⚠️ {cut_to('r', 600)}"),
+    ],
+)
+def test_an_answer_at_its_limits(given: ActionOutcome, expected: str) -> None:
+    assert render_outcome(given).text == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "answer", "expected"),
+    [
+        ("unknown", None, "❔ Already asked by <@{u}>; the outcome is unknown: ."),
+        ("unknown", "a" * 250, "❔ Already asked by <@{u}>; the outcome is unknown: {a}."),
+        ("failed", None, "⚠️ This attempt already failed (): ask again."),
+    ],
+)
+def test_a_duplicate_at_its_limits(state: str, answer: str | None, expected: str) -> None:
+    row = dataclasses.replace(record(state, answer=answer), user_id="U" * 40)
+    given = ActionOutcome(Result.DUPLICATE, ActionKind.START, row)
+    text = render_outcome(given).text
+    assert text == expected.format(u=cut_to("U", 30), a=cut_to("a", 200))
+
+
+def taken(outcome_: Result | None, act: str | None = None, **fields: Any) -> Event:
+    return Event.model_validate(
+        {"kind": EventKind.ACTION_TAKEN, "job_key": JOB, "actor": "U0ALICE"}
+        | {"outcome": outcome_, "act": act}
+        | fields
+    )
+
+
+LONG_USER = "U" * 40
+U30 = cut_to("U", 30)
+
+
+@pytest.mark.parametrize(
+    ("event", "line"),
+    [
+        (taken(Result.DONE, "cancel"), "🚫 Cancelled by <@U0ALICE>"),
+        (
+            taken(Result.DONE, "start", target_performance=0.85, scaling_factor=19),
+            "▶️ Started by <@U0ALICE>: target 0.85, scaling factor 19",
+        ),
+        (taken(Result.DONE), "▶️ Started by <@U0ALICE>: target 0, scaling factor 0"),
+        (
+            taken(
+                Result.DONE,
+                "retrain",
+                target_performance=0.8,
+                scaling_factor=3,
+                retrain_of="old-job",
+            ),
+            "▶️ Started by <@U0ALICE>: target 0.8, scaling factor 3, retraining `old-job`",
+        ),
+        (
+            taken(Result.REFUSED, "cancel", reason="guests <cannot>"),
+            "🙅 <@U0ALICE> may not cancel this training: guests &lt;cannot&gt;",
+        ),
+        (
+            taken(Result.REFUSED, "start", reason="r" * 400),
+            f"🙅 <@U0ALICE> may not start this training: {cut_to('r', 300)}",
+        ),
+        (
+            taken(Result.UNKNOWN, "retrain", reason="c" * 400),
+            f"❔ <@U0ALICE> asked to retrain this training; outcome unknown: check "
+            f"{cut_to('c', 300)}",
+        ),
+        (
+            taken(Result.FAILED, "start", reason="MathFi said no"),
+            "⚠️ <@U0ALICE> asked to start this training; nothing was done: MathFi said no",
+        ),
+        (
+            taken(Result.FAILED, "cancel"),
+            "⚠️ <@U0ALICE> asked to cancel this training; nothing was done: ",
+        ),
+        (
+            taken(Result.FAILED, "retrain", reason="f" * 400),
+            f"⚠️ <@U0ALICE> asked to retrain this training; nothing was done: {cut_to('f', 300)}",
+        ),
+        (taken(Result.DONE, "cancel", actor=LONG_USER), f"🚫 Cancelled by <@{U30}>"),
+        (
+            taken(Result.DONE, "start", actor=LONG_USER),
+            f"▶️ Started by <@{U30}>: target 0, scaling factor 0",
+        ),
+        (
+            taken(Result.REFUSED, "start", actor=LONG_USER),
+            f"🙅 <@{U30}> may not start this training: ",
+        ),
+        (
+            taken(Result.UNKNOWN, "start", actor=LONG_USER),
+            f"❔ <@{U30}> asked to start this training; outcome unknown: check ",
+        ),
+        (
+            taken(Result.FAILED, "start", actor=LONG_USER),
+            f"⚠️ <@{U30}> asked to start this training; nothing was done: ",
+        ),
+    ],
+)
+def test_the_thread_line_of_each_action(event: Event, line: str) -> None:
+    assert action_line(event) == line
+    message = render_action_line(event)
+    assert message.text == line
+    assert message.blocks == [{"type": "context", "elements": [{"type": "mrkdwn", "text": line}]}]
+
+
+def test_only_an_action_with_its_actor_has_a_line() -> None:
+    with pytest.raises(ValueError, match=r"^not an action line: new_best$"):
+        action_line(Event(kind=EventKind.NEW_BEST, job_key=JOB, actor="U0ALICE"))
+    with pytest.raises(ValueError, match=r"^not an action line: action_taken$"):
+        action_line(taken(Result.DONE, "cancel", actor=None))
+
+
+def test_the_cards_origin_line() -> None:
+    assert origin_line("U0ALICE", retrain_of=None) == "▶️ started by <@U0ALICE>"
+    assert origin_line(LONG_USER, retrain_of="old-job") == (
+        f"▶️ started by <@{U30}> · retrain of `old-job`"
     )

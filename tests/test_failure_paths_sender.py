@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.metrics import Metrics
@@ -19,7 +20,17 @@ from bot.slack.sender import Sender, SenderConfig
 from simulator.slack import SinkMessage, SlackFault
 from store import AsyncStore
 from tests.conftest import Env, wait_for
-from tests.test_sender import best, calls, drain, enqueue, note_ids, outbox, tick, watch
+from tests.test_sender import (
+    best,
+    calls,
+    drain,
+    enqueue,
+    note_ids,
+    outbox,
+    short_timeout_sender,
+    tick,
+    watch,
+)
 
 
 @contextmanager
@@ -61,7 +72,7 @@ async def test_a_message_slack_keeps_refusing_is_given_up_and_the_next_goes(
     (view,) = await env.service.store.list_subscriptions(channel_id="C1")
     assert view.subscription.disabled_reason is None and view.subscription.delivering
     (line,) = [r.getMessage() for r in caplog.records if "giving up" in r.getMessage()]
-    assert f"outbox row {refused} for C1 after 3 attempts: invalid_blocks" in line
+    assert line == f"giving up on outbox row {refused} for C1 after 3 attempts: invalid_blocks"
 
 
 # ----------------------------------------------------------------------------- card edits
@@ -149,6 +160,84 @@ async def test_an_edit_that_fails_for_a_passing_reason_is_tried_again_later(env:
         env.clock.advance(1.0)
     assert edits == [0.0, 5.0]  # EDIT_RETRY later, not on every tick
     assert env.sink.top_level("C1")[0].edits == 1 and not await env.service.store.dirty_cards()
+
+
+async def test_a_successful_edit_is_counted_and_paces_the_channels_next_edit(env: Env) -> None:
+    key = await watch(env, "C1")
+    await tick(env)  # the card
+    env.clock.advance(1.0)
+    sent = env.service.metrics.messages_sent.labels(kind="card_update")
+    before = (env.service.sender.edits, sent._value.get())
+    await env.service.store.mark_card_dirty(channel_id="C1", job_key=key)
+    edited_at = env.clock()
+    edits: list[float] = []
+    for _ in range(4):
+        edits += [env.clock() - edited_at for m, _ in await tick(env) if m == "chat.update"]
+        await env.service.store.mark_card_dirty(channel_id="C1", job_key=key)
+        env.clock.advance(0.5)
+    assert edits == [0.0, 1.0]  # the edit pace (1 s), not every tick
+    assert (env.service.sender.edits, sent._value.get()) == (before[0] + 2, before[1] + 2)
+
+
+# ------------------------------------------------------------------- late-copy look fails
+async def posted_again(env: Env, sender: Sender) -> int:
+    """A reply whose first post failed with a 5xx, posted again: a sent row to verify."""
+    key = await watch(env, "C1")
+    await tick(env, sender)
+    env.clock.advance(1.0)
+    row_id = await enqueue(env, "C1", best(key, 0.75))
+    env.sink.add_fault(SlackFault(kind="status", status=500, method="chat.postMessage", count=1))
+    await tick(env, sender)
+    env.clock.advance(2.0)
+    await tick(env, sender)  # looked up (nothing), posted again
+    row = await outbox(env, row_id)
+    assert row.state == "sent" and row.verify_at is not None
+    await tick(env, sender)  # the card's edit
+    env.clock.advance(1.0)  # the look is due and the channel's pace allows it
+    assert row.verify_at <= env.clock()
+    return row_id
+
+
+@pytest.mark.parametrize(
+    ("fault", "wait", "line"),
+    [
+        (  # Slack's trouble: look again once the call has surely settled (2 x 0.3 s)
+            SlackFault(kind="status", status=503, method="conversations.replies", count=1),
+            0.6,
+            "(fatal_error); will look again",
+        ),
+        (  # rate limited: after Retry-After when it is longer
+            SlackFault(kind="ratelimit", retry_after=2, method="conversations.replies", count=1),
+            2.0,
+            "(ratelimited); will look again",
+        ),
+        (  # refused: looking again cannot help
+            SlackFault(kind="error", error="missing_scope", method="conversations.replies"),
+            None,
+            "(missing_scope)",
+        ),
+    ],
+)
+async def test_a_failed_look_for_a_late_copy_is_scheduled_again_or_dropped(
+    env: Env,
+    caplog: pytest.LogCaptureFixture,
+    fault: SlackFault,
+    wait: float | None,
+    line: str,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        sender = short_timeout_sender(env, session)
+        row_id = await posted_again(env, sender)
+        env.sink.add_fault(fault)
+        looked_at = env.clock()
+        with caplog.at_level(logging.WARNING, logger="bot.slack.sender"):
+            made = await tick(env, sender)
+    assert [m for m, _ in made if m != "chat.update"] == ["conversations.replies"]
+    row = await outbox(env, row_id)
+    assert row.state == "sent"
+    assert row.verify_at == (None if wait is None else pytest.approx(looked_at + wait))
+    warnings = [r.getMessage() for r in caplog.records if "late copy" in r.getMessage()]
+    assert warnings == [f"cannot look for a late copy of outbox row {row_id} {line}"]
 
 
 # ----------------------------------------------------------------------------- lookups
