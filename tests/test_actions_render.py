@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 
 from bot.core.events import Event, EventKind
-from bot.core.models import Dataset
+from bot.core.models import Dataset, Snapshot
 from bot.slack.actions import ActionKind, ActionOutcome, Result, StartParameters
 from bot.slack.actions_render import (
     ACTION_CANCEL_JOB,
     ACTION_CONFIRM_CANCEL,
+    ACTION_RETRAIN,
     ACTION_START_TRAINING,
     action_line,
     cancel_button,
     cancelled_line,
+    card_buttons,
     origin_line,
     refused_line,
     render_action_line,
@@ -28,6 +30,7 @@ from bot.slack.actions_render import (
     render_datasets,
     render_outcome,
     render_train_confirmation,
+    retrain_actions,
     started_line,
     unknown_line,
     what_to_check,
@@ -274,8 +277,9 @@ def test_what_to_check_names_the_job_or_the_dataset() -> None:
         f"job {JOB}'s status on the MathFi dashboard before cancelling again"
     )
     start = outcome(Result.UNKNOWN, ActionKind.START, "unknown")
-    assert what_to_check(start, DS).startswith(
-        f"the MathFi dashboard for a training of dataset {DS}"
+    assert what_to_check(start, DS) == (
+        f"the MathFi dashboard for a training of dataset {DS} started just now, "
+        "before starting another"
     )
 
 
@@ -321,6 +325,7 @@ def test_a_dataset_line_without_key_name_or_date_and_a_long_date() -> None:
         (10, 21, 1, "page 1 of 3 (21 in all)", "More: `/mathfi datasets 2`"),
         (10, 20, 2, "page 2 of 2 (20 in all)", None),
         (1, 1, 1, "page 1 of 1 (1 in all)", None),
+        (1, 2, 1, "page 1 of 2 (2 in all)", "More: `/mathfi datasets 2`"),
         (0, 5, 1, "page 1 of 1 (5 in all)", None),  # no page size: one page
         (10, 0, 1, "page 1 of 1 (0 in all)", None),  # a stale total: still one page
     ],
@@ -404,6 +409,7 @@ def test_an_answer_at_its_limits(given: ActionOutcome, expected: str) -> None:
         ("unknown", None, "❔ Already asked by <@{u}>; the outcome is unknown: ."),
         ("unknown", "a" * 250, "❔ Already asked by <@{u}>; the outcome is unknown: {a}."),
         ("failed", None, "⚠️ This attempt already failed (): ask again."),
+        ("failed", "a" * 250, "⚠️ This attempt already failed ({a}): ask again."),
     ],
 )
 def test_a_duplicate_at_its_limits(state: str, answer: str | None, expected: str) -> None:
@@ -507,3 +513,58 @@ def test_the_cards_origin_line() -> None:
     assert origin_line(LONG_USER, retrain_of="old-job") == (
         f"▶️ started by <@{U30}> · retrain of `old-job`"
     )
+
+
+def test_the_cards_cancel_button() -> None:
+    button = cancel_button(JOB).to_dict()
+    assert (button["text"]["text"], button["style"], button["value"]) == (
+        "Cancel training",
+        "danger",
+        JOB,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [("PENDING", True), ("RUNNING", True), ("COMPLETED", False), ("FAILED", False)],
+)
+def test_the_card_offers_cancel_while_the_job_can_still_be_stopped(
+    status: str, shown: bool
+) -> None:
+    got = [b.to_dict() for b in card_buttons(Snapshot(job_key=JOB, status=status))]
+    assert got == ([cancel_button(JOB).to_dict()] if shown else [])
+
+
+def status_event(new: str) -> Event:
+    return Event(kind=EventKind.JOB_STATUS, job_key="j" * 2100, new_status=new)
+
+
+@pytest.mark.parametrize(
+    ("events", "offered"),
+    [
+        ([status_event("NOT_COMPLETED")], True),
+        ([status_event("TIMED_OUT")], True),
+        ([Event(kind=EventKind.NEW_BEST, job_key="j" * 2100), status_event("TIMED_OUT")], True),
+        ([Event(kind=EventKind.AT_RISK, job_key="j" * 2100)], True),
+        ([status_event("FAILED")], False),
+        ([status_event("COMPLETED")], False),
+        ([Event(kind=EventKind.ALGORITHM_STATUS, job_key="j", new_status="TIMED_OUT")], False),
+        ([], False),
+    ],
+)
+def test_a_retrain_button_after_a_miss_or_an_at_risk_warning(
+    events: list[Event], offered: bool
+) -> None:
+    block = retrain_actions(events)
+    if not offered:
+        assert block is None
+        return
+    assert block is not None
+    assert block.to_dict()["elements"] == [
+        {
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Retrain…", "emoji": True},
+            "action_id": ACTION_RETRAIN,
+            "value": "j" * 2000,
+        }
+    ]
