@@ -77,7 +77,7 @@ async def test_a_message_slack_keeps_refusing_is_given_up_and_the_next_goes(
 
 # ----------------------------------------------------------------------------- card edits
 async def test_an_edit_of_a_deleted_card_leaves_it_and_the_next_reply_posts_a_new_one(
-    env: Env,
+    env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = await watch(env, "C1")
     await tick(env)
@@ -85,8 +85,10 @@ async def test_an_edit_of_a_deleted_card_leaves_it_and_the_next_reply_posts_a_ne
     await env.service.slack.chat_delete(channel="C1", ts=card.ts)  # somebody deleted it
     env.clock.advance(1.0)
     await env.service.store.mark_card_dirty(channel_id="C1", job_key=key)
-    made = await tick(env)
+    with caplog.at_level(logging.WARNING, logger="bot.slack.sender"):
+        made = await tick(env)
     assert [m for m, _ in made] == ["chat.update"]  # message_not_found
+    assert f"card of {key} in C1 was deleted; leaving it" in caplog.messages
     assert not await env.service.store.dirty_cards()  # left, not retried on every tick
     env.clock.advance(10.0)
     assert not await tick(env)
@@ -188,6 +190,8 @@ async def posted_again(env: Env, sender: Sender) -> int:
     row_id = await enqueue(env, "C1", best(key, 0.75))
     env.sink.add_fault(SlackFault(kind="status", status=500, method="chat.postMessage", count=1))
     await tick(env, sender)
+    # may have been posted: no "not_posted: " mark, so it is looked up before the retry
+    assert (await outbox(env, row_id)).last_error == "fatal_error"
     env.clock.advance(2.0)
     await tick(env, sender)  # looked up (nothing), posted again
     row = await outbox(env, row_id)
@@ -235,7 +239,7 @@ async def test_a_failed_look_for_a_late_copy_is_scheduled_again_or_dropped(
     assert [m for m, _ in made if m != "chat.update"] == ["conversations.replies"]
     row = await outbox(env, row_id)
     assert row.state == "sent"
-    assert row.verify_at == (None if wait is None else pytest.approx(looked_at + wait))
+    assert row.verify_at == (None if wait is None else pytest.approx(looked_at + wait, abs=1e-6))
     warnings = [r.getMessage() for r in caplog.records if "late copy" in r.getMessage()]
     assert warnings == [f"cannot look for a late copy of outbox row {row_id} {line}"]
 
