@@ -32,6 +32,7 @@ from bot.slack.render import (
     ACTION_REFRESH,
     ACTION_UNSUBSCRIBE,
     Message,
+    _one_line,
     escape_mrkdwn,
     render_card,
     render_error,
@@ -988,3 +989,139 @@ def test_a_hostile_algorithm_name_in_a_warning_stays_code() -> None:
         snapshot=snapshot(),
     )
     assert "<!channel>" not in everything(message)
+
+
+# ---- word for word: what the snapshot fills in, the summary lines, the broadcast line ----
+LONG_NAME = "n" * 80
+LONG_SHOWN = "`" + "n" * 59 + "…`"
+
+
+def scored(*algorithms: tuple[str, float | None], **fields: Any) -> Snapshot:
+    return Snapshot.model_validate(
+        {
+            "job_key": "k",
+            "status": "RUNNING",
+            "algorithms": [
+                {"algorithm": name, "status": "RUNNING", "latest_performance": value}
+                for name, value in algorithms
+            ],
+        }
+        | fields
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "snapshot", "line"),
+    [
+        (  # all from the snapshot: its best algorithm and value, its target and model
+            {},
+            scored(("A", 0.8), ("B", 0.9), target_performance=0.85, model_key="m"),
+            "🏆 Champion: `B` reached 0.9000 (target 0.85) — model `m`",
+        ),
+        (  # MathFi's achieved performance wins over the best latest one
+            {},
+            scored(("B", 0.9), achieved_performance=0.91),
+            "🏆 Champion: `B` reached 0.9100",
+        ),
+        (  # the event's own facts win
+            {"algorithm": LONG_NAME, "performance": 0.7, "target_performance": 0.8},
+            scored(("B", 0.9), target_performance=0.85, achieved_performance=0.91),
+            f"🏆 Champion: {LONG_SHOWN} reached 0.7000 (target 0.8)",
+        ),
+        ({}, scored(), "🏆 Champion reached —"),
+    ],
+)
+def test_the_champion_line(event: dict[str, Any], snapshot: Snapshot, line: str) -> None:
+    champion = Event.model_validate({"kind": EventKind.CHAMPION, "job_key": "k"} | event)
+    assert render_notification([champion], snapshot=snapshot).text == line
+
+
+@pytest.mark.parametrize(
+    ("event", "snapshot", "line"),
+    [
+        ({"performance": 0.95}, scored(("A", 0.8), ("B", 0.9)), "📈 New best 0.9500 by `B`"),
+        ({"performance": 0.95}, scored(), "📈 New best 0.9500"),
+        (
+            {"performance": 0.95, "algorithm": LONG_NAME},
+            scored(("B", 0.9)),
+            f"📈 New best 0.9500 by {LONG_SHOWN}",
+        ),
+    ],
+)
+def test_the_new_best_line_names_the_snapshots_best_when_the_event_does_not(
+    event: dict[str, Any], snapshot: Snapshot, line: str
+) -> None:
+    best = Event.model_validate({"kind": EventKind.NEW_BEST, "job_key": "k"} | event)
+    assert render_notification([best], snapshot=snapshot).text == line
+
+
+def moved(name: str | None, status: str | None) -> Event:
+    return Event(kind=EventKind.ALGORITHM_STATUS, job_key="k", algorithm=name, new_status=status)
+
+
+def summary(events: list[Event], snapshot: Snapshot) -> str:
+    """The summary line of the algorithms' changes (after a headline that is not one)."""
+    headline = Event(kind=EventKind.RECOVERED, job_key="k")
+    message = render_notification([headline, *events], snapshot=snapshot)
+    return str(message.blocks[1]["text"]["text"])
+
+
+@pytest.mark.parametrize(
+    ("events", "snapshot", "line"),
+    [
+        (  # best first; no performance last; 0.0 is a performance
+            [moved("A", "FAILED"), moved("B", "FAILED"), moved("C", "FAILED")],
+            scored(("A", 0.0), ("B", 0.5), ("C", None)),
+            "❌ 3 algorithms failed: `B` 0.5000 · `A` 0.0000 · `C`",
+        ),
+        (  # a negative performance still ranks before none
+            [moved("A", "FAILED"), moved("B", "FAILED")],
+            scored(("A", None), ("B", -0.5)),
+            "❌ 2 algorithms failed: `B` -0.5000 · `A`",
+        ),
+        (
+            [moved(None, "FAILED"), moved(LONG_NAME, "FAILED")],
+            scored(),
+            f"❌ 2 algorithms failed: `?` · {LONG_SHOWN}",
+        ),
+        (  # a status we do not know, and none at all
+            [moved("A", "WEIRD"), moved("B", "WEIRD")],
+            scored(),
+            "❔ 2 algorithms WEIRD: `A` · `B`",
+        ),
+        ([moved("A", None), moved("B", None)], scored(), "❔ 2 algorithms —: `A` · `B`"),
+        (  # five names, no "and more"
+            [moved(n, "FAILED") for n in "ABCDE"],
+            scored(),
+            "❌ 5 algorithms failed: `A` · `B` · `C` · `D` · `E`",
+        ),
+        (
+            [moved(n, "FAILED") for n in "ABCDEFG"],
+            scored(),
+            "❌ 7 algorithms failed: `A` · `B` · `C` · `D` · `E` … and 2 more",
+        ),
+    ],
+)
+def test_an_algorithm_summary_line(events: list[Event], snapshot: Snapshot, line: str) -> None:
+    assert summary(events, snapshot) == line
+
+
+@pytest.mark.parametrize(
+    ("lines", "budget", "text"),
+    [
+        # room = budget - len(" · … and 9999 more updates") (26); each line costs len + 3
+        (["aaaa", "bbb"], 36, "aaaa · … and 1 more update"),
+        (["aaaaaaa"], 36, "aaaaaaa"),  # exactly the room
+        (["aaaaaaaa"], 36, "… 1 more update"),
+        (["a", "bbb"], 36, "a · bbb"),  # 4 + 6: exactly the room
+        (["a", "bbbb"], 36, "a · … and 1 more update"),
+        (["a" * 20, "b", "c"], 36, "… 3 more updates"),
+    ],
+)
+def test_the_broadcast_line_keeps_what_fits(lines: list[str], budget: int, text: str) -> None:
+    assert _one_line(lines, budget=budget) == text
+
+
+def test_an_errors_usage_is_cut_at_2900() -> None:
+    message = render_error("bad", usage="u" * 3000)
+    assert message.blocks[1]["text"]["text"] == "*Usage:* `" + "u" * 2899 + "…`"
