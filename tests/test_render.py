@@ -26,7 +26,7 @@ from bot.core.models import (
     TrainingProgress,
 )
 from bot.core.sparkline import sparkline
-from bot.slack.card import CARD_ALGORITHMS
+from bot.slack.card import CARD_ALGORITHMS, ago, progress_bar, span
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -1125,3 +1125,98 @@ def test_the_broadcast_line_keeps_what_fits(lines: list[str], budget: int, text:
 def test_an_errors_usage_is_cut_at_2900() -> None:
     message = render_error("bad", usage="u" * 3000)
     assert message.blocks[1]["text"]["text"] == "*Usage:* `" + "u" * 2899 + "…`"
+
+
+# ---- the card's small texts at their edges ---------------------------------------------
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.5, "just now"),
+        (math.nan, "just now"),
+        (1.0, "1 s ago"),
+        (1.5, "1 s ago"),
+        (59.9, "59 s ago"),
+        (60.0, "1 min ago"),
+        (60.5, "1 min ago"),
+        (3599.0, "59 min ago"),
+        (3600.0, "1 h ago"),
+        (3660.0, "1 h 1 min ago"),
+        (86399.0, "23 h 59 min ago"),
+        (86400.0, "1 d ago"),
+        (88000.0, "1 d ago"),
+        (90000.0, "1 d 1 h ago"),
+    ],
+)
+def test_ago(seconds: float, text: str) -> None:
+    assert ago(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.2, "1 s"),
+        (59.4, "59 s"),
+        (59.5, "1 min"),
+        (60.0, "1 min"),
+        (60.4, "1 min"),
+        (3540.0, "59 min"),
+        (3600.0, "1 h"),
+        (3629.0, "1 h"),
+        (3900.0, "1 h 5 min"),
+    ],
+)
+def test_span(seconds: float, text: str) -> None:
+    assert span(seconds) == text
+
+
+def test_progress_bar_has_ten_cells() -> None:
+    assert progress_bar(0.5, 1.0) == "▰▰▰▰▰▱▱▱▱▱ 50%"
+
+
+def card_texts(message: Message) -> str:
+    return str(message.blocks)
+
+
+def test_a_last_improvement_that_is_no_time_shows_a_dash_or_just_now() -> None:
+    running = scored(("A", 0.5), target_performance=0.9)
+    card = render_card(running, now=NOW, last_improvement_at=math.nan)
+    assert "last improvement just now" in card_texts(card)
+    done = running.model_copy(update={"status": "FAILED"})
+    card = render_card(done, now=NOW, last_improvement_at=math.nan)
+    assert "last improvement —" in card_texts(card)
+
+
+def section_texts(message: Message) -> list[str]:
+    return [b["text"]["text"] for b in message.blocks if b["type"] == "section" and "text" in b]
+
+
+def test_the_champion_line_lists_the_scores_mathfi_gave() -> None:
+    done = scored(
+        ("A", 0.9),
+        status="COMPLETED",
+        model_key="m",
+        achieved_performance=0.91,
+        test_performance=0.88,
+    )
+    assert "🏆 *Champion model* `m`\nachieved 0.9100 · test 0.8800" in section_texts(
+        render_card(done, now=NOW)
+    )
+    trained = done.model_copy(update={"test_performance": None, "training_performance": 0.9})
+    assert "🏆 *Champion model* `m`\nachieved 0.9100 · training 0.9000" in section_texts(
+        render_card(trained, now=NOW)
+    )
+    bare = scored(("A", 0.9), status="COMPLETED", model_key="m")
+    assert "🏆 *Champion model* `m`" in section_texts(render_card(bare, now=NOW))
+
+
+def test_an_algorithm_line_draws_small_moves_nearly_flat_and_cuts_a_long_name() -> None:
+    values = [0.5, 0.501, 0.502]
+    algorithm = AlgorithmProgress(algorithm=LONG_NAME, status="RUNNING", latest_performance=0.502)
+    card = render_card(
+        scored(target_performance=0.9).model_copy(update={"algorithms": (algorithm,)}),
+        now=NOW,
+        history={LONG_NAME: values},
+    )
+    spark = sparkline(values, min_span=0.01)
+    assert spark != sparkline(values)
+    assert f"`{spark}` {LONG_SHOWN} *0.5020* · 🏃 RUNNING" in card_texts(card)
