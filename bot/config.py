@@ -1,4 +1,8 @@
-"""Settings: one frozen object read from the environment and `.env`, loaded once in __main__."""
+"""Settings: one frozen object read from the environment and `.env`, loaded once in __main__.
+
+(Over 300 lines, kept whole: it is the one table of every variable, each with its default,
+bounds and description, which tests/test_docs.py checks against .env.example and the README.)
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Numbered schema migrations.
+"""Numbered schema migrations. (Long by nature, kept whole: released migrations are never
+edited or moved, and their order is the file's order.)
 
 Each migration is a function of the sqlite-utils `Database`, listed in `MIGRATIONS` under
 its number. Once a migration has been released it is never edited: a schema change is a

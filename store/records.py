@@ -2,6 +2,8 @@
 
 Each record that is read from a table has a `COLUMNS` string (the SELECT list, in field
 order) and a `from_row` that turns one tuple of that SELECT into the record.
+
+(Over 300 lines, kept whole: one flat list of the records every part of the store shares.)
 """
 
 from __future__ import annotations

@@ -92,6 +92,13 @@ class PollerConfig:
     forecast: ForecastRules = field(default_factory=ForecastRules)
     warning_cooldown: float = 600.0
 
+    @property
+    def forecast_every(self) -> float:
+        """A running job's forecast is made again at most this often (a fifth of the stall
+        window, at most a minute): warnings come minutes ahead, and a forecast per changed
+        poll cost a third of the poller's CPU at 10,000 jobs (docs/benchmarks.md)."""
+        return min(60.0, self.forecast.stall_window / 5)
+
 
 def next_due(config: PollerConfig, state: JobState, now: float, rng: random.Random) -> float:
     """When to poll the job next.
@@ -172,6 +179,14 @@ def forecast_step(
     """A changed poll's forecast and warnings, on the store's thread in the poll's own turn
     (the job's stored history plus the points this poll writes: no round trip of its own;
     a job that is not running reads nothing)."""
+    recent = kept.last is not None and now - kept.last.at < config.forecast_every
+    if (
+        recent
+        and snapshot.status == RUNNING
+        and previous is not None
+        and previous.status == RUNNING
+    ):
+        return kept, []  # the stored forecast stands; nothing of it is written again
     history: list[HistoryPoint] = []
     if snapshot.status == RUNNING:
         history = [*store.history(snapshot.job_key), *history_points(previous, snapshot, now)]

@@ -318,7 +318,7 @@ class Poller:
                 now=now,
                 next_poll_at=next_poll_at,
                 notifications=notifications,
-                forecast=forecast,
+                forecast=None if forecast is state.forecast else forecast,  # None: unchanged
             )
 
         await self._writer.record(

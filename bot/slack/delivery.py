@@ -1,6 +1,9 @@
 """One outbox row to Slack: the card first if the channel has none, then the reply in its
 thread; and what a failed attempt means for the row (retry when, give up, or disable the
 channel). The `Sender` (`bot.slack.sender`) decides which rows go when.
+
+(About 370 lines, kept whole: every kind of row shares the same lookup-before-post, pacing
+and failure rules, which must not drift apart; the kinds' own rendering lives elsewhere.)
 """
 
 from __future__ import annotations
