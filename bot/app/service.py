@@ -42,7 +42,7 @@ from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.slack import commands
 from bot.slack.api import SlackIdentity
-from bot.slack.sender import Sender, SenderConfig
+from bot.slack.sender import BudgetConfig, Sender, SenderConfig
 from store import AsyncStore
 
 # /healthz waits this long for the database probe, then says "busy" rather than wait.
@@ -70,7 +70,7 @@ class Service:
             concurrency=settings.poll_concurrency,
             unreachable_after=settings.unreachable_after,
         )
-        self._sender_config = sender_config or SenderConfig()
+        self._sender_config = sender_config or SenderConfig(pace=1.0 / settings.slack_post_rate)
         self.team_id: str | None = None
         self.identity: SlackIdentity | None = None  # the bot's own ids, from auth.test
         self.accepting = False
@@ -117,6 +117,9 @@ class Service:
             config=self._sender_config,
             clock=self.clock,
             identity=self.identity,
+            budget=BudgetConfig(
+                update_per_minute=s.slack_update_rate, history_per_minute=s.slack_history_rate
+            ),
         )
         self.retention = Retention(
             self.store,
@@ -323,7 +326,9 @@ class Service:
         database_ok = database == "ok"
         loops_ok = all(age is not None and age <= stale for age in ages.values())
         mathfi_ok = not self.poller.mathfi_down
-        status = "ok" if loops_ok and database_ok and mathfi_ok else "degraded"
+        alert_wait = self.sender.alert_wait(now)
+        alerts_ok = alert_wait is None or alert_wait <= self.settings.alert_max_wait
+        status = "ok" if loops_ok and database_ok and mathfi_ok and alerts_ok else "degraded"
         if not loops_ok:
             status = "stale"
         body = {
@@ -332,6 +337,7 @@ class Service:
             "last_send_cycle_age_seconds": ages["sender"],
             "outbox_backlog": counts.get("pending", 0) + counts.get("sending", 0),
             "outbox_dead": counts.get("dead", 0),
+            "oldest_alert_age_seconds": alert_wait,
             "database": database,
             "mathfi": "ok" if mathfi_ok else "unreachable",
             "watched_jobs": self.poller.watched,

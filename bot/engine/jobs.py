@@ -18,6 +18,7 @@ from bot.core.events import EventsFilter
 from bot.core.fanout import Recipient
 from bot.core.models import PENDING, Snapshot, TrainingJob, TrainingProgress
 from bot.core.notification import Notification
+from bot.core.priority import priority_of
 from bot.errors import MathFiAuthError, MathFiError, MathFiUnavailable, TrainingJobNotFound
 from store import HistoryPoint, NewOutboxRow, Subscription
 from store.db import PollRecord
@@ -120,6 +121,7 @@ def outbox_row(notification: Notification) -> NewOutboxRow:
         job_key=notification.job_key,
         kind=notification.headline.value,
         payload=notification.to_json(),
+        priority=int(priority_of(notification)),
     )
 
 

@@ -2,7 +2,9 @@
 
 Every change marks a card dirty; the sender asks `LiveCards.due` which cards to redraw and
 runs `refresh` for each (one `chat.update` however many changes piled up). Edits have their
-own pace per channel, and a rate limit on `chat.update` (app-wide) pauses them all.
+own pace per channel, and share the workspace's `chat.update` budget (`bot.slack.budget`):
+no more edits start than it allows now, each renders the card only once its token is
+granted (never a stale render), and a 429 on `chat.update` pauses them all.
 A card whose channel stopped watching the job is edited once to say so (no buttons), and
 the store then leaves it out of the dirty cards for good (until the channel subscribes
 again).
@@ -47,7 +49,6 @@ class LiveCards:
         self._clock = clock
         self._disable = disable  # (channel, Slack's error): stop posting to the channel
         self._edit_ready: dict[str, float] = {}
-        self._edits_paused_until = 0.0
         self.edits = 0
 
     async def posted_ts(self, channel: str, job_key: str) -> str | None:
@@ -67,8 +68,11 @@ class LiveCards:
         per channel, none whose channel has an edit in
         flight (`editing`) or whose job a post of this tick is about to change (`posting`:
         (channel, job) pairs). Edits have their own pace (chat.update is rate limited apart
-        from chat.postMessage), so a busy thread never starves its card."""
-        if now < self._edits_paused_until:
+        from chat.postMessage), so a busy thread never starves its card. No more than the
+        workspace's `chat.update` budget allows now: the others wait, dirty, and are drawn
+        in their latest state when their turn comes."""
+        allowed = self._slack.budget.available("chat.update")
+        if allowed == 0:
             return []
         cards = [
             c
@@ -77,7 +81,10 @@ class LiveCards:
             and c.channel_id not in editing
             and self._edit_ready.get(c.channel_id, 0.0) <= now
         ]
-        return list({c.channel_id: c for c in reversed(cards)}.values())
+        chosen: dict[str, Card] = {}
+        for c in cards:  # each channel's oldest change, oldest first
+            chosen.setdefault(c.channel_id, c)
+        return list(chosen.values())[:allowed]
 
     async def refresh(self, card: Card) -> None:
         """Redraw one card with `chat.update`; marked clean unless the edit may work later."""
@@ -86,12 +93,15 @@ class LiveCards:
             # on every tick (a hot loop against a channel Slack has refused for good).
             await self._clean(card)
             return
+        # The budget's token first, the render after: a card waiting for its turn is drawn
+        # as the store has it when it goes, never as it was when it was picked.
+        await self._slack.acquire("chat.update")
         if card.unwatched_at is not None:
             message = await self.unwatched(card, since=card.unwatched_at)
         else:
             message = await self.message(card.channel_id, card.job_key)
         try:
-            await self._slack.call(
+            await self._slack.call_granted(
                 "chat.update",
                 channel=card.channel_id,
                 ts=card.ts,
@@ -107,8 +117,8 @@ class LiveCards:
             elif err.kind is SlackFailure.PERMANENT:
                 await self._disable(card.channel_id, err.error)
                 await self._clean(card)
-            elif err.kind is SlackFailure.RATE_LIMITED and err.retry_after is not None:
-                self._edits_paused_until = self._clock() + err.retry_after  # app-wide
+            elif err.kind is SlackFailure.RATE_LIMITED:
+                pass  # the budget paused chat.update for every caller (SlackCaller.call)
             else:
                 self._edit_ready[card.channel_id] = self._clock() + EDIT_RETRY
             return
