@@ -83,7 +83,8 @@ class Bucket:
     def pause(self, seconds: float) -> None:
         """Slack said 429: no call before `seconds` from now, then the rate again."""
         self.paused_until = max(self.paused_until, self._clock() + seconds)
-        self._tat = max(self._tat, self.paused_until)
+        # one call when the pause ends, then the rate: no burst right after a 429
+        self._tat = max(self._tat, self.paused_until + self._tolerance)
 
 
 class Budget:
