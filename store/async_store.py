@@ -157,6 +157,7 @@ class AsyncStore:
     mark_sending = _on_thread(Store.mark_sending)
     claim_carried = _on_thread(Store.claim_carried)
     carried = _on_thread(Store.carried)
+    queued_jobs = _on_thread(Store.queued_jobs)
     queued_by_priority = _on_thread(Store.queued_by_priority)
     mark_sent = _on_thread(Store.mark_sent)
     mark_call_started = _on_thread(Store.mark_call_started)

@@ -88,6 +88,15 @@ class OutboxStore(StoreConnection):
             ).fetchall()
         return [OutboxRow.from_row(row) for row in rows]
 
+    def queued_jobs(self) -> set[tuple[str, str]]:
+        """(channel, job) pairs with a row not yet sent: their cards will change again."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT channel_id, job_key FROM outbox "
+                "WHERE state IN ('pending', 'sending')"
+            ).fetchall()
+        return {(channel, job) for channel, job in rows}
+
     def carried(self, row_id: int) -> list[OutboxRow]:
         """The rows `row_id` carries or carried, oldest first."""
         with self._read() as conn:

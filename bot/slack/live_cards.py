@@ -63,6 +63,7 @@ class LiveCards:
         *,
         posting: Collection[tuple[str, str]],
         editing: Collection[str],
+        queued: Collection[tuple[str, str]] = (),
     ) -> list[Card]:
         """Of the `dirty` cards (the store's, oldest change first), those to redraw now: one
         per channel, none whose channel has an edit in
@@ -70,7 +71,9 @@ class LiveCards:
         (channel, job) pairs). Edits have their own pace (chat.update is rate limited apart
         from chat.postMessage), so a busy thread never starves its card. No more than the
         workspace's `chat.update` budget allows now: the others wait, dirty, and are drawn
-        in their latest state when their turn comes."""
+        in their latest state when their turn comes. Cards whose job still has a row queued
+        in the channel (`queued`: its post will change the card again) come after the others,
+        so a scarce budget is not spent on an edit that is stale by the next post."""
         allowed = self._slack.budget.available("chat.update")
         if allowed == 0:
             return []
@@ -81,6 +84,7 @@ class LiveCards:
             and c.channel_id not in editing
             and self._edit_ready.get(c.channel_id, 0.0) <= now
         ]
+        cards.sort(key=lambda c: (c.channel_id, c.job_key) in queued)  # stable: oldest first
         chosen: dict[str, Card] = {}
         for c in cards:  # each channel's oldest change, oldest first
             chosen.setdefault(c.channel_id, c)

@@ -34,6 +34,7 @@ from store import AsyncStore, Card, OutboxRow, Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 Queue = tuple[dict[int, int], float | None]  # rows per priority, the oldest alert's time
+Pair = tuple[str, str]  # (channel, job)
 
 
 class Sender:
@@ -141,7 +142,7 @@ class Sender:
 
         def read(
             store: Store,
-        ) -> tuple[list[float], dict[str, int], Queue, list[OutboxRow], list[Card]]:
+        ) -> tuple[list[float], dict[str, int], Queue, list[OutboxRow], list[Card], set[Pair]]:
             # What a tick needs, in one turn of the store's thread. With nothing in flight,
             # a row left `sending` was orphaned by a failed write: its outcome is unknown,
             # so it is due again, to be looked up first (once its call has settled).
@@ -151,9 +152,10 @@ class Sender:
                 store.queued_by_priority(),
                 store.due_outbox(now=now, limit=200) + store.rows_to_verify(now=now, limit=50),
                 store.dirty_cards(limit=200),
+                store.queued_jobs(),
             )
 
-        requeued, counts, queue, due, dirty = await self._store.run(read)
+        requeued, counts, queue, due, dirty, queued = await self._store.run(read)
         reconciling(requeued)
         self.outbox_counts = counts
         self._metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
@@ -171,6 +173,7 @@ class Sender:
             dirty,
             posting={(r.channel_id, r.job_key) for r in by_channel.values() if r.state != "sent"},
             editing={channel for lane, channel in self._busy if lane == "edit"},
+            queued=queued,
         )
         work = [
             (
