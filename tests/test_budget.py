@@ -16,6 +16,7 @@ from bot.slack.budget import Bucket, Budget, BudgetConfig
 from bot.slack.delivery import disable_channel
 from bot.slack.live_cards import LiveCards
 from simulator.slack import SlackFault
+from store import Card
 from tests.conftest import Env, ManualClock
 from tests.test_sender import drain, tick, watch
 
@@ -134,3 +135,23 @@ async def test_a_card_waiting_for_its_token_is_rendered_when_it_goes(env: Env) -
     assert params["text"] != stale.text
     assert params["text"] == (await cards.message("C1", key)).text
     assert "RUNNING" in params["text"]
+
+
+async def test_an_edit_goes_first_to_a_card_no_queued_post_will_change(env: Env) -> None:
+    """One token: of two dirty cards, the one whose job still has a row queued in its
+    channel (the post will make the card stale again) waits; the other goes."""
+    slack = SlackCaller(env.service.slack, metrics=Metrics(), budget=Budget(clock=env.clock))
+    cards = LiveCards(
+        env.service.store,
+        slack,
+        metrics=Metrics(),
+        pace=1.0,
+        clock=env.clock,
+        disable=partial(disable_channel, env.service.store),
+    )
+    older = Card(channel_id="C1", job_key="J1", ts="1.1", dirty=True, card_version=2)
+    newer = Card(channel_id="C2", job_key="J1", ts="1.2", dirty=True, card_version=2)
+    now = env.clock()
+    picked = cards.due(now, [older, newer], posting=(), editing=(), queued={("C1", "J1")})
+    assert picked == [newer]
+    assert cards.due(now, [older, newer], posting=(), editing=()) == [older]
