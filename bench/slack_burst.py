@@ -49,8 +49,10 @@ from bot.core.models import Snapshot
 from bot.engine.poller import PollerConfig
 
 LIMITS = {"enabled": True, "post_per_channel": 1, "update_per_workspace": 1}
-# The bot's budgets, set to the sink's limits where this version has them (main has not).
-BUDGET = {"slack_update_rate": 60.0, "slack_post_rate": 1.0}
+# The bot's budgets where this version has them (main has not): the sink's limits, the
+# chat.update one 3 % under (58 a minute for the sink's 60): transit on a loaded machine
+# may bring two calls closer together than they were sent.
+BUDGET = {"slack_update_rate": 58.0, "slack_post_rate": 1.0}
 
 
 def channel_of(i: int, channels: int) -> str:

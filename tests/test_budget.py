@@ -53,6 +53,20 @@ async def test_a_bucket_spaces_calls_and_a_pause_holds_every_caller() -> None:
         Bucket(0.0)
 
 
+async def test_a_granted_call_goes_one_interval_after_the_last_one_sent() -> None:
+    """Two slots granted 1 s apart; the first call's render was slow (it goes 0.5 s late):
+    the second still goes a whole second after it, not 0.5 s."""
+    clock = ManualClock(0.0)
+    bucket = Bucket(1.0, clock=clock, sleep=Sleeps(clock))
+    await bucket.acquire()
+    await bucket.acquire()  # waits to 1.0
+    clock.advance(0.5)
+    await bucket.space()
+    first = clock()
+    await bucket.space()
+    assert clock() - first == 1.0
+
+
 def test_methods_without_a_workspace_limit_are_not_held() -> None:
     budget = Budget(BudgetConfig(update_per_minute=60.0))
     assert budget.available("chat.postMessage") is None

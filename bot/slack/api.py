@@ -111,6 +111,7 @@ class SlackCaller:
 
     async def call_granted(self, method: str, **params: Any) -> dict[str, Any]:
         """Call the method; its budget's token was taken (`acquire`)."""
+        await self.budget.space(method)
         params = {k: v for k, v in params.items() if v is not None}
         started = time.perf_counter()
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ class Bucket:
         self._clock = clock
         self._sleep = sleep
         self._tat = 0.0  # the theoretical arrival time of the next call
+        self._sent: deque[float] = deque(maxlen=burst)  # when the last calls went
         self.paused_until = 0.0
         self.granted = 0
 
@@ -79,6 +81,17 @@ class Bucket:
             if self._clock() >= self.paused_until:
                 break
         self.granted += 1
+
+    async def space(self) -> None:
+        """The granted call goes now: first wait, if need be, until `burst` calls are spread
+        over `burst` intervals. A slot is granted before the work that precedes the call
+        (a card's render, which may wait on the database); without this, a slow render then
+        a fast one would reach Slack closer together than the rate."""
+        if len(self._sent) == self._sent.maxlen:
+            wait = self._sent[0] + len(self._sent) * self._interval - self._clock()
+            if wait > 0:
+                await self._sleep(wait)
+        self._sent.append(self._clock())
 
     def pause(self, seconds: float) -> None:
         """Slack said 429: no call before `seconds` from now, then the rate again."""
@@ -123,6 +136,12 @@ class Budget:
         bucket = self._buckets.get(method)
         if bucket is not None:
             await bucket.acquire()
+
+    async def space(self, method: str) -> None:
+        """Just before a granted call goes (`Bucket.space`)."""
+        bucket = self._buckets.get(method)
+        if bucket is not None:
+            await bucket.space()
 
     def pause(self, method: str, seconds: float) -> None:
         """A 429 on `method`: every caller of it waits `seconds`."""
