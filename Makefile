@@ -46,22 +46,37 @@ typecheck: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Tests run in two parts. PARALLEL: every test but SERIAL_TESTS, spread over JOBS
+# pytest-xdist workers (`auto`: one per core; `make test JOBS=0` runs it in one process);
+# the reliability tests that only need their own processes and ports run here too.
+# SERIAL: the reliability tests that time the service (p99 latencies while the database is
+# locked, acks in time, SIGKILL at random moments, a standby's take-over within seconds),
+# one at a time without xdist, after the parallel part, so the cores are theirs.
+JOBS ?= auto
+SERIAL_TESTS := tests/reliability/test_locked_database_latency.py \
+	tests/reliability/test_crash.py tests/reliability/test_single_instance.py
+PARALLEL := -n $(JOBS) $(foreach t,$(SERIAL_TESTS),--ignore=$(t))
+SERIAL := -p no:xdist $(SERIAL_TESTS)
+
 # `make test` (CI, .ci/run): everything, the long variants included (--long: 31 SIGKILL
-# steps), under coverage; child processes (the service run by tests/test_process.py and
-# tests/reliability/) count too ([tool.coverage.run] patch = ["subprocess"]).
+# steps), under coverage; child processes (xdist's workers, the service run by
+# tests/test_process.py and tests/reliability/) count too ([tool.coverage.run] patch =
+# ["subprocess"]), and the two parts' data are combined into one report.
 test: lint typecheck coverage
 
 # The developer's loop: lint, types, and every test but the reliability suite and the
-# benchmark smoke runs (under a minute).
+# benchmark smoke runs, on JOBS workers.
 test-fast: lint typecheck
-	$(BIN)/pytest -q -m "not reliability and not bench_smoke"
+	$(BIN)/pytest -q -n $(JOBS) -m "not reliability and not bench_smoke"
 
 pytest: install
-	$(BIN)/pytest --long
+	$(BIN)/pytest --long $(PARALLEL)
+	$(BIN)/pytest --long $(SERIAL)
 
 coverage: install
 	@rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest --long
+	$(BIN)/coverage run -m pytest --long $(PARALLEL)
+	$(BIN)/coverage run -m pytest --long $(SERIAL)
 	@$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 

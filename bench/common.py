@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import multiprocessing
@@ -30,8 +31,8 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.core.events import EventsFilter
-from bot.core.models import Snapshot, TrainingJob, TrainingProgress
-from bot.mathfi.client import MathFiClient
+from bot.core.models import Snapshot, TrainingJob
+from bot.mathfi.client import MathFiClient, ProgressReply
 from bot.slack.commands import subscribe_snapshot
 from store import Store
 
@@ -264,6 +265,42 @@ def emit(result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+class GcMeter:
+    """The garbage collector's work while installed: collections per generation and the
+    wall seconds they took (gc.callbacks; cProfile does not see the collector)."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.seconds[generation] += took
+        self.longest = max(self.longest, took)
+
+    def __enter__(self) -> GcMeter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def report(self, wall: float) -> dict[str, Any]:
+        return {
+            "collections_per_generation": self.counts,
+            "full_collection_ms_mean": ratio(self.seconds[2] * 1000, self.counts[2], digits=1),
+            "longest_ms": round(self.longest * 1000, 1),
+            "share_of_wall": ratio(sum(self.seconds), wall),
+        }
+
+
 class Stopwatch:
     """Wall and CPU seconds between `start()` and `stop()` of this process."""
 
@@ -332,23 +369,27 @@ def subscribe_all(
 class TimedSource:
     """The MathFi client as the poller sees it, timing each fetch and each job's polls.
 
-    `latencies`: seconds of each `get_progress` (client queue + HTTP + parse);
+    `latencies`: seconds of each progress fetch (client queue + HTTP + parse if changed);
     `gaps`: seconds between two consecutive polls of one job. Recorded once `recording`.
     """
 
-    def __init__(self, client: MathFiClient) -> None:
+    def __init__(self, client: MathFiClient, *, cheap_path: bool = True) -> None:
         self._client = client
+        self._cheap_path = cheap_path  # False: every body is parsed (the path before it)
         self._last: dict[str, float] = {}
         self.recording = False
         self.latencies: list[float] = []
         self.gaps: list[float] = []
 
-    async def get_progress(self, key: str) -> TrainingProgress:
+    async def get_progress_if_changed(
+        self, key: str, previous_digest: bytes | None
+    ) -> ProgressReply:
         started = time.perf_counter()
         previous = self._last.get(key)
         self._last[key] = started
         try:
-            return await self._client.get_progress(key)
+            known = previous_digest if self._cheap_path else None
+            return await self._client.get_progress_if_changed(key, known)
         finally:
             if self.recording:
                 self.latencies.append(time.perf_counter() - started)

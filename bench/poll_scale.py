@@ -15,12 +15,19 @@ Phases, one after the other, against the same simulator:
   naive      bench.naive_poller in its own process: sequential GET + sqlite3 + post.
 
     python -m bench.poll_scale --jobs 10000 --interval 10 --duration 60
+
+The bot runs as `mathfi-bot run` does: on uvloop when installed (`--loop asyncio`: the
+standard loop), with `gc.freeze()` once set up (`--no-gc-freeze`), and with the cheap path
+for unchanged answers (`--no-cheap-path`: every body parsed). The three switches are there
+to measure each change's share (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import logging
 import random
@@ -36,6 +43,7 @@ import aiohttp
 
 from bench.ceiling import measure_ceiling
 from bench.common import (
+    GcMeter,
     ServerOptions,
     ServerProcess,
     Servers,
@@ -50,6 +58,7 @@ from bench.common import (
     subscribe_all,
 )
 from bench.common import cpu_seconds as bot_cpu
+from bot.__main__ import loop_factory
 from bot.engine.poller import Poller, PollerConfig
 from bot.mathfi.client import MathFiClient
 from bot.metrics import Metrics
@@ -134,19 +143,23 @@ def compare(before: Sample, after: Sample) -> dict[str, Any]:
 class Bot:
     """Store + MathFi client + metrics, as bot/app/service.py builds them."""
 
-    def __init__(self, servers: Servers, *, database: Path, interval: float) -> None:
+    def __init__(
+        self, servers: Servers, *, database: Path, interval: float, cheap_path: bool
+    ) -> None:
         """Private: `open` builds it and opens its store."""
         self.settings = bench_settings(servers, database=database, interval=interval)
         self.store: AsyncStore
         self.metrics = Metrics()
         self.session = aiohttp.ClientSession()
         self.client = MathFiClient.from_settings(self.settings, session=self.session)
-        self.source = TimedSource(self.client)
+        self.source = TimedSource(self.client, cheap_path=cheap_path)
         self.commits = 0
 
     @classmethod
-    async def open(cls, servers: Servers, *, database: Path, interval: float) -> Bot:
-        self = cls(servers, database=database, interval=interval)
+    async def open(
+        cls, servers: Servers, *, database: Path, interval: float, cheap_path: bool = True
+    ) -> Bot:
+        self = cls(servers, database=database, interval=interval, cheap_path=cheap_path)
         self.store = await AsyncStore.open(self.settings.database_path)
         await self.store.run(lambda store: store.db.conn.set_trace_callback(self._trace))
         return self
@@ -165,7 +178,13 @@ class Bot:
 
 
 async def run_phase(
-    bot: Bot, poller: Poller, servers: ServerProcess, *, warmup: float, duration: float
+    bot: Bot,
+    poller: Poller,
+    servers: ServerProcess,
+    *,
+    warmup: float,
+    duration: float,
+    gc_meter: GcMeter | None = None,
 ) -> tuple[Sample, Sample, Sample]:
     """Samples at the start, the middle and the end of `duration` (after `warmup`)."""
     task = asyncio.create_task(poller.run(), name="poller")
@@ -173,10 +192,11 @@ async def run_phase(
         await asyncio.sleep(warmup)
         before = await Sample.take(bot, poller, servers)
         bot.source.recording = True
-        await asyncio.sleep(duration / 2)
-        middle = await Sample.take(bot, poller, servers)
-        await asyncio.sleep(duration / 2)
-        after = await Sample.take(bot, poller, servers)
+        with gc_meter or contextlib.nullcontext():
+            await asyncio.sleep(duration / 2)
+            middle = await Sample.take(bot, poller, servers)
+            await asyncio.sleep(duration / 2)
+            after = await Sample.take(bot, poller, servers)
         bot.source.recording = False
     finally:
         poller.stop()
@@ -188,10 +208,12 @@ async def steady(bot: Bot, servers: ServerProcess, args: argparse.Namespace) -> 
     config = PollerConfig(interval=args.interval, concurrency=bot.settings.poll_concurrency)
     poller = bot.poller(config)
     warmup = args.warmup if args.warmup is not None else args.interval * 2 + 1.0
+    gc_meter = GcMeter()
     before, middle, after = await run_phase(
-        bot, poller, servers, warmup=warmup, duration=args.duration
+        bot, poller, servers, warmup=warmup, duration=args.duration, gc_meter=gc_meter
     )
     result = compare(before, after)
+    result["gc"] = gc_meter.report(after.wall - before.wall)
     # The history is pruned once a job has been written PRUNE_EVERY times: the second
     # half of a long enough run shows the growth that lasts.
     result["db_growth_mb_per_hour_second_half"] = compare(middle, after)["db_growth_mb_per_hour"]
@@ -232,13 +254,18 @@ def naive(servers: Servers, *, keys_file: Path, database: Path, duration: float)
 async def bot_phases(
     servers: Servers, process: ServerProcess, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
-    bot = await Bot.open(servers, database=tmp / "bot.db", interval=args.interval)
+    bot = await Bot.open(
+        servers, database=tmp / "bot.db", interval=args.interval, cheap_path=args.cheap_path
+    )
     try:
         await bot.store.run(
             lambda store: subscribe_all(
                 store, servers.keys, interval=args.interval, rng=random.Random(1)
             )
         )
+        args.loop_used = type(asyncio.get_running_loop()).__module__  # uvloop may be missing
+        if args.gc_freeze:  # as bot.app.service.serve does once the service has started
+            gc.freeze()
         args.keys = servers.keys
         result = {"steady": await steady(bot, process, args)}
         result["saturated"] = await saturated(bot, process, args)
@@ -277,6 +304,9 @@ def build_result(
         "duration": args.duration,
         "concurrency": args.concurrency,
         "sim_tick_seconds": args.tick,
+        "loop": args.loop_used,
+        "gc_freeze": args.gc_freeze,
+        "cheap_path": args.cheap_path,
         "ideal_polls_per_s": round(args.jobs / args.interval, 1),
         **phases,
         "ratios": ratios,
@@ -295,6 +325,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--references", type=float, default=10.0, help="seconds of saturated/ceiling/naive (10)"
     )
     parser.add_argument("--tick", type=float, default=10.0, help="simulated seconds a change")
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (uvloop)"
+    )
+    parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
+    parser.add_argument("--no-cheap-path", dest="cheap_path", action="store_false")
     args = parser.parse_args(argv)
     args.concurrency = 50  # Settings.poll_concurrency and mathfi_max_concurrency defaults
     return args
@@ -307,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = ServerOptions(jobs=args.jobs, tick_seconds=args.tick)
     process = ServerProcess(options)
     with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp, process as servers:
-        phases = asyncio.run(bot_phases(servers, process, args, Path(tmp)))
+        with asyncio.Runner(loop_factory=loop_factory(args.loop == "uvloop")) as runner:
+            phases = runner.run(bot_phases(servers, process, args, Path(tmp)))
         keys_file = Path(tmp) / "keys.txt"
         keys_file.write_text("\n".join(servers.keys))
         phases["naive"] = naive(

@@ -18,6 +18,7 @@ Output: JSON lines, one per job (`"record": "job"`) then one summary.
 
     python -m bench.signal                   # about a minute at the default speed
     python -m bench.signal --speed 600 --algorithms 6 --interval 0.2
+    python -m bench.signal --broadcast failures   # the quiet setting of issue #14
 """
 
 from __future__ import annotations
@@ -269,6 +270,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[Lifecycle]:
         async with aiohttp.ClientSession() as session:
             for life in lifecycles:
                 text = f"subscribe {life.job} --min-improvement 0.01 --mention {ONCALL}"
+                if args.broadcast:
+                    text += f" --broadcast {args.broadcast}"
                 fields = {
                     "command": "/mathfi",
                     "text": text,
@@ -327,6 +330,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--algorithms", type=int, default=120, help="the big job's (120)")
     parser.add_argument(
         "--fates", type=lambda s: s.split(","), default=list(FATES), help="forced fates"
+    )
+    parser.add_argument(
+        "--broadcast",
+        choices=("final", "failures", "none"),
+        default=None,
+        help="the subscriptions' --broadcast (default: not given, i.e. final)",
     )
     parser.add_argument("--max-seconds", type=float, default=300.0, help="give up after (300)")
     return parser.parse_args(argv)

@@ -14,7 +14,7 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.app.startup import InstanceLocked
@@ -55,17 +55,34 @@ def _optional(module: str) -> Any:
         ) from err
 
 
+def loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when `use_uvloop` (UVLOOP) and uvloop is installed, which its
+    package only is on CPython outside Windows; None: asyncio's standard loop."""
+    if not use_uvloop or sys.implementation.name != "cpython" or sys.platform == "win32":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=_secrets(settings))
     from bot.app.service import serve
 
     async def main() -> None:
+        loop = type(asyncio.get_running_loop())
+        log.info("event loop: %s.%s", loop.__module__, loop.__qualname__)
         stop = asyncio.Event()
         _install_stop(stop)
         await serve(settings, stop=stop)
 
-    asyncio.run(main())
+    # asyncio.Runner: Python 3.11's asyncio.run takes no loop_factory (3.12's does).
+    with asyncio.Runner(loop_factory=loop_factory(settings.uvloop)) as runner:
+        runner.run(main())
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Settings: one frozen object read from the environment and `.env`, loaded once in __main__."""
+"""Settings: one frozen object read from the environment and `.env`, loaded once in __main__.
+
+(Over 300 lines, kept whole: it is the one table of every variable, each with its default,
+bounds and description, which tests/test_docs.py checks against .env.example and the README.)
+"""
 
 from __future__ import annotations
 
@@ -173,6 +177,11 @@ class Settings(BaseSettings):
         description="A job MathFi keeps failing for (3 failed polls at least) is reported "
         "unreachable in its channels after this many seconds",
     )
+    uvloop: bool = Field(
+        True,
+        description="Run the service on uvloop where it is installed (Linux, CPython); false, or "
+        "uvloop missing: the standard asyncio loop",
+    )
     # --- forecast: MathFi's stop rules (REFERENCE.md 5.5) and the warning pace ---
     mathfi_stall_window: float = Field(
         300.0,
@@ -208,6 +217,15 @@ class Settings(BaseSettings):
         description="Who may start, cancel, retrain: `everyone` (full members, not guests), "
         "`off`, or a comma list of U… user and S… user-group IDs",
     )
+
+    # --- on-call (issue 17): an unacknowledged alert is paged again ---
+    oncall_repage: float = Field(
+        900.0,
+        ge=0,
+        description="Seconds before an unacknowledged FAILED/TIMED_OUT/NOT_COMPLETED alert "
+        "mentions its handle again in the thread (0: never)",
+    )
+    oncall_repage_max: int = Field(3, ge=0, description="Most re-pages of one unacknowledged alert")
 
     @field_validator("actions")
     @classmethod

@@ -72,10 +72,21 @@ class Metrics:
             "Size of the SQLite database (page_count * page_size, free pages included)",
             registry=r,
         )
+        self.unacknowledged_alerts = Gauge(
+            "mathfi_unacknowledged_alerts",
+            "On-call alerts nobody has acknowledged (their subscription still live)",
+            registry=r,
+        )
         self.commands = Counter(
             "mathfi_commands",
             "Slash commands, by name and outcome",
             ["command", "outcome"],
+            registry=r,
+        )
+        self.actions = Counter(
+            "mathfi_actions",
+            "Starts, cancels and retrains asked from Slack, by action and outcome",
+            ["action", "outcome"],
             registry=r,
         )
 

@@ -2,13 +2,22 @@
 
 The MathFi simulator and the local Slack sink run beside the real service; three trainings
 with different fates are started on the simulator and `#demo` subscribes to each through
-the real signed slash-command path. The terminal shows the channel as Slack would.
+the real signed slash-command path; a fourth is cancelled from its card's Cancel button
+(the real signed click); alice also follows the first one personally (`--dm`: its card
+and status changes go to her DM with the bot). The terminal shows the channel (and, at
+the end, alice's DM) as Slack would. At the end, Alice acknowledges the FAILED job's
+on-call alert with its button (signed, as Slack sends a click): the thread says so and the
+alert shows who and when.
+
+A little over 300 lines: the demo's one class holds the start, the subscriptions, the
+cancel, the acknowledgement and the views, which share its servers and state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import signal
 import tempfile
@@ -30,16 +39,20 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app.service import Service
 from bot.config import Settings
 from bot.engine.poller import PollerConfig
+from bot.slack.actions_render import ACTION_CANCEL_JOB
+from bot.slack.oncall_render import ACTION_ACK
 from bot.slack.sender import SenderConfig
 from demo.view import render_channel
 from simulator.mathfi import Simulator
 from simulator.mathfi import start_in_background as start_simulator
 from simulator.slack import SlackSink
 from simulator.slack import start_in_background as start_sink
+from simulator.slack_directory import SinkUser
 from store import JobRecord, Store
 
 CHANNEL = "C0DEMO"
 CHANNEL_NAME = "demo"
+ALICE_DM = "D0ALICE"  # the local Slack's IM of alice (U0ALICE) with the bot
 FATES = ("COMPLETED", "NOT_COMPLETED", "FAILED", "TIMED_OUT")
 ONCALL = "<!subteam^S0ONCALL|@ml-oncall>"
 
@@ -47,7 +60,8 @@ ONCALL = "<!subteam^S0ONCALL|@ml-oncall>"
 async def signed_command(
     session: aiohttp.ClientSession, url: str, *, secret: str, fields: dict[str, str]
 ) -> dict[str, Any]:
-    """POST a slash command exactly as Slack does: form-encoded, signed, timestamped."""
+    """POST a slash command (or, with a `payload` field, a click) exactly as Slack does:
+    form-encoded, signed, timestamped."""
     body = urlencode(fields)
     timestamp = str(int(time.time()))
     signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
@@ -82,10 +96,12 @@ class Demo:
         self.speed, self.jobs, self.seed, self.console = speed, jobs, seed, console
         self.sim = Simulator(speed=speed, seed=seed)
         self.sink = SlackSink(token="xoxb-demo-" + secrets.token_hex(8), team_id="T0DEMO")
+        self.sink.add_user(SinkUser("U0ALICE", name="alice"))  # a full member: she may act
         self.secret = secrets.token_hex(16)
         self.keys: list[str] = []
         self.records: dict[str, JobRecord | None] = {}
         self.fates: dict[str, str] = {}
+        self.dataset = ""
         self.started = time.monotonic()
         self._runners: list[web.AppRunner] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="mathfi-demo-")
@@ -122,35 +138,110 @@ class Demo:
         self.events_url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
 
     async def subscribe_all(self) -> list[str]:
-        dataset = self.sim.create_dataset("churn-demo", ready=True)
+        self.dataset = self.sim.create_dataset("churn-demo", ready=True)
         answers = []
         async with aiohttp.ClientSession() as session:
             for i in range(self.jobs):
                 fate = FATES[i % len(FATES)]
-                key = self.sim.start_training(dataset, performance_threshold=0.85, fate=fate)
-                self.keys.append(key)
+                key = self.sim.start_training(self.dataset, performance_threshold=0.85, fate=fate)
                 self.fates[key] = fate
-                text = f"subscribe {key} --min-improvement 0.01 --mention {ONCALL}"
-                answer = await signed_command(
-                    session,
-                    self.events_url,
-                    secret=self.secret,
-                    fields={
-                        "command": "/mathfi",
-                        "text": text,
-                        "team_id": self.sink.team_id,
-                        "team_domain": "demo",
-                        "channel_id": CHANNEL,
-                        "channel_name": CHANNEL_NAME,
-                        "user_id": "U0ALICE",
-                        "user_name": "alice",
-                        "response_url": self.sink.new_response_url(),
-                        "trigger_id": "1.2.3",
-                        "api_app_id": "A0DEMO",
-                    },
-                )
-                answers.append(f"/mathfi {text} → HTTP {answer['status']}")
+                answers.append(await self._subscribe(session, key))
+                if i == 0:  # one personal subscription: alice follows it in her DM
+                    answers.append(await self._subscribe(session, key, f"subscribe {key} --dm"))
         return answers
+
+    async def _subscribe(
+        self, session: aiohttp.ClientSession, key: str, text: str | None = None
+    ) -> str:
+        if key not in self.keys:
+            self.keys.append(key)
+        text = text or f"subscribe {key} --min-improvement 0.01 --mention {ONCALL}"
+        answer = await signed_command(
+            session,
+            self.events_url,
+            secret=self.secret,
+            fields={
+                "command": "/mathfi",
+                "text": text,
+                "team_id": self.sink.team_id,
+                "team_domain": "demo",
+                "channel_id": CHANNEL,
+                "channel_name": CHANNEL_NAME,
+                "user_id": "U0ALICE",
+                "user_name": "alice",
+                "response_url": self.sink.new_response_url(),
+                "trigger_id": "1.2.3",
+                "api_app_id": "A0DEMO",
+            },
+        )
+        return f"/mathfi {text} → HTTP {answer['status']}"
+
+    async def _card_posted(self, key: str) -> bool:
+        assert self.service is not None
+        card = await self.service.store.get_card(channel_id=CHANNEL, job_key=key)
+        return card is not None and card.ts is not None
+
+    async def cancel_one(self) -> list[str]:
+        """A fourth training, watched, then cancelled by alice from its card's Cancel
+        button: the click Slack would send once she confirmed its dialog."""
+        assert self.service is not None
+        # TIMED_OUT: the longest fate, so the job is still running when alice clicks
+        key = self.sim.start_training(self.dataset, performance_threshold=0.85, fate="TIMED_OUT")
+        self.fates[key] = "cancelled"
+        async with aiohttp.ClientSession() as session:
+            lines = [await self._subscribe(session, key)]
+            deadline = time.monotonic() + 10.0
+            while not await self._card_posted(key):
+                if time.monotonic() > deadline:
+                    return [*lines, "the card of the job to cancel did not appear"]
+                await asyncio.sleep(0.05)
+            click = {
+                "type": "block_actions",
+                "team": {"id": self.sink.team_id, "domain": "demo"},
+                "user": {"id": "U0ALICE", "team_id": self.sink.team_id},
+                "api_app_id": "A0DEMO",
+                "channel": {"id": CHANNEL, "name": CHANNEL_NAME},
+                "trigger_id": "4.5.6",
+                "response_url": self.sink.new_response_url(),
+                "actions": [{"action_id": ACTION_CANCEL_JOB, "value": key, "type": "button"}],
+            }
+            answer = await signed_command(
+                session, self.events_url, secret=self.secret, fields={"payload": json.dumps(click)}
+            )
+        return [*lines, f"[Cancel training] on {key} by alice → HTTP {answer['status']}"]
+
+    async def acknowledge_failure(self) -> str:
+        """Alice clicks Acknowledge on the FAILED job's alert (a signed `block_actions`
+        request); what the thread then says."""
+        service = self.service
+        assert service is not None
+        failed = [key for key, fate in self.fates.items() if fate == "FAILED"]
+        alerts = [a for a in await service.store.open_alerts() if a.job_key in failed]
+        if not alerts:
+            return "No FAILED alert to acknowledge."
+        self.sink.add_user(SinkUser("U0ALICE", "member", name="alice"))
+        click = {
+            "type": "block_actions",
+            "team": {"id": self.sink.team_id, "domain": "demo"},
+            "user": {"id": "U0ALICE", "team_id": self.sink.team_id},
+            "channel": {"id": CHANNEL, "name": CHANNEL_NAME},
+            "response_url": self.sink.new_response_url(),
+            "actions": [
+                {"action_id": ACTION_ACK, "value": str(alerts[0].outbox_id), "type": "button"}
+            ],
+        }
+        async with aiohttp.ClientSession() as session:
+            await signed_command(
+                session, self.events_url, secret=self.secret, fields={"payload": json.dumps(click)}
+            )
+        for _ in range(40):  # the sender posts the line, then edits the alert
+            lines = [
+                m.text for m in self.sink.channels.get(CHANNEL, []) if "Acknowledged by" in m.text
+            ]
+            if lines:
+                return f"{alerts[0].job_key} (FAILED): {lines[0]}"
+            await asyncio.sleep(0.25)
+        return "The acknowledgement was not posted in time."
 
     async def finished(self) -> bool:
         """Every job terminal and everything sent; also refreshes `records` (the jobs as
@@ -188,7 +279,8 @@ class Demo:
         if compact:
             channel = render_channel(CHANNEL_NAME, messages, max_replies=3, max_lines=2)
         else:
-            channel = render_channel(CHANNEL_NAME, messages)
+            dm = render_channel("alice's DM", self.sink.channels.get(ALICE_DM, []))
+            return Group(render_channel(CHANNEL_NAME, messages), dm, self.status_line())
         return Group(channel, self.status_line())
 
     def summary(self) -> Table:
@@ -213,6 +305,7 @@ class Demo:
             f"{len(messages)} messages posted in #{CHANNEL_NAME} "
             f"({kinds['card']} cards, {kinds['reply']} thread replies), "
             f"{sum(m.edits for m in messages)} card edits, "
+            f"{len(self.sink.channels.get(ALICE_DM, []))} in alice's DM, "
             f"{time.monotonic() - self.started:.1f} s"
         )
         return table
@@ -248,7 +341,7 @@ async def run_demo(
             highlight=False,
         )
         await demo.start()
-        for line in await demo.subscribe_all():
+        for line in [*await demo.subscribe_all(), *await demo.cancel_one()]:
             console.print(Text(line, style="dim"))
         live_ok = console.is_terminal and not plain
         deadline = time.monotonic() + max_seconds
@@ -276,6 +369,8 @@ async def run_demo(
             console.print(demo.view())
         await demo.finished()  # the jobs as they ended
         console.print(demo.summary())
+        if finished:
+            console.print(Text(await demo.acknowledge_failure(), style="bold"))
         if interrupted:
             console.print("Stopped by Ctrl-C.")
         elif not finished:

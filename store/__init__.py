@@ -6,13 +6,19 @@ methods, run on the store's own thread and awaited from the event loop).
 
 from store.async_store import AsyncStore
 from store.db import Store
+from store.personal import HomeItem, HomeView
 from store.records import (
+    AckOutcome,
     ActionRecord,
+    Alert,
     AuditRow,
     Card,
     DatabaseSize,
+    DigestJob,
+    DigestSetting,
     HistoryPoint,
     JobRecord,
+    NewAlert,
     NewOutboxRow,
     OutboxRow,
     Pruned,
@@ -25,13 +31,20 @@ from store.records import (
 )
 
 __all__ = [
+    "AckOutcome",
     "ActionRecord",
+    "Alert",
     "AsyncStore",
     "AuditRow",
     "Card",
     "DatabaseSize",
+    "DigestJob",
+    "DigestSetting",
     "HistoryPoint",
+    "HomeItem",
+    "HomeView",
     "JobRecord",
+    "NewAlert",
     "NewOutboxRow",
     "OutboxRow",
     "Pruned",

@@ -129,6 +129,17 @@ class ActionStore(StoreConnection):
         with self._read() as conn:
             return _by_id(conn, action_id)
 
+    def job_origin(self, job_key: str) -> ActionRecord | None:
+        """The start or retrain from Slack that created `job_key` (done), if there was one:
+        the job's card says who started it and which job it retrains."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM actions WHERE result_job_key = ? "
+                "AND kind IN ('start', 'retrain') AND state = 'done' ORDER BY id LIMIT 1",
+                (job_key,),
+            ).fetchone()
+        return None if row is None else ActionRecord.from_row(row)
+
     def recent_actions(
         self,
         *,

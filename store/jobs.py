@@ -7,21 +7,24 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from store.alerts import insert_alerts
 from store.connection import StoreConnection
 from store.outbox import insert_outbox
-from store.records import HistoryPoint, JobRecord, NewOutboxRow
+from store.personal import touch_homes_of_job
+from store.records import HistoryPoint, JobRecord, NewAlert, NewOutboxRow
 
 _UPSERT_JOB = (
     "INSERT INTO jobs (job_key, snapshot_json, snapshot_hash, status, best_performance, "
     "best_algorithm, next_poll_at, unreachable, terminal, version, updated_at, "
-    "last_improvement_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
+    "last_improvement_at, forecast_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) "
     "ON CONFLICT (job_key) DO UPDATE SET snapshot_json = excluded.snapshot_json, "
     "snapshot_hash = excluded.snapshot_hash, status = excluded.status, "
     "best_performance = excluded.best_performance, best_algorithm = excluded.best_algorithm, "
     "next_poll_at = excluded.next_poll_at, unreachable = excluded.unreachable, "
     "terminal = excluded.terminal, consecutive_errors = 0, version = version + 1, "
     "updated_at = excluded.updated_at, "
-    "last_improvement_at = coalesce(excluded.last_improvement_at, last_improvement_at) "
+    "last_improvement_at = coalesce(excluded.last_improvement_at, last_improvement_at), "
+    "forecast_json = coalesce(excluded.forecast_json, forecast_json) "
     "RETURNING version"
 )
 _INSERT_HISTORY = (
@@ -56,6 +59,8 @@ class PollRecord:
     last_best: Mapping[int, float]
     improved: bool
     unreachable: bool = False
+    forecast_json: str | None = None  # the job's forecast state; None keeps the stored one
+    alerts: Sequence[NewAlert] = ()  # on-call alerts opened with their outbox rows
 
 
 class JobStore(StoreConnection):
@@ -107,6 +112,7 @@ class JobStore(StoreConnection):
         last_best: Mapping[int, float],
         improved: bool,
         unreachable: bool = False,
+        forecast_json: str | None = None,
         now: float | None = None,
     ) -> int:
         """Store one changed poll in ONE transaction; returns the job's new version.
@@ -130,6 +136,7 @@ class JobStore(StoreConnection):
             last_best=last_best,
             improved=improved,
             unreachable=unreachable,
+            forecast_json=forecast_json,
         )
         return self.record_polls([poll], now=now)[0]
 
@@ -160,6 +167,7 @@ class JobStore(StoreConnection):
                 int(poll.terminal),
                 at,
                 at if poll.improved else None,
+                poll.forecast_json,
             ),
         ).fetchall()[0]
         if poll.history:
@@ -170,6 +178,8 @@ class JobStore(StoreConnection):
             if version % PRUNE_EVERY == 0:
                 conn.execute(_PRUNE_HISTORY, (poll.job_key, self._history_keep))
         insert_outbox(conn, poll.outbox, at)
+        if poll.alerts:
+            insert_alerts(conn, poll.alerts)
         if poll.last_best:
             conn.executemany(
                 "UPDATE subscriptions SET last_best = ? WHERE id = ?",
@@ -179,6 +189,7 @@ class JobStore(StoreConnection):
             "UPDATE cards SET dirty = 1, card_version = card_version + 1 WHERE job_key = ?",
             (poll.job_key,),
         )
+        touch_homes_of_job(conn, poll.job_key)
         return int(version)
 
     def record_error(

@@ -1,4 +1,5 @@
-"""Numbered schema migrations.
+"""Numbered schema migrations. (Long by nature, kept whole: released migrations are never
+edited or moved, and their order is the file's order.)
 
 Each migration is a function of the sqlite-utils `Database`, listed in `MIGRATIONS` under
 its number. Once a migration has been released it is never edited: a schema change is a
@@ -23,6 +24,7 @@ OUTBOX_STATES = ("pending", "sending", "sent", "dead")
 EVENT_FILTERS = ("all", "status", "failures")
 ACTION_KINDS = ("start", "cancel", "retrain")
 ACTION_STATES = ("requested", "done", "failed", "unknown", "refused")
+BROADCAST_MODES = ("final", "failures", "none")
 
 
 def m001_initial(db: Database) -> None:
@@ -274,7 +276,121 @@ def m005_unwatched_cards(db: Database) -> None:
     db.execute("ALTER TABLE cards ADD COLUMN unwatched_shown INTEGER NOT NULL DEFAULT 0")
 
 
-def m010_outbox_priority(db: Database) -> None:
+def m006_job_forecast(db: Database) -> None:
+    """Each job keeps its forecast state as JSON (the engine's: when it was first seen
+    running, the last forecast the card shows, and the warning gate's memory), so that a
+    restart neither repeats a warning nor forgets the card's forecast."""
+    db.execute("ALTER TABLE jobs ADD COLUMN forecast_json TEXT")
+
+
+def m007_alerts(db: Database) -> None:
+    """On-call alerts (issue #17): one row per bad ending (`status`) told to a channel with
+    a `--mention`, created in the poll's transaction with its outbox row (`outbox_id`, the
+    alert message). `acked_by`/`acked_at`: who acknowledged it; `pages`: re-pages queued so
+    far; `next_page_at`: when the next is due (None: ONCALL_REPAGE after the alert was
+    posted)."""
+    alerts = db.table("alerts").create(
+        {
+            "id": int,
+            "outbox_id": int,
+            "job_key": str,
+            "channel_id": str,
+            "subscription_id": int,
+            "mention": str,
+            "status": str,
+            "raised_at": float,
+            "acked_by": str,
+            "acked_at": float,
+            "pages": int,
+            "next_page_at": float,
+        },
+        pk="id",
+        not_null=["outbox_id", "job_key", "channel_id", "subscription_id", "raised_at", "pages"],
+        defaults={"pages": 0},
+    )
+    alerts.create_index(["outbox_id"], unique=True)
+    alerts.create_index(["channel_id", "acked_at"])
+    db.execute("CREATE INDEX alerts_open ON alerts (raised_at) WHERE acked_at IS NULL")
+
+
+def m008_action_results(db: Database) -> None:
+    """Find the action that started a job (`result_job_key`): each redraw of the job's card
+    asks who started it (`job_origin`), which must not scan every action ever taken."""
+    db.table("actions").create_index(["result_job_key"])
+
+
+def m009_broadcast_and_digests(db: Database) -> None:
+    """Issue #14: each subscription's `--broadcast` (final, failures, none; existing ones
+    keep today's behaviour, final), and each channel's daily digest: its local hour
+    ("HH:MM") and time zone, and the local date of the last digest written (with when),
+    which the digest loop advances in the transaction that queues the digest."""
+    db.execute("ALTER TABLE subscriptions ADD COLUMN broadcast TEXT NOT NULL DEFAULT 'final'")
+    db.table("digests").create(
+        {
+            "channel_id": str,
+            "team_id": str,
+            "daily_at": str,
+            "tz": str,
+            "last_sent_day": str,
+            "last_sent_at": float,
+            "active": int,
+            "updated_by": str,
+            "updated_at": float,
+        },
+        pk="channel_id",
+        not_null=["daily_at", "tz", "active", "updated_at"],
+        defaults={"tz": "UTC", "active": 1},
+    )
+    modes = ", ".join(f"'{mode}'" for mode in BROADCAST_MODES)
+    checks = {
+        "subscriptions_broadcast_check": (
+            "BEFORE INSERT ON subscriptions",
+            f"NEW.broadcast NOT IN ({modes})",
+            "subscription broadcast mode is unknown",
+        ),
+        "subscriptions_broadcast_update_check": (
+            "BEFORE UPDATE OF broadcast ON subscriptions",
+            f"NEW.broadcast NOT IN ({modes})",
+            "subscription broadcast mode is unknown",
+        ),
+    }
+    for name, (when, condition, message) in checks.items():
+        db.execute(
+            f"CREATE TRIGGER {name} {when} WHEN {condition} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )
+
+
+def m010_personal(db: Database) -> None:
+    """Issue #15 (numbered 10: 8 went to the action results on main): personal
+    subscriptions and the App Home. A personal subscription is one more subscription whose
+    channel is its owner's DM with the bot (`owner_user_id` set, NULL for a channel's);
+    `home_views` holds, for each person who opened the Home tab,
+    whether the view is stale (`dirty`, `version` grows with each change) and when it was
+    last published (re-published at most once a minute)."""
+    db.execute("ALTER TABLE subscriptions ADD COLUMN owner_user_id TEXT")
+    db.execute(
+        "CREATE INDEX subscriptions_owner ON subscriptions (owner_user_id) "
+        "WHERE owner_user_id IS NOT NULL"
+    )
+    db.execute("CREATE INDEX subscriptions_created_by ON subscriptions (created_by)")
+    db.table("home_views").create(
+        {
+            "user_id": str,
+            "team_id": str,
+            "dirty": int,
+            "version": int,
+            "opened_at": float,
+            "published_at": float,
+        },
+        pk="user_id",
+        not_null=["dirty", "version", "opened_at"],
+        defaults={"dirty": 1, "version": 0},
+    )
+    db.execute("CREATE INDEX home_views_dirty ON home_views (dirty) WHERE dirty = 1")
+
+
+def m011_outbox_priority(db: Database) -> None:
     """How urgent a queued row is, and which row carried it.
 
     `priority`: 0 an alert, 1 normal, 2 progress (`bot.core.priority`); a channel's queued
@@ -294,7 +410,12 @@ MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (3, m003_actions),
     (4, m004_outbox_call_started),
     (5, m005_unwatched_cards),
-    (10, m010_outbox_priority),
+    (6, m006_job_forecast),
+    (7, m007_alerts),
+    (8, m008_action_results),
+    (9, m009_broadcast_and_digests),
+    (10, m010_personal),
+    (11, m011_outbox_priority),
 )
 
 

@@ -41,23 +41,30 @@ class OutboxStore(StoreConnection):
             return insert_outbox(conn, rows, at)
 
     def due_outbox(self, *, now: float | None = None, limit: int = 100) -> list[OutboxRow]:
-        """Each channel's next row, when it is due: the lowest priority, then the oldest, of
-        its pending rows not carried by another; alerts first, then by id.
+        """Each channel's next row, when it is due; channels with an alert first, then by id.
 
+        A channel's most urgent pending row (the lowest priority, then the oldest; rows
+        carried by another left out) goes first, but after any earlier row of the same job
+        that is not progress: a job's card and its status changes keep their order, only
+        its queued progress is overtaken (and carried by a final reply, `claim_carried`).
         A channel with a row being sent yields nothing, nor one whose next row waits on a
         retry, so per-channel order (within a priority) holds.
         """
-        columns = ", ".join(f"o.{name.strip()}" for name in _OUTBOX.split(","))
+        columns = ", ".join(f"r.{name.strip()}" for name in _OUTBOX.split(","))
+        queued = "q.state = 'pending' AND q.carried_by IS NULL AND q.channel_id = c.channel_id"
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {columns} FROM outbox o WHERE o.state = 'pending' "
-                "AND o.next_attempt_at <= ? AND o.id = (SELECT p.id FROM outbox p "
+                "WITH c AS (SELECT o.id, o.channel_id, o.job_key, o.priority FROM outbox o "
+                "WHERE o.state = 'pending' AND o.id = (SELECT p.id FROM outbox p "
                 "WHERE p.state = 'pending' AND p.channel_id = o.channel_id "
                 "AND p.carried_by IS NULL ORDER BY p.priority, p.id LIMIT 1) "
                 "AND NOT EXISTS (SELECT 1 FROM outbox s WHERE s.state = 'sending' "
-                "AND s.channel_id = o.channel_id) "
-                "ORDER BY o.priority, o.id LIMIT ?",
-                (self._now(now), limit),
+                "AND s.channel_id = o.channel_id)) "
+                f"SELECT {columns} FROM c JOIN outbox r ON r.id = (SELECT min(q.id) "
+                f"FROM outbox q WHERE {queued} AND q.job_key = c.job_key AND q.id <= c.id "
+                "AND (q.id = c.id OR q.priority <> ?)) "
+                "WHERE r.next_attempt_at <= ? ORDER BY c.priority, c.id LIMIT ?",
+                (PROGRESS, self._now(now), limit),
             ).fetchall()
         return [OutboxRow.from_row(row) for row in rows]
 

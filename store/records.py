@@ -2,6 +2,8 @@
 
 Each record that is read from a table has a `COLUMNS` string (the SELECT list, in field
 order) and a `from_row` that turns one tuple of that SELECT into the record.
+
+(Over 300 lines, kept whole: one flat list of the records every part of the store shares.)
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ class Subscription:
     active: bool
     disabled_reason: str | None
     last_best: float | None
+    broadcast: str = "final"  # `--broadcast`: final, failures or none (migration 9)
 
     COLUMNS: ClassVar[str] = (
         "id, team_id, channel_id, job_key, created_by, created_at, min_improvement, mention, "
-        "events, muted_until, active, disabled_reason, last_best"
+        "events, muted_until, active, disabled_reason, last_best, broadcast"
     )
 
     @classmethod
@@ -64,6 +67,44 @@ class Subscription:
     def delivering(self) -> bool:
         """Active and not disabled by a permanent Slack error."""
         return self.active and self.disabled_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSetting:
+    """A channel's daily digest (migration 9): posted once a local day (`day` in `tz`)
+    when the local time passes `daily_at` ("HH:MM"). `last_sent_day` is the local date
+    (ISO) of the last digest, or of the day it was turned on past its hour; `last_sent_at`
+    when the last one was written (None: never)."""
+
+    channel_id: str
+    team_id: str | None
+    daily_at: str
+    tz: str
+    last_sent_day: str | None
+    last_sent_at: float | None
+    active: bool
+    updated_by: str | None
+    updated_at: float
+
+    COLUMNS: ClassVar[str] = (
+        "channel_id, team_id, daily_at, tz, last_sent_day, last_sent_at, active, updated_by, "
+        "updated_at"
+    )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> DigestSetting:
+        values = list(row)
+        values[6] = bool(values[6])
+        return cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestJob:
+    """A job one channel's digest may tell of: its stored record and when the channel
+    started watching it."""
+
+    job: JobRecord
+    watched_since: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +133,12 @@ class JobRecord:
     version: int
     updated_at: float
     last_improvement_at: float | None
+    forecast_json: str | None = None  # the engine's forecast state (bot.core.forecast_state)
 
     COLUMNS: ClassVar[str] = (
         "job_key, snapshot_json, snapshot_hash, status, best_performance, best_algorithm, "
         "next_poll_at, consecutive_errors, unreachable, terminal, version, updated_at, "
-        "last_improvement_at"
+        "last_improvement_at, forecast_json"
     )
 
     @classmethod
@@ -246,3 +288,52 @@ class ActionRecord:
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ActionRecord:
         return cls(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An on-call alert to open with the outbox row that carries it (`outbox_key`, that
+    row's dedupe key), in the same transaction (store/alerts.py)."""
+
+    outbox_key: str
+    job_key: str
+    channel_id: str
+    subscription_id: int
+    mention: str
+    status: str
+    raised_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One on-call alert (migration 7); `ts`: the alert message's Slack ts, once posted
+    (from its outbox row; None before, or once retention deleted the row)."""
+
+    id: int
+    outbox_id: int
+    job_key: str
+    channel_id: str
+    subscription_id: int
+    mention: str | None
+    status: str | None
+    raised_at: float
+    acked_by: str | None
+    acked_at: float | None
+    pages: int
+    next_page_at: float | None
+    ts: str | None
+
+    COLUMNS: ClassVar[str] = (
+        "a.id, a.outbox_id, a.job_key, a.channel_id, a.subscription_id, a.mention, a.status, "
+        "a.raised_at, a.acked_by, a.acked_at, a.pages, a.next_page_at, o.slack_ts"
+    )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Alert:
+        return cls(*row)
+
+
+# What `Store.acknowledge_alert` found: the alert is now acknowledged by the caller, was
+# already acknowledged (by `Alert.acked_by`), its subscription was stopped (nobody is paged
+# for it any more), or there is no such alert.
+AckOutcome = Literal["acked", "already", "ended", "missing"]

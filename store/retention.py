@@ -38,8 +38,10 @@ _UNWATCHED_JOBS = (
     "AND j.updated_at < :cutoff AND NOT EXISTS (SELECT 1 FROM outbox o "
     "WHERE o.job_key = j.job_key AND o.state IN ('pending', 'sending')) LIMIT :limit"
 )
-# Children first: history, cards and subscriptions refer to the job (foreign keys).
+# Children first: history, cards and subscriptions refer to the job (foreign keys); the
+# job's on-call alerts go with it (they refer to its subscriptions and outbox rows).
 _FORGET_JOB = (
+    "DELETE FROM alerts WHERE job_key = ?",
     "DELETE FROM performance_history WHERE job_key = ?",
     "DELETE FROM cards WHERE job_key = ?",
     "DELETE FROM subscriptions WHERE job_key = ?",

@@ -11,6 +11,7 @@ import sqlite3
 from store.cards import rewatch_card, unwatch_cards
 from store.connection import StoreConnection
 from store.outbox import insert_outbox
+from store.personal import set_owner, subscriptions_changed
 from store.records import (
     AuditRow,
     NewOutboxRow,
@@ -24,6 +25,7 @@ _SUB = Subscription.COLUMNS
 # What a new subscription gets for an option not given (the schema's defaults too).
 DEFAULT_MIN_IMPROVEMENT = 0.005
 DEFAULT_EVENTS = "all"
+DEFAULT_BROADCAST = "final"
 
 _UPSERT_BASELINE = (
     "INSERT INTO jobs (job_key, snapshot_json, snapshot_hash, status, "
@@ -38,11 +40,12 @@ _UPSERT_BASELINE = (
 )
 _UPSERT_SUBSCRIPTION = (
     "INSERT INTO subscriptions (team_id, channel_id, job_key, created_by, created_at, "
-    "min_improvement, mention, events, active, last_best) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
+    "min_improvement, mention, events, broadcast, active, last_best) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
     "ON CONFLICT (channel_id, job_key) DO UPDATE SET team_id = excluded.team_id, "
     "min_improvement = excluded.min_improvement, mention = excluded.mention, "
-    "events = excluded.events, active = 1, disabled_reason = NULL, "
+    "events = excluded.events, broadcast = excluded.broadcast, active = 1, "
+    "disabled_reason = NULL, "
     "created_by = CASE WHEN ? THEN excluded.created_by ELSE created_by END, "
     "created_at = CASE WHEN ? THEN excluded.created_at ELSE created_at END, "
     "muted_until = CASE WHEN ? THEN NULL ELSE muted_until END, "
@@ -95,6 +98,7 @@ class SubscriptionStore(StoreConnection):
         min_improvement: float | None = None,
         mention: str | None = None,
         events: str | None = None,
+        broadcast: str | None = None,
         snapshot_json: str,
         snapshot_hash: str,
         status: str,
@@ -106,19 +110,22 @@ class SubscriptionStore(StoreConnection):
         channel_limit: int | None = None,
         global_limit: int | None = None,
         audit: AuditRow | None = None,
+        owner_user_id: str | None = None,
         now: float | None = None,
     ) -> tuple[Subscription, bool]:
         """Insert or re-activate the (channel, job) subscription, with the job baseline.
 
         An option left None keeps what an active subscription (disabled or not) has
-        stored; a new or unsubscribed one gets the default (0.005, no mention, "all").
+        stored; a new or unsubscribed one gets the default (0.005, no mention, "all",
+        broadcast "final").
         `created` is True when the subscription is new, was unsubscribed, or was disabled;
         only then is `watch_row` enqueued, the mute lifted and `last_best` set to
         `best_performance`. When the subscription is not active yet, the channel's and the
         store's active subscriptions are counted in the same transaction as the insert: at
         `channel_limit` or `global_limit`, SubscriptionLimitReached and nothing is written.
         `audit` is given the change (before, after) and its row is queued in the same
-        transaction; a card the channel had stopped watching is live again.
+        transaction; a card the channel had stopped watching is live again. `owner_user_id`:
+        the subscription is that person's own (its channel is their DM with the bot).
         """
         at = self._now(now)
         with self._write() as conn:
@@ -127,13 +134,14 @@ class SubscriptionStore(StoreConnection):
             if not active:
                 _check_limits(conn, channel_id, channel_limit, global_limit)
             kept = (
-                (previous.min_improvement, previous.mention, previous.events)
+                (previous.min_improvement, previous.mention, previous.events, previous.broadcast)
                 if previous is not None and active
-                else (DEFAULT_MIN_IMPROVEMENT, None, DEFAULT_EVENTS)
+                else (DEFAULT_MIN_IMPROVEMENT, None, DEFAULT_EVENTS, DEFAULT_BROADCAST)
             )
+            given_options = (min_improvement, mention, events, broadcast)
             options = [
                 given if given is not None else stored
-                for given, stored in zip((min_improvement, mention, events), kept, strict=True)
+                for given, stored in zip(given_options, kept, strict=True)
             ]
             watched_elsewhere = conn.execute(
                 "SELECT 1 FROM subscriptions WHERE job_key = ? "
@@ -168,6 +176,9 @@ class SubscriptionStore(StoreConnection):
             if created:
                 insert_outbox(conn, [watch_row], at)
                 rewatch_card(conn, channel_id=channel_id, job_key=job_key)
+            if owner_user_id is not None:  # a personal subscription (store/personal.py)
+                set_owner(conn, channel_id=channel_id, job_key=job_key, owner_user_id=owner_user_id)
+            subscriptions_changed(conn, channel_id=channel_id, job_keys=[job_key])
             after = _get(conn, channel_id, job_key)
             assert after is not None
             _audit(
@@ -206,6 +217,7 @@ class SubscriptionStore(StoreConnection):
             )
             if stopped:
                 unwatch_cards(conn, channel_id=channel_id, job_keys=[job_key], by=user_id, at=at)
+                subscriptions_changed(conn, channel_id=channel_id, job_keys=[job_key])
                 change = SubscriptionChange(
                     channel_id, job_key, user_id, previous, _get(conn, channel_id, job_key), 1, at
                 )
@@ -243,6 +255,7 @@ class SubscriptionStore(StoreConnection):
             ).rowcount
             if count:
                 unwatch_cards(conn, channel_id=channel_id, job_keys=keys, by=user_id, at=at)
+                subscriptions_changed(conn, channel_id=channel_id, job_keys=keys)
                 change = SubscriptionChange(channel_id, None, user_id, None, None, count, at)
                 _audit(conn, audit, change)
             return int(count)
@@ -257,13 +270,14 @@ class SubscriptionStore(StoreConnection):
                 "WHERE s.channel_id = ? AND s.active = 1 ORDER BY s.created_at, s.id",
                 (channel_id,),
             ).fetchall()
+        width = len(_SUB.split(","))
         return [
             SubscriptionView(
-                subscription=Subscription.from_row(row[:13]),
-                status=row[13],
-                best_performance=row[14],
-                best_algorithm=row[15],
-                unreachable=bool(row[16]),
+                subscription=Subscription.from_row(row[:width]),
+                status=row[width],
+                best_performance=row[width + 1],
+                best_algorithm=row[width + 2],
+                unreachable=bool(row[width + 3]),
             )
             for row in rows
         ]
@@ -311,6 +325,7 @@ class SubscriptionStore(StoreConnection):
                 (until, channel_id, job_key),
             ).rowcount
             if changed:
+                subscriptions_changed(conn, channel_id=channel_id, job_keys=[job_key])
                 change = SubscriptionChange(
                     channel_id, job_key, user_id, previous, _get(conn, channel_id, job_key), 1, at
                 )

@@ -181,6 +181,7 @@ class Env:
         user: str = "U0ALICE",
         command: str = "/mathfi",
         headers: dict[str, str] | None = None,
+        trigger_id: str = "1.2.3",
     ) -> tuple[int, Any, str]:
         """A signed slash command. Returns (HTTP status, ack body, response_url)."""
         response_url = self.sink.new_response_url()
@@ -195,7 +196,7 @@ class Env:
                 "user_id": user,
                 "user_name": "alice",
                 "response_url": response_url,
-                "trigger_id": "1.2.3",
+                "trigger_id": trigger_id,
                 "api_app_id": "A0TEST",
             }
         )
@@ -218,15 +219,26 @@ class Env:
         result: dict[str, Any] = found[0]
         return result
 
-    async def button(self, action_id: str, value: str, *, channel: str = "C0TEST") -> int:
+    async def button(
+        self,
+        action_id: str,
+        value: str,
+        *,
+        channel: str = "C0TEST",
+        user: str = "U0ALICE",
+        trigger_id: str = "1.2.3",
+        response_url: str | None = None,
+    ) -> int:
+        """A signed block_actions click. A real click has its own `trigger_id` (a second
+        click on the same button too); Slack's redelivery of one click repeats it."""
         payload = {
             "type": "block_actions",
             "team": {"id": TEAM, "domain": "demo"},
-            "user": {"id": "U0ALICE", "team_id": TEAM},
+            "user": {"id": user, "team_id": TEAM},
             "api_app_id": "A0TEST",
             "channel": {"id": channel, "name": "test"},
-            "trigger_id": "1.2.3",
-            "response_url": self.sink.new_response_url(),
+            "trigger_id": trigger_id,
+            "response_url": response_url or self.sink.new_response_url(),
             "container": {"type": "message", "message_ts": "1.0", "channel_id": channel},
             "message": {"ts": "1.0", "text": "card"},
             "actions": [

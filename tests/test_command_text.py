@@ -90,8 +90,10 @@ VALID: list[tuple[str, Command]] = [
     # list, status, unmute
     ("list", ListSubs()),
     ("LIST ", ListSubs()),
+    ("list 1", ListSubs(page=1)),
     ("list 2", ListSubs(page=2)),
     ("list 002", ListSubs(page=2)),
+    ("datasets 1", Datasets(page=1)),
     (f"status {KEY}", Status(key=KEY)),
     (f"status\t{UPPER}", Status(key=KEY)),
     (f"unmute {KEY}", Unmute(key=KEY)),
@@ -167,8 +169,19 @@ def test_broadcast_mentions_are_refused_unless_allowed(option: str, normalised: 
 def test_a_broadcast_mention_on_train_is_refused_with_the_train_usage() -> None:
     with pytest.raises(CommandError) as refused:
         parse_command(f"train {KEY} --mention @channel")
-    assert refused.value.message.startswith("`--mention <!channel>` would ping everyone")
+    assert refused.value.message == (
+        "`--mention <!channel>` would ping everyone in the channel, and this bot is set not "
+        "to. Mention a person or a user group instead (ask the bot's operator about "
+        "ALLOW_BROADCAST_MENTIONS)."
+    )
     assert refused.value.usage == TRAIN
+
+
+@pytest.mark.parametrize("name", ["Xtarget", "X", "-Xy"])
+def test_a_smart_dash_option_keeps_every_letter_it_was_typed_with(name: str) -> None:
+    with pytest.raises(CommandError) as refused:
+        parse_command(f"train {KEY} \u2014{name} 0.9")
+    assert refused.value.message.startswith(f"Unknown option `--{name.lstrip('-')}`.")
 
 
 def test_person_and_group_mentions_need_no_permission() -> None:
@@ -192,14 +205,14 @@ INVALID: list[tuple[str, str, str | None]] = [
     (
         "watch it",
         "Unknown command `watch`. Commands: subscribe, unsubscribe, list, status, mute, unmute, "
-        "train, cancel, datasets, help.",
+        "train, cancel, datasets, digest, help.",
         None,
     ),
     (KEY, f"Start with a command, e.g. `subscribe {KEY}` or `status {KEY}`.", None),
     (
         "<!channel>",
         "Unknown command `&lt;!channel&gt;`. Commands: subscribe, unsubscribe, "
-        "list, status, mute, unmute, train, cancel, datasets, help.",
+        "list, status, mute, unmute, train, cancel, datasets, digest, help.",
         None,
     ),
     ("help me", "Unexpected argument `me`.", USAGE["help"]),
@@ -229,7 +242,8 @@ INVALID: list[tuple[str, str, str | None]] = [
     ),
     (
         f"subscribe {KEY} --colour red",
-        "Unknown option `--colour`. Options: --min-improvement, --mention, --events.",
+        "Unknown option `--colour`. Options: --min-improvement, --mention, --events, "
+        "--broadcast, --dm.",
         SUB,
     ),
     (f"subscribe {KEY} --events", "`--events` needs a value.", SUB),
@@ -434,11 +448,12 @@ def test_is_job_key(text: str, expected: bool) -> None:
 def test_usage_covers_every_command_and_help_text_shows_them_escaped() -> None:
     assert list(USAGE) == [
         "subscribe", "unsubscribe", "list", "status", "mute", "unmute",
-        "train", "cancel", "datasets", "help",
+        "train", "cancel", "datasets", "digest", "help",
     ]  # fmt: skip
     assert USAGE["subscribe"] == (
         "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
-        "[--mention <@U…>|<!subteam^…>] [--events all|status|failures]"
+        "[--mention <@U…>|<!subteam^…>] [--events all|status|failures] "
+        "[--broadcast final|failures|none] [--dm]"
     )
     assert help_text("/mathfi") == HELP_TEXT
     for line in USAGE.values():

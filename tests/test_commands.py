@@ -662,3 +662,41 @@ async def test_refresh_on_an_old_card_after_unsubscribe_polls_nothing(env: Env) 
     assert "not watching" in reply["text"]
     await env.cycle(1.0)  # not yet due: only a Refresh would poll it now
     assert env.sim.stats.progress_polls == polls
+
+
+# --------------------------------------------------------------------- status: forecast
+def forecast_line(blocks: list[dict[str, Any]]) -> list[str]:
+    return [
+        b["text"]["text"]
+        for b in blocks
+        if b["type"] == "section"
+        and "text" in b
+        and b["text"]["text"].startswith(("🎯", "⚠️", "🔮"))
+    ]
+
+
+async def test_status_of_an_unwatched_job_says_it_has_no_forecast(env: Env) -> None:
+    key = env.sim.script_job([payload("RUNNING", {"BSEV01": 0.8})])
+    reply = await answer(env, f"status {key}")
+    assert forecast_line(reply["blocks"]) == [
+        "🔮 Not watched: no forecast (it needs the job's history: subscribe to it)"
+    ]
+
+
+async def test_status_of_a_watched_job_shows_the_forecast_of_the_card(env: Env) -> None:
+    # BSEV01 climbs 0.01 every 30 s towards 0.85: on track, about 8 minutes to go
+    steps = [payload("RUNNING", {"BSEV01": 0.60 + i / 100, "BSEV02": 0.5}) for i in range(10)]
+    key = env.sim.script_job(steps)
+    assert (await answer(env, f"subscribe {key}"))["text"]
+    await env.cycle()
+    early = await answer(env, f"status {key}")
+    assert forecast_line(early["blocks"]) == ["🔮 No forecast yet: not enough history"]
+    for _ in range(9):
+        env.sim.advance(key)
+        await env.cycle(30.0)
+    await env.service.sender.tick()  # the card's edit
+    reply = await answer(env, f"status {key}")
+    (line,) = forecast_line(reply["blocks"])
+    assert line.startswith("🎯 ETA ≈ ") and "(`BSEV01`, +0.02/min)" in line
+    (card,) = env.sink.top_level("C0TEST")
+    assert forecast_line(card.blocks) == [line]  # the engine's forecast, recomputed alike

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bot.core.diff import (
     DiffOptions,
+    best_reached,
     diff,
     filter_for_subscription,
     headline_kind,
@@ -540,3 +541,27 @@ def test_filter_properties(events: list[Event], events_filter: str, muted: float
     for event in by_filter["failures"]:
         if event.kind is K.JOB_STATUS:
             assert event.new_status in ALERT_STATUSES
+
+
+@pytest.mark.parametrize(
+    ("algorithms", "achieved", "expected"),
+    [
+        ((), None, None),  # nothing measured yet: no best to advise from
+        ((algo("A", "NOT_COMPLETED", None),), None, None),
+        (
+            (algo("A", "NOT_COMPLETED", 0.70, 0.72, 0.71),),
+            None,
+            0.72,
+        ),  # a recent value beats the latest
+        ((algo("A", "TIMED_OUT", 0.70), algo("B", "NOT_COMPLETED", 0.75)), None, 0.75),
+        ((algo("A", "COMPLETED", 0.80),), 0.86, 0.86),  # MathFi's achieved value counts
+        ((algo("A", "COMPLETED", 0.90),), 0.86, 0.90),
+    ],
+)
+def test_best_reached_is_the_highest_value_any_algorithm_reached(
+    algorithms: tuple[AlgorithmProgress, ...], achieved: float | None, expected: float | None
+) -> None:
+    snapshot = Snapshot(
+        job_key="J", status="NOT_COMPLETED", algorithms=algorithms, achieved_performance=achieved
+    )
+    assert best_reached(snapshot) == expected

@@ -7,7 +7,7 @@ import pytest
 from bot.core.events import Event, EventKind, EventsFilter
 from bot.core.fanout import Recipient, Unreachable, fan_out, watch_started
 from bot.core.models import AlgorithmProgress, Snapshot
-from bot.core.notification import Notification
+from bot.core.notification import Notification, read_notification
 from store.migrations import EVENT_FILTERS as STORE_EVENT_FILTERS
 
 KEY = "job-1"
@@ -234,3 +234,82 @@ def test_the_first_card() -> None:
 def test_the_store_accepts_exactly_the_core_filters() -> None:
     # The store cannot import the core; its CHECK constraint keeps its own list.
     assert set(STORE_EVENT_FILTERS) == {f.value for f in EventsFilter}
+
+
+# --- the forecast's warnings (issue #12): the job's, told through each filter and mute ---
+AT_RISK = Event(
+    kind=K.AT_RISK, job_key=KEY, algorithm="BSIX01", best_projected=0.81,
+    target_performance=0.9, retry_at=0.8,
+)  # fmt: skip
+BACK = Event(kind=K.BACK_ON_TRACK, job_key=KEY, algorithm="BSEV01", target_performance=0.9)
+STALL = Event(
+    kind=K.STALL_WARNING, job_key=KEY, algorithm="BSEV01", seconds_left=170.0,
+    gained=0.004, needed=0.02, window=300.0,
+)  # fmt: skip
+ALL, STATUS, FAILURES = EventsFilter.ALL, EventsFilter.STATUS, EventsFilter.FAILURES
+
+# (warning, filter, muted, what the channel hears of a poll that only brought the warning)
+WARNING_CASES = [
+    (warning, events_filter, muted, [warning.kind] if heard_it else [])
+    for warning in (AT_RISK, BACK, STALL)
+    for events_filter, muted, heard_it in (
+        (ALL, False, True),
+        (FAILURES, False, True),
+        (STATUS, False, False),
+        (ALL, True, False),  # progress, for mute: at_risk, stall, and back_on_track alike
+        (FAILURES, True, False),
+    )
+]
+
+
+@pytest.mark.parametrize(
+    ("warning", "events_filter", "muted", "expected"),
+    WARNING_CASES,
+    ids=[f"{w.kind}-{f}-{'muted' if m else 'open'}" for w, f, m, _ in WARNING_CASES],
+)
+def test_warnings_through_filters_and_mute(
+    warning: Event, events_filter: EventsFilter, muted: bool, expected: list[EventKind]
+) -> None:
+    recipient = sub(1, "C1", events=events_filter, muted_until=MUTED if muted else None)
+    # 0.80 -> 0.802: below --min-improvement, so the poll's own diff says nothing
+    told = fan_out(RUN_80, snap("RUNNING", 0.802), [recipient], NOW, version=9, warnings=[warning])
+    assert heard(told) == ({"C1": expected} if expected else {})
+    for notification in told:
+        assert notification.events == (warning,)  # carried whole, for the thread's line
+        assert notification.headline is warning.kind
+        assert notification.dedupe_key == f"{KEY}:v9:C1"  # the poll's one row: exactly once
+        stored = read_notification(
+            notification.to_json(), channel_id="C1", job_key=KEY, kind="x", dedupe_key="k"
+        )
+        assert stored == notification  # the outbox keeps every field the line needs
+
+
+def test_a_warning_follows_the_diff_and_heads_a_new_best_but_not_a_failure() -> None:
+    subs = [sub(1, "C1"), sub(2, "C2", events=FAILURES)]
+    one, two = fan_out(RUN_80, RUN_90, subs, NOW, version=2, warnings=[AT_RISK])
+    assert [e.kind for e in one.events] == [K.NEW_BEST, K.AT_RISK]
+    assert one.headline is K.AT_RISK
+    assert [e.kind for e in two.events] == [K.AT_RISK]
+    (failed,) = fan_out(RUN_80, FAILED_82, [sub(1, "C1")], NOW, version=3, warnings=[STALL])
+    assert failed.headline is K.JOB_STATUS
+
+
+def test_no_warning_reaches_an_unreachable_poll() -> None:
+    lost = Unreachable(KEY, "HTTP 503")
+    (notification,) = fan_out(RUN_80, lost, [sub(1, "C1")], NOW, version=4, warnings=[AT_RISK])
+    assert [e.kind for e in notification.events] == [K.UNREACHABLE]
+
+
+@pytest.mark.parametrize(
+    ("status", "best", "retry_at"),
+    [("NOT_COMPLETED", 0.768, 0.75), ("TIMED_OUT", 0.85, 0.85), ("FAILED", 0.768, None)],
+)
+def test_a_missed_job_status_carries_the_best_reached_and_the_retry_threshold(
+    status: str, best: float, retry_at: float | None
+) -> None:
+    (told,) = fan_out(
+        RUN_80, snap(status, best, algo_status=status), [sub(1, "C1")], NOW, version=5
+    )
+    (event,) = [e for e in told.events if e.kind is K.JOB_STATUS]
+    assert event.retry_at == retry_at
+    assert event.performance == (best if retry_at is not None else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import pytest
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bot.core.forecast import (
     MIN_POINTS,
+    AlgorithmForecast,
     ForecastRules,
     JobForecast,
     StallWarning,
@@ -86,6 +87,9 @@ def saturating(start: float, height: float, tau: float) -> Curve:
         (0.049, 0.0),
         (0.0, 0.0),
         (1.0, 1.0),
+        # float noise just under a multiple is that multiple (MathFi reports 4 decimals)
+        (0.85 - 1e-8, 0.85),
+        (0.85 - 1e-5, 0.8),
     ],
 )
 def test_retry_threshold_rounds_down_to_a_multiple_of_0_05(best: float, expected: float) -> None:
@@ -185,6 +189,7 @@ def test_a_flat_leader_gets_a_stall_warning_a_climbing_one_does_not() -> None:
         (0.002, 0.01, Verdict.AT_RISK, Verdict.AT_RISK),  # not clear of the target yet
         (0.01, 0.02, Verdict.AT_RISK, Verdict.ON_TRACK),
         (0.0, 0.0, Verdict.NOT_ENOUGH_HISTORY, Verdict.ON_TRACK),
+        (0.005, 0.02, Verdict.AT_RISK, Verdict.AT_RISK),  # exactly exit_margin is not above it
     ],
 )
 def test_verdict_hysteresis_table(
@@ -288,6 +293,55 @@ def test_an_at_risk_warning_names_the_leader_s_imminent_stall() -> None:
     assert sent is not None and sent.stall is not None and sent.stall.algorithm == "A"
 
 
+def test_each_warning_carries_the_job_s_target_and_its_details() -> None:
+    at_risk, state = next_warning(
+        forecast(Verdict.AT_RISK, margin=-0.04), WarningState(), now=0, cooldown=60
+    )
+    assert at_risk is not None
+    assert (at_risk.kind, at_risk.at, at_risk.target, at_risk.algorithm) == (
+        WarningKind.AT_RISK,
+        0,
+        0.8,
+        "A",
+    )
+    assert at_risk.seconds_left is None and at_risk.stall is None
+    back, _ = next_warning(forecast(Verdict.ON_TRACK), state, now=90, cooldown=60)
+    assert back is not None
+    assert (back.kind, back.at, back.target) == (WarningKind.BACK_ON_TRACK, 90, 0.8)
+    stall, _ = next_warning(
+        forecast(Verdict.ON_TRACK, stall="A"), WarningState(), now=5, cooldown=60
+    )
+    assert stall is not None
+    assert (stall.kind, stall.at, stall.target, stall.algorithm, stall.seconds_left) == (
+        WarningKind.STALL,
+        5,
+        0.8,
+        "A",
+        30.0,
+    )
+
+
+def test_an_at_risk_without_a_projection_gives_no_retry_advice() -> None:
+    bare = JobForecast(Verdict.AT_RISK, 0.8)
+    sent, _ = next_warning(bare, WarningState(), now=0, cooldown=60)
+    assert sent is not None and sent.kind is WarningKind.AT_RISK
+    assert (sent.best_projected, sent.retry_at, sent.advice, sent.algorithm) == (
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_job_already_told_at_risk_still_gets_its_leader_s_stall_warning() -> None:
+    at_risk = forecast(Verdict.AT_RISK, margin=-0.04)
+    sent, state = next_warning(at_risk, WarningState(), now=0, cooldown=60)
+    assert sent is not None and sent.kind is WarningKind.AT_RISK
+    stalling = forecast(Verdict.AT_RISK, margin=-0.04, stall="A")
+    sent, _ = next_warning(stalling, state, now=90, cooldown=60)
+    assert sent is not None and (sent.kind, sent.algorithm) == (WarningKind.STALL, "A")
+
+
 @given(
     st.lists(
         st.tuples(
@@ -325,6 +379,7 @@ def test_the_gate_honours_cooldown_and_each_warning_s_once_rules(
         (-0.05, -0.001, Verdict.ON_TRACK),  # the poll before was hopeful
         (-0.05, -math.inf, Verdict.AT_RISK),  # unknown (a bare verdict was passed): one poll
         (0.0, -0.05, Verdict.ON_TRACK),
+        (-0.05, -0.005, Verdict.ON_TRACK),  # exactly -enter_margin is not below it
     ],
 )
 def test_turning_at_risk_needs_two_polls_in_a_row(
@@ -360,3 +415,143 @@ def test_creeping_by_less_than_rise_does_not_restart_the_quiet_clock(creeps: lis
     assert BestCurve([*zip(at, values, strict=True), (at[-1] + 30, 0.6 + RISE)]).last_rise == (
         at[-1] + 30
     )
+
+
+# --------------------------------------------------------------------- edges of forecast_job
+def by_name(got: JobForecast, name: str) -> AlgorithmForecast:
+    (found,) = [a for a in got.algorithms if a.algorithm == name]
+    return found
+
+
+def test_no_forecast_still_carries_the_target() -> None:
+    points = history({"A": line(0.5, 0.03)}, until=600)
+    ended = snapshot(["A"], target=0.6, status="COMPLETED")
+    assert forecast_job(points, ended, now=T0 + 600, rules=RULES).target == 0.6
+    young = forecast_job(points[:2], snapshot(["A"], target=0.6), now=T0 + 600, rules=RULES)
+    assert (young.verdict, young.target) == (Verdict.NOT_ENOUGH_HISTORY, 0.6)
+
+
+def test_four_points_over_the_minimum_history_are_enough() -> None:
+    points = [Point("A", T0 + at, 0.5 + at / 3000) for at in (0.0, 60.0, 120.0, 180.0)]
+    got = forecast_job(points, snapshot(["A"], target=0.6), now=T0 + 180, rules=RULES)
+    assert got.verdict is Verdict.ON_TRACK
+    fewer = forecast_job(points[1:], snapshot(["A"], target=0.6), now=T0 + 240, rules=RULES)
+    assert fewer.verdict is Verdict.NOT_ENOUGH_HISTORY
+
+
+def test_the_budget_counts_from_started_at_else_from_the_first_stored_point() -> None:
+    points = history({"A": line(0.5, 0.03)}, until=600)
+    snap = snapshot(["A"], target=0.99)
+    own = forecast_job(points, snap, now=T0 + 600, rules=RULES)
+    assert own.algorithms[0].stops_in == pytest.approx(RULES.time_budget - 600)
+    pruned = forecast_job(points, snap, now=T0 + 600, rules=RULES, started_at=T0 - 1000)
+    assert pruned.algorithms[0].stops_in == pytest.approx(RULES.time_budget - 1600)
+
+
+def test_a_job_past_its_budget_stops_now_and_keeps_a_reached_target() -> None:
+    points = history({"A": line(0.5, 0.03)}, until=600)
+    got = forecast_job(
+        points, snapshot(["A"], target=0.55), now=T0 + 600, rules=RULES, started_at=T0 - 4000
+    )
+    (alg,) = got.algorithms
+    assert (alg.stops_in, alg.stopped_by) == (0.0, "budget")
+    assert alg.projected == alg.best == pytest.approx(0.56)
+    assert alg.eta == 0.0 and got.eta == 0.0  # already there: the stop does not undo it
+
+
+def test_the_stall_rule_waits_for_one_window_after_the_start() -> None:
+    points = [Point("A", T0 + at, 0.5) for at in (0.0, 60.0, 120.0, 180.0)]
+    got = forecast_job(points, snapshot(["A"], target=0.9), now=T0 + 200, rules=RULES)
+    (alg,) = got.algorithms
+    assert alg.stopped_by == "stall"
+    assert alg.stops_in is not None and alg.stops_in >= RULES.stall_window - 200
+
+
+def test_a_projection_never_passes_a_perfect_score() -> None:
+    got = run({"A": line(0.9, 0.05)}, at=600, target=0.99)
+    assert got.best_projected == 1.0 and got.algorithms[0].projected == 1.0
+
+
+@pytest.mark.parametrize(("at", "spread"), [(300, 1.45), (600, 1.3), (900, 1.3)])
+def test_the_eta_range_widens_while_the_history_is_short(at: int, spread: float) -> None:
+    # hopeful and slow readings: rate x and / (1 + optimism * (2 - min(1, seen / fit_span)))
+    got = run({"A": line(0.5, 0.03)}, at=at, target=0.6 + at / 10_000)
+    assert got.eta is not None and got.eta_low is not None and got.eta_high is not None
+    assert got.eta / got.eta_low == pytest.approx(spread)
+    assert got.eta_high / got.eta == pytest.approx(spread)
+
+
+def test_no_eta_range_when_the_central_reading_does_not_arrive() -> None:
+    got = run({"A": line(0.5, 0.03)}, at=600, target=0.88)  # the hopeful reading would
+    assert got.verdict is Verdict.ON_TRACK and got.eta is None
+    assert (got.eta_low, got.eta_high, got.eta_algorithm) == (None, None, None)
+
+
+def test_a_job_at_risk_stays_at_risk_until_it_clears_the_exit_margin() -> None:
+    curves = {"A": line(0.5, 0.03)}
+    fresh = run(curves, at=600, target=0.9)  # misses centrally by 0.04, the hopeful makes it
+    assert fresh.verdict is Verdict.ON_TRACK
+    assert fresh.margin is not None and fresh.margin < 0
+    for previous in (Verdict.AT_RISK, JobForecast(Verdict.AT_RISK, 0.9, hopeful_margin=-0.1)):
+        assert run(curves, at=600, target=0.9, previous=previous).verdict is Verdict.AT_RISK
+    cleared = run(curves, at=600, target=0.8, previous=Verdict.AT_RISK)
+    assert cleared.verdict is Verdict.ON_TRACK
+
+
+def test_an_algorithm_already_at_the_target_is_the_first_arrival() -> None:
+    curves = {"there": line(0.7, 0.01), "close": line(0.5, 0.1)}
+    best_close = by_name(run(curves, at=600, target=0.99), "close").best
+    target = best_close + 0.0001  # `close` arrives in about a second, `there` is there
+    got = run(curves, at=600, target=target)
+    assert by_name(got, "there").eta == 0.0
+    close_eta = by_name(got, "close").eta
+    assert close_eta is not None and 0.0 < close_eta < 1.0
+    assert (got.eta, got.eta_algorithm) == (0.0, "there")
+
+
+def flat_after_450(t: float) -> float:
+    return 0.5 + 0.04 * min(t, 450) / 300.0
+
+
+def test_a_stall_warning_tells_the_gain_over_the_window_and_the_delta_needed() -> None:
+    got = run({"A": flat_after_450, "B": line(0.45, 0.025)}, at=690, target=0.8)
+    assert got.stall_warning is not None
+    assert got.stall_warning.gain_so_far == pytest.approx(
+        flat_after_450(690) - flat_after_450(390), abs=1e-4
+    )
+    assert got.stall_warning.needed == RULES.stall_delta
+
+
+def test_no_stall_warning_for_a_leader_that_reaches_the_target_before_stalling() -> None:
+    curves = {"A": saturating(0.5, 0.7, 150)}
+    stalling = run(curves, at=600, target=0.99)
+    leader = stalling.algorithms[0]
+    assert stalling.stall_warning is not None and leader.stopped_by == "stall"
+    got = run(curves, at=600, target=leader.best + 0.0005)
+    assert got.algorithms[0].stopped_by == "stall" and got.algorithms[0].eta is not None
+    assert got.stall_warning is None
+
+
+def test_a_budget_stop_is_no_stall_warning() -> None:
+    points = history({"A": line(0.5, 0.05)}, until=600)
+    got = forecast_job(
+        points,
+        snapshot(["A"], target=0.99),
+        now=T0 + 600,
+        rules=RULES,
+        started_at=T0 + 600 - RULES.time_budget + 30,  # 30 s of budget left
+    )
+    (alg,) = got.algorithms
+    assert (alg.stopped_by, alg.stops_in, alg.eta) == ("budget", pytest.approx(30.0), None)
+    assert got.stall_warning is None
+
+
+def test_the_stall_horizon_is_inclusive() -> None:
+    curves = {"A": saturating(0.5, 0.7, 150)}
+    seconds = run(curves, at=600, target=0.99).algorithms[0].stops_in
+    assert seconds is not None and seconds > 0
+    points, snap = history(curves, until=600), snapshot(["A"], target=0.99)
+    for horizon, warned in ((seconds, True), (seconds - 1, False)):
+        rules = replace(RULES, stall_horizon=horizon)
+        got = forecast_job(points, snap, now=T0 + 600, rules=rules, started_at=T0)
+        assert (got.stall_warning is not None) is warned

@@ -68,7 +68,8 @@ async def test_whole_lifecycle_posts_and_edits_in_order(env: Env) -> None:
 async def test_failed_job_mentions_on_call_and_broadcasts(env: Env) -> None:
     failed = [LIFECYCLE[1], {**LIFECYCLE[2], "status": "FAILED"}]
     key = env.sim.script_job(failed, training={"status": "FAILED", "targetPerformance": 0.85})
-    await env.command(f"subscribe {key} --mention <!subteam^S0ONCALL|@oncall>")
+    _, _, url = await env.command(f"subscribe {key} --mention <!subteam^S0ONCALL|@oncall>")
+    await env.reply(url)  # the subscribe is done (its card queued) before the first cycle
     await env.cycle()
     env.sim.advance(key)
     await env.cycle(10.0)

@@ -7,13 +7,15 @@ from typing import Any
 
 import pytest
 
-from bot.core.events import Event, EventKind
+from bot.core.events import ChangeAction, Event, EventKind
 from bot.core.models import AlgorithmProgress, Snapshot
 from bot.core.notification import (
+    EVERY_JOB,
     SCHEMA_VERSION,
     Notification,
     dedupe_key,
     read_notification,
+    subscription_changed,
     watch_dedupe_key,
 )
 
@@ -107,8 +109,8 @@ def test_reads_the_first_card_row_written_by_the_old_subscribe_command() -> None
 @pytest.mark.parametrize(
     ("payload", "kind", "problem"),
     [
-        ("not json", "new_best", "not JSON"),
-        ("[1, 2]", "new_best", "not a JSON object"),
+        ("not json", "new_best", "^outbox payload is not JSON: "),
+        ("[1, 2]", "new_best", "^outbox payload is not a JSON object$"),
         ("{}", "new_best", "no events"),  # only a first card may come without events
         ('{"events": []}', "job_status", "no events"),
         ('{"events": [{"kind": "exploded", "job_key": "j"}]}', "new_best", "kind"),
@@ -144,3 +146,61 @@ def test_dedupe_keys() -> None:
     assert dedupe_key(KEY, "C1", version=5) == f"{KEY}:v5:C1"
     assert dedupe_key(KEY, "C1", version=5, unreachable=True) == f"{KEY}:v5:unreachable:C1"
     assert watch_dedupe_key(KEY, "C1", at=12.5, nonce="ff") == f"{KEY}:watch:C1:12.500000:ff"
+
+
+def test_the_payload_is_compact_sorted_json_without_empty_event_fields() -> None:
+    payload = notification().to_json()
+    data = json.loads(payload)
+    assert payload == json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert data["events"] == [
+        {"kind": "job_status", "job_key": KEY, "old_status": "RUNNING", "new_status": "FAILED"},
+        {
+            "kind": "new_best",
+            "job_key": KEY,
+            "algorithm": "BSEV01",
+            "performance": 0.8,
+            "previous_performance": 0.7,
+        },
+    ]
+    # The notification's own empty fields are kept: the reader needs them all.
+    sparse = json.loads(notification(snapshot=None, mention=None).to_json())
+    assert (sparse["snapshot"], sparse["mention"]) == (None, None)
+
+
+ALICE = "U0ALICE"
+MUTED = Event(
+    kind=K.SUBSCRIPTION_CHANGED,
+    job_key=KEY,
+    actor=ALICE,
+    action=ChangeAction.MUTED,
+    duration=3600.0,
+)
+
+
+def test_a_subscription_change_is_one_line_for_one_channel() -> None:
+    got = subscription_changed("C1", KEY, MUTED, now=12.5, nonce="ff")
+    assert (got.channel_id, got.job_key, got.subscription_id) == ("C1", KEY, None)
+    assert (got.events, got.headline, got.snapshot, got.mention) == (
+        (MUTED,),
+        K.SUBSCRIPTION_CHANGED,
+        None,
+        None,
+    )
+    assert got.dedupe_key == f"{KEY}:changed:C1:12.500000:ff"
+    every = subscription_changed("C1", EVERY_JOB, MUTED, now=12.5, nonce="ff")
+    assert every.dedupe_key == "*:changed:C1:12.500000:ff"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        MUTED.model_copy(update={"actor": None}),
+        Event(kind=K.NEW_BEST, job_key=KEY, actor=ALICE, performance=0.8),
+        Event(kind=K.JOB_STATUS, job_key=KEY),
+    ],
+    ids=["no actor", "another kind with an actor", "another kind without an actor"],
+)
+def test_a_subscription_change_needs_its_kind_and_an_actor(event: Event) -> None:
+    message = "a subscription change needs a SUBSCRIPTION_CHANGED event with an actor"
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        subscription_changed("C1", KEY, event, now=12.5, nonce="ff")

@@ -79,17 +79,28 @@ def row(key: str, channel: str, priority: Priority, job: str = "J1") -> NewOutbo
 def test_each_channel_yields_its_most_urgent_row_alerts_first(store: Store) -> None:
     store.enqueue(
         [
-            row("a", "C1", Priority.PROGRESS),
-            row("b", "C1", Priority.NORMAL),
-            row("c", "C1", Priority.ALERT),
+            row("a", "C1", Priority.PROGRESS, job="J1"),
+            row("b", "C1", Priority.NORMAL, job="J2"),
+            row("c", "C1", Priority.ALERT, job="J3"),
             row("d", "C2", Priority.PROGRESS),
             row("e", "C3", Priority.ALERT),
             row("f", "C3", Priority.ALERT),
+            # the same job: its card (normal) stays before its alert, its progress does not
+            row("card", "C4", Priority.NORMAL),
+            row("best", "C4", Priority.PROGRESS),
+            row("failed", "C4", Priority.ALERT),
         ],
         now=1000.0,
     )
     due = store.due_outbox(now=1000.0)
-    assert [(r.channel_id, r.dedupe_key) for r in due] == [("C1", "c"), ("C3", "e"), ("C2", "d")]
+    assert [(r.channel_id, r.dedupe_key) for r in due] == [
+        ("C1", "c"),
+        ("C3", "e"),
+        ("C4", "card"),
+        ("C2", "d"),
+    ]
+    store.mark_sent(due[2].id, ts="1.1")
+    assert ("C4", "failed") in [(r.channel_id, r.dedupe_key) for r in store.due_outbox(now=1000.0)]
     # an alert waiting on a retry holds its channel: nothing overtakes it
     store.mark_retry(due[0].id, next_attempt_at=1010.0, error="ratelimited")
     assert "C1" not in {r.channel_id for r in store.due_outbox(now=1001.0)}
@@ -97,7 +108,7 @@ def test_each_channel_yields_its_most_urgent_row_alerts_first(store: Store) -> N
     store.mark_sending(due[1].id)
     assert "C3" not in {r.channel_id for r in store.due_outbox(now=1001.0)}
     counts, oldest = store.queued_by_priority()
-    assert counts == {0: 3, 1: 1, 2: 2} and oldest == 1000.0
+    assert counts == {0: 4, 1: 1, 2: 3} and oldest == 1000.0
 
 
 def test_a_dead_carrier_gives_its_rows_back(store: Store) -> None:

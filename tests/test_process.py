@@ -141,11 +141,18 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[Simulator, SlackSink, Bot
         await sink_runner.cleanup()
 
 
+@pytest.mark.parametrize(
+    ("uvloop", "loop"),
+    [("true", "uvloop.Loop"), ("false", "asyncio.unix_events._UnixSelectorEventLoop")],
+)
 async def test_sigterm_stops_cleanly_within_ten_seconds(
-    world: tuple[Simulator, SlackSink, Bot],
+    world: tuple[Simulator, SlackSink, Bot], uvloop: str, loop: str
 ) -> None:
+    """On either event loop (UVLOOP; uvloop is a locked dependency on Linux)."""
     sim, sink, bot = world
+    bot.env["UVLOOP"] = uvloop
     await bot.start()
+    assert f'"message": "event loop: {loop}"' in bot.log.read_text()
     key = sim.script_job(LIFECYCLE[1:3])
     async with aiohttp.ClientSession() as http:
         assert await bot.command(http, f"subscribe {key}", sink.new_response_url()) == 200

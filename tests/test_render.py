@@ -13,7 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
+from bench.signal import shown_lines
 from bot.core.events import Event, EventKind
+from bot.core.forecast import Verdict
+from bot.core.forecast_state import ForecastSummary
 from bot.core.models import (
     TERMINAL_STATUSES,
     TRAINING_STATUSES,
@@ -23,6 +26,7 @@ from bot.core.models import (
     TrainingProgress,
 )
 from bot.core.sparkline import sparkline
+from bot.slack.card import CARD_ALGORITHMS
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -300,15 +304,55 @@ def test_history_replaces_recent_performances() -> None:
     assert "`█▄▁` `ALG000`" in everything(message)
 
 
-def test_fifty_algorithms_all_fit() -> None:
-    message = render_card(snapshot(algorithms=50), now=NOW)
+@pytest.mark.parametrize("count", [CARD_ALGORITHMS + 1, 120])
+def test_the_card_shows_the_best_few_algorithms_and_counts_the_rest(count: int) -> None:
+    message = render_card(snapshot(algorithms=count), now=NOW)
+    assert_valid(message)
+    body = everything(message)
+    shown = [i for i in range(count) if f"`ALG{i:03d}`" in body]
+    kept = CARD_ALGORITHMS - 1  # and the count: CARD_ALGORITHMS lines in all
+    assert shown == list(range(count - kept, count))  # the highest performers
+    assert f"… and {count - kept} more algorithms" in body
+
+
+@pytest.mark.parametrize(
+    ("status", "extra"),
+    [
+        ("COMPLETED", {"model_key": "m" * 36, "achieved_performance": 0.86,
+                       "training_performance": 0.88, "test_performance": 0.85}),
+        ("FAILED", {}),
+        ("RUNNING", {}),
+    ],
+)  # fmt: skip
+def test_a_card_of_120_algorithms_is_at_most_15_lines_as_slack_shows_it(
+    status: str, extra: dict[str, Any]
+) -> None:
+    forecast = ForecastSummary(at=NOW, verdict=Verdict.ON_TRACK, eta=3600.0, eta_algorithm="A")
+    message = render_card(
+        snapshot(status, algorithms=120, **extra),
+        now=NOW,
+        last_improvement_at=NOW - 60,
+        muted_until=NOW + 600,
+        forecast=forecast,
+    )
+    assert len(shown_lines(message.text, message.blocks)) <= 15  # issue #14
+
+
+def test_a_card_with_few_algorithms_shows_them_all() -> None:
+    body = everything(render_card(snapshot(algorithms=CARD_ALGORITHMS), now=NOW))
+    assert all(f"`ALG{i:03d}`" in body for i in range(CARD_ALGORITHMS))
+    assert "more algorithm" not in body
+
+
+def test_status_lists_fifty_algorithms_all() -> None:
+    message = render_status(snapshot(algorithms=50), now=NOW)
     assert_valid(message)
     body = everything(message)
     assert all(f"`ALG{i:03d}`" in body for i in range(50)) and "more algorithm" not in body
 
 
-def test_five_hundred_algorithms_are_cut_with_a_count() -> None:
-    message = render_card(snapshot(algorithms=500), now=NOW)
+def test_status_of_five_hundred_algorithms_is_cut_with_a_count() -> None:
+    message = render_status(snapshot(algorithms=500), now=NOW)
     assert_valid(message)
     body = everything(message)
     shown = sum(f"`ALG{i:03d}`" in body for i in range(500))
@@ -767,7 +811,180 @@ def test_any_poll_renders_within_limits(
     message = render_notification(happened, snapshot=snap, mention=mention, broadcast=broadcast)
     assert_valid(message)
     lines = body_lines(message)
-    if broadcast:  # the channel sees at most three lines (the budget is 15)
-        assert len(lines) <= 3 and len(message.blocks) <= 3
+    if broadcast:  # the channel sees at most three lines (the budget is 15), and a button
+        shown = [b for b in message.blocks if b["type"] != "actions"]
+        assert len(lines) <= 3 and len(shown) <= 3 and len(message.blocks) - len(shown) <= 1
     else:  # a headline, at most a line per event, a count of the rest, the job
         assert len(lines) <= len(happened) + 2
+
+
+# ---- the forecast (issue #12): the card's line and the thread's warnings -----------------
+
+
+def summary(verdict: Verdict, **fields: Any) -> ForecastSummary:
+    return ForecastSummary(at=NOW, verdict=verdict, target=0.85, **fields)
+
+
+ON_TRACK = summary(
+    Verdict.ON_TRACK, eta=720.0, eta_low=700.0, eta_high=740.0, eta_algorithm="BSEV01",
+    rate=0.004 / 60, best_projected=0.9, best_algorithm="BSEV01",
+)  # fmt: skip
+AT_RISK = summary(Verdict.AT_RISK, best_projected=0.8123, best_algorithm="BSIX01")
+
+
+def forecast_lines(message: Message) -> list[str]:
+    return [t for t in texts(message) if t.startswith(("🎯", "⚠️ At risk", "🔮"))]
+
+
+@pytest.mark.parametrize(
+    ("status", "forecast", "drawn_at", "expected"),
+    [
+        ("RUNNING", ON_TRACK, NOW, ["🎯 ETA ≈ 12 min (`BSEV01`, +0.004/min)"]),
+        (
+            "RUNNING",
+            ON_TRACK.model_copy(update={"eta_low": 480.0, "eta_high": 1200.0}),
+            NOW,
+            ["🎯 ETA ≈ 12 min, likely 8 min to 20 min (`BSEV01`, +0.004/min)"],
+        ),
+        (  # a range 30 times wide says nothing: left out
+            "RUNNING",
+            ON_TRACK.model_copy(update={"eta_low": 60.0, "eta_high": 1800.0}),
+            NOW,
+            ["🎯 ETA ≈ 12 min (`BSEV01`, +0.004/min)"],
+        ),
+        (  # drawn two minutes after the poll: counted from the poll
+            "RUNNING",
+            ON_TRACK,
+            NOW + 120,
+            ["🎯 ETA ≈ 10 min (`BSEV01`, +0.004/min)"],
+        ),
+        (
+            "RUNNING",
+            AT_RISK,
+            NOW,
+            ["⚠️ At risk: no algorithm is projected to reach 0.85 (best projected 0.812, `BSIX01`)"],
+        ),
+        ("RUNNING", summary(Verdict.NOT_ENOUGH_HISTORY), NOW, []),
+        ("RUNNING", None, NOW, []),
+        ("COMPLETED", ON_TRACK, NOW, []),  # a finished job: nothing
+        ("NOT_COMPLETED", AT_RISK, NOW, []),
+    ],
+    ids=[
+        "eta",
+        "eta-with-range",
+        "range-too-wide",
+        "eta-ages",
+        "at-risk",
+        "not-enough-history",
+        "none",
+        "completed",
+        "not-completed",
+    ],
+)
+def test_the_card_shows_the_engine_forecast_in_one_line(
+    status: str, forecast: ForecastSummary | None, drawn_at: float, expected: list[str]
+) -> None:
+    message = render_card(snapshot(status), now=drawn_at, forecast=forecast)
+    assert_valid(message)
+    assert forecast_lines(message) == expected
+
+
+def test_status_shows_the_forecast_or_why_there_is_none() -> None:
+    assert forecast_lines(render_status(snapshot(), now=NOW, forecast=ON_TRACK)) == [
+        "🎯 ETA ≈ 12 min (`BSEV01`, +0.004/min)"
+    ]
+    note = "🔮 Not watched: no forecast"
+    assert forecast_lines(render_status(snapshot(), now=NOW, forecast=note)) == [note]
+    assert forecast_lines(render_status(snapshot(), now=NOW)) == []
+
+
+WARNINGS = [
+    (
+        event(
+            EventKind.AT_RISK, algorithm="BSIX01", best_projected=0.81,
+            target_performance=0.85, retry_at=0.8,
+        ),
+        "⚠️ At risk: no algorithm is projected to reach 0.85 (best projected 0.81 by `BSIX01`)."
+        " MathFi's advice: retrain at 0.80, then raise in 0.05 steps",
+    ),
+    (
+        event(
+            EventKind.AT_RISK, algorithm="BSIX01", best_projected=0.81,
+            target_performance=0.85, retry_at=0.8, stall_algorithm="BSEV01", seconds_left=50.0,
+        ),
+        "⚠️ At risk: no algorithm is projected to reach 0.85 (best projected 0.81 by `BSIX01`)."
+        " MathFi's advice: retrain at 0.80, then raise in 0.05 steps."
+        " `BSEV01` may be stopped by the stall rule in about 50 s",
+    ),
+    (
+        event(
+            EventKind.BACK_ON_TRACK, algorithm="BSEV01", best_projected=0.9,
+            target_performance=0.85, eta=720.0,
+        ),
+        "✅ Back on track: `BSEV01` is projected to reach 0.85 (ETA ≈ 12 min)",
+    ),
+    (
+        event(
+            EventKind.BACK_ON_TRACK, algorithm="BSEV01", best_projected=0.87,
+            target_performance=0.85,
+        ),
+        "✅ Back on track: `BSEV01` is projected to reach 0.85 (best projected 0.87)",
+    ),
+    (
+        event(
+            EventKind.STALL_WARNING, algorithm="BSEV01", seconds_left=170.0, gained=0.004,
+            needed=0.02, window=300.0,
+        ),
+        "⏳ Stall ahead: `BSEV01` may be stopped in about 3 min"
+        " (gained 0.004 of the 0.02 it needs over 5 min)",
+    ),
+    (
+        event(
+            EventKind.JOB_STATUS, old_status="RUNNING", new_status="NOT_COMPLETED",
+            performance=0.768, retry_at=0.75,
+        ),
+        "🛑 Job NOT_COMPLETED (was RUNNING). Best reached 0.7680."
+        " MathFi's advice: retrain at 0.75, then raise in 0.05 steps",
+    ),
+    (
+        event(
+            EventKind.JOB_STATUS, old_status="RUNNING", new_status="TIMED_OUT",
+            performance=0.85, retry_at=0.85,
+        ),
+        "⌛ Job TIMED_OUT (was RUNNING). Best reached 0.8500."
+        " MathFi's advice: retrain at 0.85, then raise in 0.05 steps",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("happened", "headline"), WARNINGS, ids=[w[0].kind for w in WARNINGS])
+def test_the_thread_lines_of_warnings_and_of_a_miss(happened: Event, headline: str) -> None:
+    message = render_notification([happened], snapshot=snapshot())
+    assert_valid(message)
+    assert message.text == headline
+    assert message.blocks[0]["text"]["text"] == headline
+
+
+@pytest.mark.parametrize(
+    ("happened", "note"),
+    [
+        (WARNINGS[0][0], " · ⚠️ at risk"),
+        (WARNINGS[4][0], " · ⏳ stall ahead"),
+        (WARNINGS[2][0], " · ✅ on track"),
+        (WARNINGS[5][0], " · retry at 0.75"),
+        (event(EventKind.RECOVERED), ""),
+    ],
+    ids=["at-risk", "stall", "back-on-track", "missed", "other"],
+)
+def test_the_summary_line_notes_the_forecast(happened: Event, note: str) -> None:
+    message = render_notification([happened], snapshot=snapshot())
+    assert message.blocks[-1]["elements"][0]["text"].endswith(f"target 0.85{note}")
+
+
+def test_a_hostile_algorithm_name_in_a_warning_stays_code() -> None:
+    hostile = "<!channel> *x*`"
+    message = render_notification(
+        [event(EventKind.STALL_WARNING, algorithm=hostile, seconds_left=10.0)],
+        snapshot=snapshot(),
+    )
+    assert "<!channel>" not in everything(message)

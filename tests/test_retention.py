@@ -127,6 +127,11 @@ def test_an_unwatched_job_is_forgotten_after_the_retention_and_a_resubscribe_wor
     store: Store, clock: ManualClock
 ) -> None:
     finished_job(store)
+    store.db.execute(  # an on-call alert the job raised (issue 17): it goes with the job
+        "INSERT INTO alerts (outbox_id, job_key, channel_id, subscription_id, status, "
+        "raised_at, pages) VALUES (1, 'J1', 'C1', 1, 'FAILED', ?, 0)",
+        (clock.now,),
+    )
     assert store.unsubscribe(channel_id="C1", job_key="J1")
     clock.now += WEEK + 1
     store.prune_outbox(retention=WEEK)
@@ -139,6 +144,7 @@ def test_an_unwatched_job_is_forgotten_after_the_retention_and_a_resubscribe_wor
     assert store.get_subscription(channel_id="C1", job_key="J1") is None
     count = store.db.execute("SELECT count(*) FROM outbox WHERE job_key = 'J1'").fetchone()
     assert count == (0,)
+    assert store.db.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
 
     again = subscribe(store, snapshot_hash="hash-fresh", n=1)
     assert again.active and again.last_best == 0.5

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -35,13 +36,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.app.replay import ReplayGuard
 from bot.app.startup import InstanceLock, InstanceLocked, check_writable
 from bot.config import Settings
+from bot.core.forecast import ForecastRules
+from bot.core.forecast_state import rules_for
+from bot.engine.digest import DigestConfig, DigestLoop
+from bot.engine.oncall import Oncall, OncallConfig
 from bot.engine.poller import Poller, PollerConfig
 from bot.engine.retention import Retention, RetentionConfig
 from bot.errors import ConfigError
 from bot.mathfi.client import MathFiClient
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.slack import commands
-from bot.slack.api import SlackIdentity
+from bot.slack.actions import ActionRunner
+from bot.slack.api import SlackCaller, SlackIdentity
+from bot.slack.commands import Confirmations
+from bot.slack.home import HomePublisher
+from bot.slack.permissions import PermissionCheck
 from bot.slack.sender import BudgetConfig, Sender, SenderConfig
 from store import AsyncStore
 
@@ -69,6 +78,8 @@ class Service:
             interval=settings.poll_interval,
             concurrency=settings.poll_concurrency,
             unreachable_after=settings.unreachable_after,
+            forecast=forecast_rules(settings),
+            warning_cooldown=settings.warning_cooldown,
         )
         self._sender_config = sender_config or SenderConfig(pace=1.0 / settings.slack_post_rate)
         self.team_id: str | None = None
@@ -121,12 +132,31 @@ class Service:
                 update_per_minute=s.slack_update_rate, history_per_minute=s.slack_history_rate
             ),
         )
+        self.home = HomePublisher(
+            self.store,
+            SlackCaller(
+                self.slack, metrics=self.metrics, identity=self.identity, budget=self.sender.budget
+            ),
+            command=s.slack_command,
+            clock=self.clock,
+        )
         self.retention = Retention(
             self.store,
             config=RetentionConfig(
                 outbox_retention=s.outbox_retention, job_retention=s.job_retention
             ),
             metrics=self.metrics,
+        )
+        self.digests = DigestLoop(self.store, config=DigestConfig(), clock=self.clock)
+        self.oncall = Oncall(
+            self.store,
+            config=OncallConfig(
+                repage=s.oncall_repage,
+                max_pages=s.oncall_repage_max,
+                every=min(5.0, s.oncall_repage or 5.0),  # no later than a page is due
+            ),
+            metrics=self.metrics,
+            clock=self.clock,
         )
         self.bolt = self._build_bolt()
         # Slack's timestamps are wall-clock time, whatever clock the loops run on.
@@ -138,6 +168,9 @@ class Service:
                 asyncio.create_task(self.poller.run(), name="poller"),
                 asyncio.create_task(self.sender.run(), name="sender"),
                 asyncio.create_task(self.retention.run(), name="retention"),
+                asyncio.create_task(self.digests.run(), name="digests"),
+                asyncio.create_task(self.oncall.run(), name="oncall"),
+                asyncio.create_task(self.home.run(), name="home"),
             ]
         if s.slack_app_token is not None:
             await self._start_socket_mode(s.slack_app_token.get_secret_value())
@@ -192,6 +225,9 @@ class Service:
             self.poller.stop()
             self.sender.stop()
             self.retention.stop()
+            self.digests.stop()
+            self.oncall.stop()
+            self.home.stop()
             await _within(
                 asyncio.gather(*self._tasks, return_exceptions=True),
                 max(deadline - time.monotonic() - 4.0, 1.0),
@@ -224,6 +260,8 @@ class Service:
             )
         app.middleware(self._same_team_only)
         app.error(self._on_bolt_error)
+        # one ACTIONS check (and one cache of Slack's answers) for every button that acts
+        permissions = PermissionCheck(s.actions_policy, self.slack)
         commands.register(
             app,
             commands.CommandContext(
@@ -235,11 +273,24 @@ class Service:
                 max_subscriptions=s.max_subscriptions,
                 allow_broadcast_mentions=s.allow_broadcast_mentions,
                 poll_interval=s.poll_interval,
+                forecast=self._poller_config.forecast,
                 watch=self.poller.watch,
+                permissions=permissions,
                 clock=self.clock,
+                acting=self._action_tools(permissions),
+                personal=self.home,
             ),
         )
         return app
+
+    def _action_tools(self, permissions: PermissionCheck) -> commands.ActionTools:
+        """Acting from Slack: who may act (ACTIONS), the runner, the confirmations shown."""
+        return commands.ActionTools(
+            runner=ActionRunner(self.store, self.mathfi, permissions),
+            mathfi=self.mathfi,
+            permissions=permissions,
+            confirmations=Confirmations(clock=self.clock),
+        )
 
     async def _same_team_only(
         self,
@@ -341,6 +392,7 @@ class Service:
             "database": database,
             "mathfi": "ok" if mathfi_ok else "unreachable",
             "watched_jobs": self.poller.watched,
+            "unacknowledged_alerts": self.oncall.unacknowledged,
             "accepting_commands": self.accepting,
         }
         return (200 if loops_ok and database_ok else 503), body
@@ -375,6 +427,15 @@ class Service:
         return web.Response(
             body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
+
+
+def forecast_rules(settings: Settings) -> ForecastRules:
+    """MATHFI_STALL_WINDOW, MATHFI_STALL_DELTA and MATHFI_TIME_BUDGET, as the forecaster's rules."""
+    return rules_for(
+        stall_window=settings.mathfi_stall_window,
+        stall_delta=settings.mathfi_stall_delta,
+        time_budget=settings.mathfi_time_budget,
+    )
 
 
 async def socket_mode_problem(app_token: str, slack: AsyncWebClient) -> str | None:
@@ -473,6 +534,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
             routes,
         )
         await service.start()
+        gc.freeze()  # start-up's objects leave the collector's scans (docs/benchmarks.md)
         await stop.wait()
         log.info("shutting down")
     finally:

@@ -15,8 +15,17 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.core.events import STATUS_KINDS, Event, EventKind, EventsFilter, is_alert
-from bot.core.models import ALERT_STATUSES, COMPLETED, AlgorithmProgress, Snapshot, is_terminal
+from bot.core.events import STATUS_KINDS, WARNING_KINDS, Event, EventKind, EventsFilter, is_alert
+from bot.core.forecast import retry_threshold
+from bot.core.models import (
+    ALERT_STATUSES,
+    COMPLETED,
+    NOT_COMPLETED,
+    TIMED_OUT,
+    AlgorithmProgress,
+    Snapshot,
+    is_terminal,
+)
 
 # Float noise must not hide an improvement of exactly `min_improvement`; a new best
 # is always strictly higher than the reference, even with `min_improvement=0`.
@@ -29,11 +38,17 @@ _HEADLINE_RANK = {
     EventKind.UNREACHABLE: 1,
     EventKind.JOB_STATUS: 2,
     EventKind.RECOVERED: 3,
-    EventKind.NEW_BEST: 4,
-    EventKind.WATCH_STARTED: 5,
-    EventKind.ALGORITHM_STATUS: 6,
-    EventKind.SUBSCRIPTION_CHANGED: 7,
+    EventKind.AT_RISK: 4,
+    EventKind.STALL_WARNING: 5,
+    EventKind.BACK_ON_TRACK: 6,
+    EventKind.NEW_BEST: 7,
+    EventKind.WATCH_STARTED: 8,
+    EventKind.ALGORITHM_STATUS: 9,
+    EventKind.SUBSCRIPTION_CHANGED: 10,
+    EventKind.ACTION_TAKEN: 11,
 }
+# A job MathFi stopped short of its target: the final notification carries the advice.
+_MISSED = frozenset({NOT_COMPLETED, TIMED_OUT})
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,7 @@ def diff(
         return []
     events: list[Event] = []
     if previous.status != current.status:
+        reached = best_reached(current) if current.status in _MISSED else None
         events.append(
             Event(
                 kind=EventKind.JOB_STATUS,
@@ -61,6 +77,8 @@ def diff(
                 old_status=previous.status,
                 new_status=current.status,
                 target_performance=current.target_performance,
+                performance=reached,
+                retry_at=retry_threshold(reached) if reached is not None else None,
             )
         )
     events.extend(_algorithm_changes(previous, current))
@@ -69,6 +87,19 @@ def diff(
     else:
         events.extend(_new_best(previous, current, options))
     return events
+
+
+def best_reached(snapshot: Snapshot) -> float | None:
+    """The best value any algorithm of the job reached (its latest or a recent one)."""
+    values = [
+        value
+        for algorithm in snapshot.algorithms
+        for value in (algorithm.latest_performance, *algorithm.recent_performances)
+        if value is not None
+    ]
+    if snapshot.achieved_performance is not None:
+        values.append(snapshot.achieved_performance)
+    return max(values) if values else None
 
 
 def _by_name(snapshot: Snapshot) -> dict[str, AlgorithmProgress]:
@@ -155,13 +186,16 @@ def _passes_filter(event: Event, events_filter: EventsFilter) -> bool:
         return event.kind in STATUS_KINDS
     if event.kind is EventKind.JOB_STATUS:  # EventsFilter.FAILURES
         return event.new_status in ALERT_STATUSES
+    if event.kind in WARNING_KINDS:  # a warning is a failure foretold
+        return True
     # whoever was told a job is unreachable is told when it is back
     return event.kind in (EventKind.UNREACHABLE, EventKind.RECOVERED, EventKind.WATCH_STARTED)
 
 
 def _passes_mute(event: Event) -> bool:
     """What a muted subscription still hears: terminal statuses, the champion, and whether
-    MathFi can reach the job at all (an alert, like a failure); mute silences progress."""
+    MathFi can reach the job at all (an alert, like a failure); mute silences progress,
+    the forecast's warnings included."""
     if event.kind is EventKind.JOB_STATUS:
         return event.new_status is not None and is_terminal(event.new_status)
     return event.kind in (

@@ -21,8 +21,15 @@ class EventKind(StrEnum):
     CHAMPION = "champion"
     UNREACHABLE = "unreachable"
     RECOVERED = "recovered"
+    # forecast warnings (bot.core.forecast_state): decided once per changed poll of the job
+    AT_RISK = "at_risk"
+    BACK_ON_TRACK = "back_on_track"
+    STALL_WARNING = "stall_warning"
     # a member changed this channel's subscription(s); not from a poll, never fanned out
     SUBSCRIPTION_CHANGED = "subscription_changed"
+    # a member started, cancelled or retrained a training from Slack (or was refused);
+    # not from a poll, never fanned out: one line in the job's thread
+    ACTION_TAKEN = "action_taken"
 
 
 class ChangeAction(StrEnum):
@@ -51,7 +58,7 @@ class EventsFilter(StrEnum):
 
     ALL = "all"  # everything
     STATUS = "status"  # job status changes, the champion, reachability
-    FAILURES = "failures"  # FAILED / TIMED_OUT / NOT_COMPLETED, reachability
+    FAILURES = "failures"  # FAILED / TIMED_OUT / NOT_COMPLETED, reachability, warnings
 
 
 # Which `--events` filter lets a kind through. `all` lets everything through.
@@ -64,7 +71,11 @@ STATUS_KINDS = frozenset(
         EventKind.RECOVERED,
     }
 )
-PROGRESS_KINDS = frozenset({EventKind.ALGORITHM_STATUS, EventKind.NEW_BEST})
+# The forecast's warnings: `all` and `failures` hear them, `status` does not, and a mute
+# silences them like the rest of the progress (back_on_track too: it only follows an
+# at_risk, which the muted channel did not hear either).
+WARNING_KINDS = frozenset({EventKind.AT_RISK, EventKind.BACK_ON_TRACK, EventKind.STALL_WARNING})
+PROGRESS_KINDS = frozenset({EventKind.ALGORITHM_STATUS, EventKind.NEW_BEST, *WARNING_KINDS})
 
 
 class Event(BaseModel):
@@ -85,12 +96,35 @@ class Event(BaseModel):
     model_key: str | None = None
     # unreachable / recovered
     reason: str | None = None
+    # forecast warnings. at_risk / back_on_track: `algorithm` is the best projected one,
+    # `best_projected` its projected value, `target_performance` the target; at_risk adds
+    # MathFi's advice threshold (`retry_at`) and the leader's imminent stall, if any
+    # (`stall_algorithm`, `seconds_left`); back_on_track its ETA (`eta`, seconds from the
+    # event). stall_warning: `algorithm`, `seconds_left`, the best's gain over the stall
+    # window so far (`gained`), the delta it needs (`needed`) and the window (`window`).
+    # job_status NOT_COMPLETED / TIMED_OUT: `performance` is the best reached, `retry_at`
+    # the threshold MathFi's advice would retry with.
+    best_projected: float | None = None
+    retry_at: float | None = None
+    stall_algorithm: str | None = None
+    seconds_left: float | None = None
+    eta: float | None = None
+    gained: float | None = None
+    needed: float | None = None
+    window: float | None = None
     # subscription_changed: who (a Slack user id), what, and its details
     actor: str | None = None
     action: ChangeAction | None = None
     changes: tuple[OptionChange, ...] | None = None
     duration: float | None = None
     count: int | None = None
+    # action_taken: `actor` did `act` (start, cancel, retrain) with `outcome` (done,
+    # refused, unknown, failed); `reason` says why or what to check; a start names its
+    # `target_performance`, `scaling_factor` and the job it retrains (`retrain_of`)
+    act: str | None = None
+    outcome: str | None = None
+    scaling_factor: int | None = None
+    retrain_of: str | None = None
 
 
 def is_alert(event: Event) -> bool:

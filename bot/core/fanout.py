@@ -8,9 +8,10 @@ nothing of the store) and writes the `Notification`s it gets back to the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.diff import (
     DiffOptions,
     diff,
@@ -35,6 +36,7 @@ class Recipient:
     last_best: float | None  # best already announced to it; None: the previous snapshot's
     muted_until: float | None
     mention: str | None
+    broadcast: BroadcastMode = BroadcastMode.FINAL  # `--broadcast`: which replies reach the channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ def fan_out(
     *,
     version: int,
     recovered: bool = False,
+    warnings: Sequence[Event] = (),
 ) -> list[Notification]:
     """What each subscription is told after one poll; subscriptions told nothing are left out.
 
@@ -60,11 +63,16 @@ def fan_out(
     the first; `version` the job version this poll writes; `recovered` when the job was
     unreachable until now), or `Unreachable` when the poll made the job unreachable
     (`version` the job version it stays at: nothing new was seen, nothing is diffed).
+    `warnings`: the forecast's warning events of this poll (the job's, the same for every
+    subscription; `bot.core.forecast_state.advance`), told after the diff's events and
+    through the same filter and mute.
     """
     lost = isinstance(current, Unreachable)
     told = []
     for sub in subscriptions:
         events = _events(previous, current, sub, recovered=recovered)
+        if not lost:
+            events = [*events, *warnings]
         events = filter_for_subscription(
             events, events_filter=sub.events, muted_until=sub.muted_until, now=now
         )
@@ -79,6 +87,7 @@ def fan_out(
                 snapshot=None if isinstance(current, Unreachable) else current,
                 headline=headline_kind(events),
                 mention=sub.mention,
+                broadcast=sub.broadcast,
                 dedupe_key=dedupe_key(
                     current.job_key, sub.channel_id, version=version, unreachable=lost
                 ),

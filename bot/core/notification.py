@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.diff import headline_kind
 from bot.core.events import Event, EventKind
 from bot.core.models import Snapshot
@@ -38,6 +39,8 @@ class Notification(BaseModel):
     snapshot: Snapshot | None
     headline: EventKind
     mention: str | None  # put before the headline when an event is an alert
+    # the subscription's `--broadcast` (`bot.core.broadcast`); rows queued before it: final
+    broadcast: BroadcastMode = BroadcastMode.FINAL
     dedupe_key: str = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -141,4 +144,21 @@ def subscription_changed(
         headline=EventKind.SUBSCRIPTION_CHANGED,
         mention=None,
         dedupe_key=f"{job_key}:changed:{channel_id}:{now:.6f}:{nonce}",
+    )
+
+
+def action_taken(channel_id: str, job_key: str, event: Event, *, action_id: int) -> Notification:
+    """The line in a job's thread that says who acted on it from Slack (one channel, no
+    fan-out). Keyed by the action's row: one action is told once per channel."""
+    if event.kind is not EventKind.ACTION_TAKEN or event.actor is None:
+        raise ValueError("an action line needs an ACTION_TAKEN event with an actor")
+    return Notification(
+        channel_id=channel_id,
+        job_key=job_key,
+        subscription_id=None,
+        events=(event,),
+        snapshot=None,
+        headline=EventKind.ACTION_TAKEN,
+        mention=None,
+        dedupe_key=f"{job_key}:action:{action_id}:{channel_id}",
     )

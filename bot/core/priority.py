@@ -1,8 +1,8 @@
 """How urgent a queued notification is, decided when its outbox row is written. Pure.
 
 Within a channel the sender posts the queued row of the lowest `Priority` first (then the
-oldest): an alert (`is_alert`: FAILED, TIMED_OUT, NOT_COMPLETED, unreachable; and the
-headlines of `ALERT_HEADLINES`: re-pages, action results) goes before everything else, and
+oldest): an alert (`is_alert`: FAILED, TIMED_OUT, NOT_COMPLETED, unreachable; the headlines
+of `ALERT_HEADLINES`: action results; on-call re-pages) goes before everything else, and
 queued progress (a new best, an algorithm's status, a RUNNING) goes last. A job's final
 notification (`is_final`) carries the progress of that job still queued before it (see
 `bot.slack.merge`), so progress of a job that has ended is never posted after its end.
@@ -28,10 +28,10 @@ class Priority(IntEnum):
         return self.name.lower()
 
 
-# Headlines (EventKind values) that are alerts whatever their events say: the kinds other
-# features add (an on-call re-page, the result of a person's action). Values, not members,
-# so that a kind not defined yet costs nothing.
-ALERT_HEADLINES = frozenset({"repage", "action", "action_result"})
+# Headlines that are alerts whatever their events say: the result of a person's action
+# (start, cancel, retrain). On-call re-pages are rows of their own kind, written ALERT by
+# `bot.engine.oncall`.
+ALERT_HEADLINES = frozenset({EventKind.ACTION_TAKEN.value})
 
 
 def _progress(event: Event) -> bool:

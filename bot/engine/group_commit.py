@@ -1,6 +1,8 @@
 """Group commit: the changed polls that finish in the same turn of the event loop share one
 SQLite transaction (a write per poll would cap the poller at the disk's fsync rate), and
-one turn of the store's thread (a round trip per poll would queue them behind each other)."""
+one turn of the store's thread (a round trip per poll would queue them behind each other).
+One batch is written at a time: the polls that finish while it is on the store's thread
+wait for it and make the next batch together."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ class _Queued:
 
 
 class GroupCommit:
-    """Changed polls that finish in the same turn of the event loop share one transaction.
+    """Changed polls that finish in the same turn of the event loop share one transaction;
+    those that finish while a batch is being written make up the next one.
 
     `record` queues a poll and returns once it is written or refused. The poll is given as
     `prepare(store)`, run on the store's thread just before the batch's transaction: the
@@ -39,7 +42,7 @@ class GroupCommit:
     def __init__(self, store: AsyncStore) -> None:
         self._store = store
         self._queue: list[_Queued] = []
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._flushing: asyncio.Task[None] | None = None
 
     async def record(
         self,
@@ -49,15 +52,27 @@ class GroupCommit:
         refused: Callable[[StoreUnavailable], None],
     ) -> None:
         loop = asyncio.get_running_loop()
-        if not self._queue:
-            # A task, not a `call_soon`: it starts on the next turn, after every poll that
-            # finishes in this one has queued itself, and then awaits the store once.
-            task = loop.create_task(self._flush(), name="group-commit")
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
         done: asyncio.Future[None] = loop.create_future()
         self._queue.append(_Queued(prepare, written, refused, done))
+        if self._flushing is None:
+            # A task, not a `call_soon`: it starts on the next turn, after every poll that
+            # finishes in this one has queued itself, and then awaits the store once per
+            # batch. Before one batch was written at a time, the loop went on answering
+            # while a batch was on the store's thread, and the next poll to finish
+            # started a batch of its own: 0.15-0.21 commits per poll instead of 0.05, each
+            # a commit and a round trip to the thread (docs/benchmarks.md, issue 10).
+            self._flushing = loop.create_task(self._flush_all(), name="group-commit")
         await done
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._queue:
+                await self._flush()
+        finally:  # normally with nothing queued; cancelled (shut down): nothing will write
+            self._flushing = None
+            waiting, self._queue = self._queue, []
+            for entry in waiting:
+                entry.done.cancel()
 
     async def _flush(self) -> None:
         batch, self._queue = self._queue, []

@@ -11,7 +11,9 @@ job; health is logged on the edge from healthy to failing and on recovery, not e
 Each job is polled once per interval however many channels watch it. A job lives in an
 in-memory heap keyed by its due time; the loop pops what is due, polls it under a semaphore
 and pushes it back with its next due time (RUNNING: its last slot + `interval`, PENDING:
-twice that, failing: exponential backoff). A changed poll's rows commit in one SQLite
+twice that, failing: exponential backoff). An answer whose raw body is byte-identical to
+the one the job's snapshot came from is neither parsed nor hashed (the client compares
+digests, `get_progress_if_changed`). A changed poll's rows commit in one SQLite
 transaction, shared with the other polls that finish in the same turn of the loop. A
 terminal job leaves the heap once its final events are committed; a job nobody watches
 leaves it at the next resync with the store.
@@ -31,7 +33,8 @@ from functools import partial
 from bot.core.diff import diff, job_recovered, snapshot_hash
 from bot.core.events import EventKind
 from bot.core.fanout import Unreachable, fan_out
-from bot.core.models import Snapshot, is_terminal
+from bot.core.forecast_state import ForecastState, read_state
+from bot.core.models import PENDING, Snapshot, is_terminal
 from bot.engine.group_commit import GroupCommit
 from bot.engine.health import Health
 from bot.engine.jobs import (
@@ -39,6 +42,7 @@ from bot.engine.jobs import (
     PollerConfig,
     ProgressSource,
     error_kind,
+    forecast_step,
     lost_for_good,
     next_due,
     outbox_row,
@@ -109,10 +113,12 @@ class Poller:
         if known is None or known.version != record.version:
             self._jobs[job_key] = JobState(
                 key=job_key,
-                snapshot=Snapshot.model_validate_json(record.snapshot_json),
+                snapshot_json=record.snapshot_json,
                 hash=record.snapshot_hash,
+                pending=record.status == PENDING,
                 version=record.version,
                 unreachable=bool(record.unreachable),
+                forecast=read_state(record.forecast_json),
             )
             self._metrics.watched_jobs.set(len(self._jobs))
         self._schedule(job_key, self._clock() if due_at is None else due_at)
@@ -241,29 +247,44 @@ class Poller:
             self.polls_completed += 1
 
     async def _poll(self, state: JobState) -> None:
+        # An unreachable job's next answer is parsed whatever it is: its recovery is news.
+        known = None if state.unreachable else state.body_digest
         try:
-            progress = await self._source.get_progress(state.key)
+            answer = await self._source.get_progress_if_changed(state.key, known)
+            progress = answer.progress
             job = (
-                await self._source.get_training(state.key) if is_terminal(progress.status) else None
+                await self._source.get_training(state.key)
+                if progress is not None and is_terminal(progress.status)
+                else None
             )
         except MathFiError as err:
             await self._on_error(state, err)
             return
         self._metrics.polls.inc()
         self._health.mathfi_answered()
+        now = self._clock()
+        if progress is None:  # the very body the current snapshot was made from
+            self._unchanged(state, now)
+            return
         snapshot = Snapshot.from_api(state.key, progress, job)
         digest = snapshot_hash(snapshot)
-        now = self._clock()
         if digest == state.hash and not state.unreachable:
-            state.errors, state.failing_since = 0, None
-            self._schedule(state.key, self._next_due(state, now))
+            state.body_digest = answer.digest  # a new body, the same snapshot
+            self._unchanged(state, now)
             return
-        await self._commit(state, snapshot, digest, now)
+        await self._commit(state, snapshot, digest, now, body_digest=answer.digest)
 
-    async def _commit(self, state: JobState, snapshot: Snapshot, digest: str, now: float) -> None:
+    def _unchanged(self, state: JobState, now: float) -> None:
+        state.errors, state.failing_since = 0, None
+        self._schedule(state.key, self._next_due(state, now))
+
+    async def _commit(
+        self, state: JobState, snapshot: Snapshot, digest: str, now: float, *, body_digest: bytes
+    ) -> None:
         """Diff, then write snapshot + history + outbox rows in one transaction (shared
         with the other polls that finish in the same turn of the event loop)."""
-        previous = state.snapshot
+        previous = state.previous()
+        snapshot_json = snapshot.canonical_json()
         job_events = diff(previous, snapshot)
         if state.unreachable:
             job_events = [job_recovered(state.key), *job_events]
@@ -271,8 +292,15 @@ class Poller:
             self._metrics.events.labels(kind=event.kind.value).inc()
         version, recovered = state.version + 1, state.unreachable
         next_poll_at = self._next_due(state, now)
+        forecasts: list[ForecastState] = []  # what `prepare` decided, for `_committed`
 
         def prepare(store: Store) -> PollRecord:  # on the store's thread, with the batch
+            forecast, warnings = forecast_step(
+                store, self._config, state.forecast, previous, snapshot, now
+            )
+            for warning in warnings:
+                self._metrics.events.labels(kind=warning.kind.value).inc()
+            forecasts.append(forecast)
             notifications = fan_out(
                 previous,
                 snapshot,
@@ -280,29 +308,49 @@ class Poller:
                 now,
                 version=version,
                 recovered=recovered,
+                warnings=warnings,
             )
             return poll_record(
                 previous,
                 snapshot,
+                snapshot_json=snapshot_json,
                 digest=digest,
                 now=now,
                 next_poll_at=next_poll_at,
                 notifications=notifications,
+                forecast=None if forecast is state.forecast else forecast,  # None: unchanged
             )
 
         await self._writer.record(
             prepare,
-            written=partial(self._committed, state, snapshot, digest, now),
+            written=partial(
+                self._committed,
+                state,
+                snapshot,
+                (snapshot_json, digest, body_digest),
+                now,
+                forecasts,
+            ),
             refused=partial(self._on_store_error, state),
         )
 
     def _committed(
-        self, state: JobState, snapshot: Snapshot, digest: str, now: float, version: int
+        self,
+        state: JobState,
+        snapshot: Snapshot,
+        forms: tuple[str, str, bytes],
+        now: float,
+        forecasts: list[ForecastState],
+        version: int,
     ) -> None:
-        """The poll is in the database: remember it and schedule the next one."""
+        """The poll is in the database: remember it (`forms`: its canonical JSON, hash and
+        body digest) and schedule the next one."""
         self._health.store_written()
+        if forecasts:
+            state.forecast = forecasts[-1]
         state.version = version
-        state.snapshot, state.hash = snapshot, digest
+        snapshot_json, digest, state.body_digest = forms
+        state.remember(snapshot_json, digest, snapshot.status)
         state.errors, state.failing_since, state.unreachable = 0, None, False
         if snapshot.terminal:
             log.info("job %s reached %s; no more polling", state.key, snapshot.status)
@@ -327,7 +375,7 @@ class Poller:
                 self._metrics.events.labels(kind=EventKind.UNREACHABLE.value).inc()
             # The channel hears the kind of trouble only; the details stay in the log.
             lost = Unreachable(state.key, err.public_reason) if goes_unreachable else None
-            key, previous, version = state.key, state.snapshot, state.version
+            key, previous, version = state.key, state.previous(), state.version
             unreachable = goes_unreachable or state.unreachable
 
             def write(store: Store) -> None:  # one turn of the store's thread

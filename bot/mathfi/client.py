@@ -18,6 +18,10 @@ and rate caps and the retry loop, and turns transport failures into bot.errors:
     2xx body too large, not JSON, too    -> MathFiParseError(field=...)
         deep or not the model               (bot/mathfi/body.py)
 
+`get_progress_if_changed` is the poller's cheap path: it digests the raw 2xx body and parses
+it only when the digest differs from the caller's previous one (a byte-identical body is the
+same answer); the cap and every rule above apply before the digest is taken.
+
 Error bodies are never read: MathFi documents none, so only the status counts. Messages
 use the standard reason phrase of the status, never the server's own. The password and
 the tokens never reach a log line or an exception message.
@@ -60,7 +64,7 @@ from bot.errors import (
 )
 from bot.logs import redactor
 from bot.mathfi.auth import TokenKeeper
-from bot.mathfi.body import parse_body, read_capped
+from bot.mathfi.body import body_digest, parse_body, read_capped
 from bot.mathfi.failures import (
     REPLAYABLE_METHODS,
     RetryableStatus,
@@ -85,6 +89,15 @@ class Reply:
 
     status: int
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReply:
+    """A progress poll: the digest of the raw body (`body_digest`) and the parsed progress,
+    or None when the body was byte-identical to the one `previous_digest` was taken of."""
+
+    digest: bytes
+    progress: TrainingProgress | None
 
 
 def quote_key(key: str) -> str:
@@ -189,6 +202,18 @@ class MathFiClient:
         path = f"/api/v1/training/{quote_key(key)}/progress"
         return await self._call("GET", path, TrainingProgress, job_key=key)
 
+    async def get_progress_if_changed(
+        self, key: str, previous_digest: bytes | None
+    ) -> ProgressReply:
+        """GET the progress; skip parsing and validation when its body is byte-identical to
+        the body `previous_digest` was taken of (None: always parse). Errors as get_progress."""
+        path = f"/api/v1/training/{quote_key(key)}/progress"
+        body = await self._fetch("GET", path, job_key=key)
+        digest = body_digest(body)
+        if digest == previous_digest:
+            return ProgressReply(digest, None)
+        return ProgressReply(digest, parse_body(TrainingProgress, body, where=f"GET {path}"))
+
     async def get_training(self, key: str) -> TrainingJob:
         path = f"/api/v1/training/{quote_key(key)}"
         return await self._call("GET", path, TrainingJob, job_key=key)
@@ -233,7 +258,21 @@ class MathFiClient:
         params: Mapping[str, str] | None = None,
         job_key: str | None = None,
     ) -> M:
-        """An authorised /api/v1 request: one fresh login and one retry after a 401."""
+        """An authorised /api/v1 request, its 2xx body parsed into `model`."""
+        body_bytes = await self._fetch(method, path, body=body, params=params, job_key=job_key)
+        return parse_body(model, body_bytes, where=f"{method} {path}")
+
+    async def _fetch(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        job_key: str | None = None,
+    ) -> bytes:
+        """An authorised /api/v1 request's raw 2xx body (capped, unparsed): one fresh login
+        and one retry after a 401; every other status raises as the module docstring says."""
         replayable = method in REPLAYABLE_METHODS
         token = await self._auth.token()
         reply = await self._send(
@@ -253,7 +292,7 @@ class MathFiClient:
         if reply.status == 404 and job_key is not None:
             raise TrainingJobNotFound(job_key)
         self._raise_for_status(reply, where=where)
-        return parse_body(model, reply.body, where=where)
+        return reply.body
 
     async def _request_token(self) -> LoginResponse:
         """POST /api/login; the TokenKeeper calls this (once for all waiting callers)."""

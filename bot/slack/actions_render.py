@@ -5,6 +5,9 @@ slack_sdk models (their validators run on `to_dict()`), and every message keeps 
 Kit's limits (button text 75, value 2000, confirm dialog title 100 / text 300, section 3000).
 A confirmation's button carries the confirmation token minted when it was shown: the
 action runner's idempotency key, so a double click on it acts once.
+
+(Just over 300 lines: every message of acting from Slack, the thread lines and the card's
+and notification's action buttons together, so their limits are checked in one place.)
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject
 
-from bot.core.models import Dataset
+from bot.core.events import Event, EventKind
+from bot.core.models import NOT_COMPLETED, PENDING, RUNNING, TIMED_OUT, Dataset, Snapshot
 from bot.slack.actions import ActionKind, ActionOutcome, Result, StartParameters
 from bot.slack.card import (
     MAX_NAME,
@@ -32,6 +36,7 @@ from bot.slack.card import (
 ACTION_START_TRAINING = "mathfi_start_training"  # value: the confirmation token
 ACTION_CONFIRM_CANCEL = "mathfi_cancel_confirmed"  # value: the confirmation token
 ACTION_CANCEL_JOB = "mathfi_cancel_job"  # the card's Cancel; value: the job key
+ACTION_RETRAIN = "mathfi_retrain"  # on a miss or an at-risk warning; value: the job key
 MAX_TOKEN = 200
 DATASETS_BUDGET = 6000
 DATASET_EMOJI = {"PENDING": "⏳", "PROCESSING": "⚙️", "COMPLETED": "✅", "FAILED": "❌"}
@@ -238,6 +243,67 @@ def _duplicate(outcome: ActionOutcome, job: str | None) -> str:
     if row.state == "unknown":
         return f"❔ Already asked by {by}; the outcome is unknown: {clip(row.answer or '', 200)}."
     return f"⚠️ This attempt already failed ({clip(row.answer or '', 200)}): ask again."
+
+
+def failed_line(user_id: str, kind: ActionKind, reason: str) -> str:
+    return (
+        f"⚠️ <@{clip(user_id, 30)}> asked to {_verb(kind)} this training; nothing was done: "
+        f"{clip(reason, 300)}"
+    )
+
+
+def action_line(event: Event) -> str:
+    """The thread line of an ACTION_TAKEN event (who did what, and how it ended)."""
+    if event.kind is not EventKind.ACTION_TAKEN or event.actor is None:
+        raise ValueError(f"not an action line: {event.kind}")
+    kind, user, reason = ActionKind(event.act or "start"), event.actor, event.reason or ""
+    if event.outcome == Result.DONE and kind is ActionKind.CANCEL:
+        return cancelled_line(user)
+    if event.outcome == Result.DONE:
+        params = StartParameters(
+            dataset_key="-",
+            target=event.target_performance or 0.0,
+            scaling_factor=event.scaling_factor or 0,
+            retrain_of=event.retrain_of,
+        )
+        return started_line(user, params)
+    if event.outcome == Result.REFUSED:
+        return refused_line(user, kind, reason)
+    if event.outcome == Result.UNKNOWN:
+        return unknown_line(user, kind, reason)
+    return failed_line(user, kind, reason)
+
+
+def render_action_line(event: Event) -> Message:
+    text = action_line(event)
+    return to_message(text, [context(text)])
+
+
+def origin_line(user_id: str, *, retrain_of: str | None) -> str:
+    """The card's line for a job started from Slack: who started it, which job it follows."""
+    line = f"▶️ started by <@{clip(user_id, 30)}>"
+    return line + (f" · retrain of {code(retrain_of)}" if retrain_of else "")
+
+
+def card_buttons(snapshot: Snapshot) -> list[ButtonElement]:
+    """The card's action buttons: Cancel while the job is PENDING or RUNNING."""
+    return [cancel_button(snapshot.job_key)] if snapshot.status in (PENDING, RUNNING) else []
+
+
+def retrain_actions(events: Sequence[Event]) -> ActionsBlock | None:
+    """A Retrain button under a final notification that missed its target (NOT_COMPLETED,
+    TIMED_OUT) or an at-risk warning; the click proposes MathFi's advice, confirmed first."""
+    for event in events:
+        missed = event.kind is EventKind.JOB_STATUS and event.new_status in (
+            NOT_COMPLETED,
+            TIMED_OUT,
+        )
+        if missed or event.kind is EventKind.AT_RISK:
+            button = ButtonElement(
+                text="Retrain…", action_id=ACTION_RETRAIN, value=event.job_key[:2000]
+            )
+            return ActionsBlock(elements=[button])
+    return None
 
 
 def _verb(kind: ActionKind) -> str:

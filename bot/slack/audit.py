@@ -56,6 +56,7 @@ class Actor:
     team_id: str
     user_id: str
     text: str
+    trigger_id: str = ""  # Slack's id of the request (a redelivery repeats it)
 
 
 def audit(actor: Actor, channel_id: str, result: str) -> None:
@@ -87,6 +88,7 @@ def _options(sub: Subscription) -> dict[str, str | None]:
         "mention": sub.mention,
         "events": sub.events,
         "min-improvement": f"{sub.min_improvement:g}",
+        "broadcast": sub.broadcast,
     }
 
 

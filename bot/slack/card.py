@@ -4,7 +4,8 @@ Import the public names from `bot.slack.render`. Every string that comes from Ma
 user goes through `clip` (escape + cut) or `code` before it reaches mrkdwn; blocks are
 built with slack_sdk models so their validators run on `to_dict()`.
 
-Longer than 300 lines: the card and the text primitives every message shares.
+Longer than 300 lines: the card (with its forecast line) and the text primitives every
+message shares.
 """
 
 from __future__ import annotations
@@ -28,11 +29,17 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.core.models import COMPLETED, AlgorithmProgress, Snapshot
+from bot.core.forecast import Verdict
+from bot.core.forecast_state import ForecastSummary
+from bot.core.models import COMPLETED, RUNNING, AlgorithmProgress, Snapshot
 from bot.core.sparkline import sparkline
 from bot.slack.command_text import escape_mrkdwn
 
 SECTION_LIMIT = 3000  # Slack: section text
+# The card's algorithm lines, "… and N more" included (issue #14: no channel message over
+# 15 lines; the rest of a COMPLETED card, champion and footer, takes 11); `/mathfi status`
+# shows them all.
+CARD_ALGORITHMS = 4
 ALGORITHM_BUDGET = 7000  # all algorithm lines together; keeps the payload well under ~12k chars
 MAX_KEY = 100  # longest job/model key shown (real ones are 36-char UUIDs)
 MAX_NAME = 60  # longest algorithm name shown
@@ -120,6 +127,56 @@ def progress_bar(best: float, target: float, *, cells: int = 10) -> str:
     return "▰" * filled + "▱" * (cells - filled) + f" {math.floor(ratio * 100)}%"
 
 
+def approx(value: float) -> str:
+    """A projected value: two decimals, a third when it says something (0.81, 0.812)."""
+    text = f"{value:.3f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def span(seconds: float) -> str:
+    """A stretch of time, roughly: "40 s", "12 min", "1 h 5 min"."""
+    if seconds < 59.5:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def at_risk_text(target: float | None) -> str:
+    """ "⚠️ At risk: no algorithm is projected to reach 0.85" (the caller adds the best)."""
+    goal = "the target" if target is None else target_text(target)
+    return f"⚠️ At risk: no algorithm is projected to reach {goal}"
+
+
+def forecast_line(snapshot: Snapshot, forecast: ForecastSummary | None, *, now: float) -> str:
+    """The card's forecast: the ETA while on track (with its range when that says
+    something), the projected miss when at risk; nothing before there is enough history,
+    and nothing once the job is not running. The ETA counts from the forecast's own poll."""
+    if forecast is None or snapshot.status != RUNNING:
+        return ""
+    if forecast.verdict is Verdict.AT_RISK:
+        line = at_risk_text(forecast.target)
+        if forecast.best_projected is not None:
+            who = f", {code(forecast.best_algorithm, MAX_NAME)}" if forecast.best_algorithm else ""
+            line += f" (best projected {approx(forecast.best_projected)}{who})"
+        return line
+    if forecast.verdict is not Verdict.ON_TRACK or forecast.eta is None:
+        return ""
+    elapsed = max(0.0, now - forecast.at)
+    line = f"🎯 ETA ≈ {span(max(0.0, forecast.eta - elapsed))}"
+    low, high = forecast.eta_low, forecast.eta_high
+    if low is not None and high is not None:
+        low, high = max(0.0, low - elapsed), max(0.0, high - elapsed)
+        if span(low) != span(high) and high <= 4 * max(low, 60.0):
+            line += f", likely {span(low)} to {span(high)}"
+    about = [code(forecast.eta_algorithm, MAX_NAME)] if forecast.eta_algorithm else []
+    if forecast.rate is not None:
+        about.append(f"{forecast.rate * 60:+.2g}/min")
+    return line + (f" ({', '.join(about)})" if about else "")
+
+
 def ago(seconds: float) -> str:
     if not seconds >= 1:
         return "just now"
@@ -188,12 +245,16 @@ def render_card(
     last_improvement_at: float | None = None,
     history: Mapping[str, Sequence[float]] | None = None,
     muted_until: float | None = None,
+    forecast: ForecastSummary | None = None,
+    buttons: Sequence[ButtonElement] = (),
 ) -> Message:
     """The card of one job in one channel, edited in place as the job moves.
 
     The card is only redrawn when something changes, so everything on it must stay true
     until then: times are Slack dates (`{ago}` ages as it is read), a mute names its end,
     judged at `now` (an expired mute shows nothing), and a finished job shows no mute.
+    `forecast`: the engine's last forecast of the job (`forecast_line`). `buttons`: more
+    buttons after Mute, Unsubscribe and Refresh (the Cancel of a job still running).
     """
     muted = muted_until is not None and muted_until > now and not snapshot.terminal
     blocks = _job_blocks(
@@ -202,17 +263,30 @@ def render_card(
         last_improvement_at=last_improvement_at,
         history=history,
         muted_until=muted_until if muted else None,
+        forecast=forecast_line(snapshot, forecast, now=now),
+        algorithms=CARD_ALGORITHMS,
     )
-    blocks.append(_actions(snapshot.job_key))
+    blocks.append(_actions(snapshot.job_key, buttons))
     return to_message(card_text(snapshot), blocks)
 
 
 def render_status(
-    snapshot: Snapshot, *, now: float, history: Mapping[str, Sequence[float]] | None = None
+    snapshot: Snapshot,
+    *,
+    now: float,
+    history: Mapping[str, Sequence[float]] | None = None,
+    forecast: ForecastSummary | str | None = None,
 ) -> Message:
-    """The answer to `/mathfi status <key>`: the card's content without buttons."""
+    """The answer to `/mathfi status <key>`: the card's content without buttons.
+    `forecast`: the job's forecast now, or a line saying why there is none."""
+    line = forecast if isinstance(forecast, str) else forecast_line(snapshot, forecast, now=now)
     blocks = _job_blocks(
-        snapshot, now=now, last_improvement_at=None, history=history, muted_until=None
+        snapshot,
+        now=now,
+        last_improvement_at=None,
+        history=history,
+        muted_until=None,
+        forecast=line,
     )
     return to_message(card_text(snapshot), blocks)
 
@@ -237,6 +311,8 @@ def _job_blocks(
     last_improvement_at: float | None,
     history: Mapping[str, Sequence[float]] | None,
     muted_until: float | None,
+    forecast: str = "",
+    algorithms: int | None = None,
 ) -> list[Block]:
     emoji, label = status_parts(snapshot.status)
     known = snapshot.status in STATUS_EMOJI
@@ -247,10 +323,12 @@ def _job_blocks(
     progress = _progress_line(snapshot, now=now, last_improvement_at=last_improvement_at)
     if progress:
         blocks.append(section(progress))
+    if forecast:
+        blocks.append(section(forecast))
     if snapshot.status == COMPLETED and snapshot.model_key:
         blocks.append(section(_champion_line(snapshot)))
     blocks.append(DividerBlock())
-    blocks.extend(_algorithm_blocks(snapshot.algorithms, history=history))
+    blocks.extend(_algorithm_blocks(snapshot.algorithms, history=history, limit=algorithms))
     blocks.append(context(*_footer(now=now, muted_until=muted_until)))
     return blocks
 
@@ -309,19 +387,26 @@ def _champion_line(snapshot: Snapshot) -> str:
 
 
 def _algorithm_blocks(
-    algorithms: Sequence[AlgorithmProgress], *, history: Mapping[str, Sequence[float]] | None
+    algorithms: Sequence[AlgorithmProgress],
+    *,
+    history: Mapping[str, Sequence[float]] | None,
+    limit: int | None = None,
 ) -> list[Block]:
+    """One line per algorithm, best first, as many as fit in ALGORITHM_BUDGET, then how
+    many more there are; with `limit`, at most that many lines in all (the best
+    `limit - 1` and the count, when there are more than `limit`)."""
     if not algorithms:
         return [section("_No algorithm has reported yet._")]
     ranked = sorted(
         algorithms,
         key=lambda a: (a.latest_performance is None, -(a.latest_performance or 0.0), a.algorithm),
     )
-    lines = [_algorithm_line(a, history=history) for a in ranked]
+    shown_at_most = limit - 1 if limit is not None and len(ranked) > limit else limit
+    lines = [_algorithm_line(a, history=history) for a in ranked[:shown_at_most]]
     texts, shown = fold(lines, budget=ALGORITHM_BUDGET)
     blocks: list[Block] = [section(text) for text in texts]
-    if shown < len(lines):
-        blocks.append(context(f"… and {plural(len(lines) - shown, 'more algorithm')}"))
+    if shown < len(ranked):
+        blocks.append(context(f"… and {plural(len(ranked) - shown, 'more algorithm')}"))
     return blocks
 
 
@@ -352,7 +437,7 @@ def _footer(*, now: float, muted_until: float | None) -> list[str]:
     return parts
 
 
-def _actions(job_key: str) -> ActionsBlock:
+def _actions(job_key: str, more: Sequence[ButtonElement] = ()) -> ActionsBlock:
     value = job_key[:2000]
     return ActionsBlock(
         elements=[
@@ -370,5 +455,6 @@ def _actions(job_key: str) -> ActionsBlock:
                 ),
             ),
             ButtonElement(text="Refresh", action_id=ACTION_REFRESH, value=value),
+            *more,
         ]
     )

@@ -1,23 +1,28 @@
 """Parse the text of the `/mathfi` slash command into a typed command.
 
-Pure: no I/O, no clock. `parse_command` raises `CommandError` and nothing else. A
-`CommandError.message` is short (at most 200 characters), echoes at most 40 characters of
-user input, and is Slack-mrkdwn safe (`&`, `<`, `>` escaped), so it can be posted as is.
-`USAGE` lines and `CommandError.usage` are plain text written for the default command name
-`/mathfi`; escape them (`escape_mrkdwn`) before posting. `help_text` is already escaped.
+Pure: no I/O, no clock (but for reading the zone database's names once, for `--tz`).
+`parse_command` raises `CommandError` and nothing else. A `CommandError.message` is short
+(at most 200 characters), echoes at most 40 characters of user input, and is Slack-mrkdwn
+safe (`&`, `<`, `>` escaped), so it can be posted as is. `USAGE` lines and
+`CommandError.usage` are plain text written for the default command name `/mathfi`;
+escape them (`escape_mrkdwn`) before posting. `help_text` is already escaped.
 
 Longer than 300 lines: one parser, its messages and its grammar tables, kept together
-(the action commands `train`, `cancel` and `datasets` share its option and key rules).
+(the action commands `train`, `cancel` and `datasets`, and `digest`, share its option
+and key rules).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.duration import duration_seconds
 from bot.core.events import EventsFilter
 
@@ -34,10 +39,13 @@ DEFAULT_SCALING_FACTOR = 19
 SCALING_FACTOR_RANGE = (8, 499)
 EXAMPLE_KEY = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 EVENT_FILTERS = tuple(EventsFilter)
+BROADCAST_MODES = tuple(BroadcastMode)
+DEFAULT_TZ = "UTC"
 
 USAGE: dict[str, str] = {
     "subscribe": "/mathfi subscribe <trainingJobKey> [--min-improvement 0.01] "
-    "[--mention <@U…>|<!subteam^…>] [--events all|status|failures]",
+    "[--mention <@U…>|<!subteam^…>] [--events all|status|failures] "
+    "[--broadcast final|failures|none] [--dm]",
     "unsubscribe": "/mathfi unsubscribe <trainingJobKey>|all",
     "list": "/mathfi list [page]",
     "status": "/mathfi status <trainingJobKey>",
@@ -47,11 +55,14 @@ USAGE: dict[str, str] = {
     "[--mention <@U…>|<!subteam^…>] [--events all|status|failures]",
     "cancel": "/mathfi cancel <trainingJobKey>",
     "datasets": "/mathfi datasets [page]",
+    "digest": "/mathfi digest daily <HH:MM> [--tz Europe/Paris] | off",
     "help": "/mathfi help",
 }
 _SUMMARY: dict[str, str] = {
     "subscribe": "Watch a job in this channel; `--min-improvement` is the smallest gain worth a "
-    "post, `--mention` who to alert on failures, `--events` what to post.",
+    "post, `--mention` who to alert on failures, `--events` what to post, `--broadcast` "
+    "which final statuses also go to the channel (default final; failures; none); `--dm` "
+    "(or typed in the bot's DM) follows it yourself, in your DM with the bot.",
     "unsubscribe": "Stop watching one job, or every job, in this channel.",
     "list": "Show this channel's subscriptions with their status and best performance; "
     "a long list comes in pages (`list 2`, …).",
@@ -63,10 +74,14 @@ _SUMMARY: dict[str, str] = {
     "`--scaling-factor` 8-499 (default 19).",
     "cancel": "Cancel a PENDING or RUNNING job after you confirm.",
     "datasets": "List the account's datasets, newest first, with name, key and status.",
+    "digest": "Post one message a day in this channel at that local time (`--tz`, default "
+    "UTC): jobs finished since the last one, jobs still running; nothing on a quiet day.",
     "help": "Show this help.",
 }
+_FLAGS = frozenset({"dm"})  # options that take no value
 _OPTIONS: dict[str, tuple[str, ...]] = {
-    "subscribe": ("min-improvement", "mention", "events"),
+    "subscribe": ("min-improvement", "mention", "events", "broadcast", "dm"),
+    "digest": ("tz",),
     "train": ("target", "scaling-factor", "mention", "events"),
 }
 
@@ -77,6 +92,8 @@ class Subscribe:
     min_improvement: float | None
     mention: str | None
     events: str | None
+    broadcast: str | None = None
+    dm: bool = False  # `--dm`: a personal subscription, in the person's DM with the bot
 
 
 @dataclass(frozen=True)
@@ -129,12 +146,31 @@ class Datasets:
 
 
 @dataclass(frozen=True)
+class Digest:
+    """`digest daily HH:MM [--tz Zone]` (`daily_at` "HH:MM", `tz` an IANA zone name as the
+    zone database spells it), or `digest off` (`daily_at` None)."""
+
+    daily_at: str | None
+    tz: str = DEFAULT_TZ
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
 
 Command: TypeAlias = (
-    Subscribe | Unsubscribe | ListSubs | Status | Mute | Unmute | Train | Cancel | Datasets | Help
+    Subscribe
+    | Unsubscribe
+    | ListSubs
+    | Status
+    | Mute
+    | Unmute
+    | Train
+    | Cancel
+    | Datasets
+    | Digest
+    | Help
 )
 
 
@@ -291,7 +327,11 @@ def _split_options(command: str, args: list[str]) -> tuple[list[str], dict[str, 
         name = name.lower().replace("_", "-")
         if name not in _OPTIONS.get(command, ()):
             raise _unknown_option(command, token, name)
-        if not has_value and index < len(args) and not args[index].startswith("--"):
+        if name in _FLAGS:  # takes no value
+            if has_value:
+                raise CommandError(f"`--{name}` takes no value.", usage)
+            value = "yes"
+        elif not has_value and index < len(args) and not args[index].startswith("--"):
             value = args[index]
             index += 1
         if not value:
@@ -393,6 +433,67 @@ def _events(text: str, command: str = "subscribe") -> str:
     )
 
 
+def _broadcast(text: str) -> str:
+    if text.lower() in BROADCAST_MODES:
+        return text.lower()
+    raise CommandError(
+        f"`--broadcast` must be final, failures or none, not {_echo(text)}.", USAGE["subscribe"]
+    )
+
+
+_DAILY_AT = re.compile(r"([01]?[0-9]|2[0-3])[:h.]([0-5][0-9])")
+
+
+def _daily_at(text: str) -> str:
+    match = _DAILY_AT.fullmatch(text)
+    if match is None:
+        raise CommandError(
+            f"{_echo(text)} is not a time of day: use HH:MM on the 24-hour clock (e.g. 09:00).",
+            USAGE["digest"],
+        )
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
+@functools.cache
+def _zones() -> dict[str, str]:
+    """The zone database's names by their lower case (read once: the zone files)."""
+    names = zoneinfo.available_timezones() - {"localtime", "posixrules", "Factory"}
+    return {name.lower(): name for name in names}
+
+
+def _tz(text: str) -> str:
+    name = _zones().get(_unwrap(text).lower())
+    if name is not None:
+        return name
+    close = difflib.get_close_matches(_unwrap(text).lower(), list(_zones()), n=1)
+    hint = f" Did you mean `{_zones()[close[0]]}`?" if close else ""
+    raise CommandError(
+        f"{_echo(text)} is not a time zone: use a name like Europe/Paris, America/New_York "
+        f"or UTC.{hint}",
+        USAGE["digest"],
+    )
+
+
+def _parse_digest(args: list[str]) -> Command:
+    positionals, options = _split_options("digest", args)
+    words = [word.lower() for word in positionals]
+    if words == ["off"]:
+        if options:
+            raise CommandError("`digest off` takes no options.", USAGE["digest"])
+        return Digest(daily_at=None)
+    if not words or words[0] != "daily":
+        raise CommandError(
+            "Say `digest daily 09:00` (optionally `--tz Europe/Paris`) or `digest off`.",
+            USAGE["digest"],
+        )
+    if len(words) == 1:
+        raise CommandError("Missing the time of day (e.g. 09:00).", USAGE["digest"])
+    if len(words) > 2:
+        raise CommandError(f"Unexpected argument {_echo(positionals[2])}.", USAGE["digest"])
+    tz = options.get("tz")
+    return Digest(daily_at=_daily_at(positionals[1]), tz=DEFAULT_TZ if tz is None else _tz(tz))
+
+
 def _target(text: str) -> float:
     if _NUMBER.fullmatch(text):
         value = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
@@ -421,12 +522,16 @@ _KEY_MISSING = "Missing the training job key."
 def _parse_subscribe(args: list[str]) -> Command:
     positionals, options = _split_options("subscribe", args)
     key = _one_key("subscribe", positionals)
-    improvement, mention, events = (options.get(name) for name in _OPTIONS["subscribe"])
+    improvement, mention, events, broadcast, dm = (
+        options.get(name) for name in _OPTIONS["subscribe"]
+    )
     return Subscribe(
         key=key,
         min_improvement=None if improvement is None else _min_improvement(improvement),
         mention=None if mention is None else _mention(mention),
         events=None if events is None else _events(events),
+        broadcast=None if broadcast is None else _broadcast(broadcast),
+        dm=dm is not None,
     )
 
 
@@ -490,5 +595,6 @@ _HANDLERS: dict[str, Callable[[list[str]], Command]] = {
     "train": _parse_train,
     "cancel": lambda args: Cancel(key=_one_key("cancel", args)),
     "datasets": lambda args: Datasets(page=_page("datasets", args)),
+    "digest": _parse_digest,
     "help": lambda args: _no_arguments("help", args, Help()),
 }

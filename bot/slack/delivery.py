@@ -1,6 +1,9 @@
 """One outbox row to Slack: the card first if the channel has none, then the reply in its
 thread; and what a failed attempt means for the row (retry when, give up, or disable the
 channel). The `Sender` (`bot.slack.sender`) decides which rows go when.
+
+(About 370 lines, kept whole: every kind of row shares the same lookup-before-post, pacing
+and failure rules, which must not drift apart; the kinds' own rendering lives elsewhere.)
 """
 
 from __future__ import annotations
@@ -10,17 +13,24 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bot.core.broadcast import broadcasts
+from bot.core.digest import DIGEST_KIND, DailyDigest
 from bot.core.events import EventKind
-from bot.core.models import Snapshot, is_terminal
+from bot.core.models import Snapshot
 from bot.core.notification import Notification, read_notification
+from bot.core.oncall import ONCALL_KINDS, raises_alert
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
+from bot.slack.actions_render import render_action_line
 from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, metadata
 from bot.slack.audit_render import render_subscription_change
+from bot.slack.digest_render import render_digest
 from bot.slack.live_cards import LiveCards
 from bot.slack.merge import claim, with_carried
+from bot.slack.oncall_delivery import OncallDelivery
+from bot.slack.oncall_render import with_ack_button
 from bot.slack.reconcile import already_posted, look_for_late_copies, settle
-from bot.slack.render import render_notification
+from bot.slack.render import Message, render_notification
 from store import AsyncStore, OutboxRow, Store
 
 # The sender's logger: these lines read as before the sender was split.
@@ -62,6 +72,19 @@ class Delivery:
         self._rng = rng
         self._channel_ready: dict[str, float] = {}
         self.posts = 0
+        self._oncall = OncallDelivery(
+            store,
+            slack,
+            cards,
+            metrics=metrics,
+            failed=lambda row, err, unknown: self._failed(row, err, posted_unknown=unknown),
+            posted=self._posted,
+            not_posted=NOT_POSTED,
+        )
+
+    def _posted(self, channel: str) -> None:
+        self.posts += 1
+        self._paced(channel)
 
     def ready(self, channel: str) -> bool:
         """The channel's pace allows a post now."""
@@ -72,8 +95,14 @@ class Delivery:
 
     async def deliver(self, row: OutboxRow) -> None:
         """Post one outbox row (after looking it up if an earlier attempt may have landed)."""
-        if row.kind == EventKind.SUBSCRIPTION_CHANGED.value:
+        if row.kind in (EventKind.SUBSCRIPTION_CHANGED.value, EventKind.ACTION_TAKEN.value):
             await self._deliver_change(row)
+            return
+        if row.kind == DIGEST_KIND:  # in the channel, never in a thread
+            await self._deliver_change(row, render=_digest_message, in_thread=False)
+            return
+        if row.kind in ONCALL_KINDS:  # a re-page, an acknowledgement (bot.slack.oncall_delivery)
+            await self._oncall.deliver(row)
             return
         unknown = bool(row.attempts) and not (row.last_error or "").startswith(NOT_POSTED)
         if unknown:
@@ -164,12 +193,8 @@ class Delivery:
             return card_ts, started
         # the job as it was when these events happened, else as the store has it now
         snapshot = notification.snapshot or await self._cards.snapshot(row.job_key)
-        broadcast = any(
-            e.kind is EventKind.JOB_STATUS
-            and e.new_status is not None
-            and is_terminal(e.new_status)
-            for e in notification.events
-        )
+        # a final status, as the subscription's `--broadcast` wants it (`bot.core.broadcast`)
+        broadcast = broadcasts(notification.broadcast, notification.events)
         # A reply also sent to the channel is the short form; the card has the details.
         message = render_notification(
             notification.events,
@@ -178,6 +203,8 @@ class Delivery:
             broadcast=broadcast,
         )
         message = with_carried(message, carried)  # the job's progress queued before its end
+        if raises_alert(notification):  # on-call: the alert carries its Acknowledge button
+            message = with_ack_button(message, row.id)
         try:
             answer = await self._slack.call(
                 "chat.postMessage",
@@ -204,11 +231,19 @@ class Delivery:
         await self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
         return str(answer["ts"]), started
 
-    async def _deliver_change(self, row: OutboxRow) -> None:
+    async def _deliver_change(
+        self,
+        row: OutboxRow,
+        *,
+        render: Callable[[OutboxRow], Message] | None = None,
+        in_thread: bool = True,
+    ) -> None:
         """Who changed the channel's subscription: a line in the job's thread when the
         channel has its card, else in the channel (never a new card: the subscription may
-        be gone). Looked up first, like any row, when an earlier attempt may have landed."""
-        card_ts = await self._cards.posted_ts(row.channel_id, row.job_key)
+        be gone). Looked up first, like any row, when an earlier attempt may have landed.
+        `render` and `in_thread=False`: another message for the channel (the digest)."""
+        render = render or _change_message
+        card_ts = await self._cards.posted_ts(row.channel_id, row.job_key) if in_thread else None
         where = {"channel": row.channel_id} | ({"ts": card_ts} if card_ts else {})
         method = "conversations.replies" if card_ts else "conversations.history"
         if row.attempts and not (row.last_error or "").startswith(NOT_POSTED):
@@ -228,14 +263,7 @@ class Delivery:
                 await self._store.mark_sent(row.id, ts=found)
                 return
         try:
-            notification = read_notification(
-                row.payload,
-                channel_id=row.channel_id,
-                job_key=row.job_key,
-                kind=row.kind,
-                dedupe_key=row.dedupe_key,
-            )
-            message = render_subscription_change(notification.events[0])
+            message = render(row)
             await self._store.mark_sending(row.id)
             answer = await self._slack.call(
                 "chat.postMessage",
@@ -311,6 +339,24 @@ class Delivery:
         await self._store.mark_retry(
             row.id, next_attempt_at=self._clock() + delay, error=prefix + err.error
         )
+
+
+def _change_message(row: OutboxRow) -> Message:
+    notification = read_notification(
+        row.payload,
+        channel_id=row.channel_id,
+        job_key=row.job_key,
+        kind=row.kind,
+        dedupe_key=row.dedupe_key,
+    )
+    event = notification.events[0]
+    if event.kind is EventKind.ACTION_TAKEN:  # who started / cancelled it
+        return render_action_line(event)
+    return render_subscription_change(event)
+
+
+def _digest_message(row: OutboxRow) -> Message:
+    return render_digest(DailyDigest.read(row.payload))
 
 
 async def disable_channel(store: AsyncStore, channel: str, error: str) -> None:

@@ -15,14 +15,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection
 
+from bot.core.forecast_state import read_state
 from bot.core.models import Snapshot
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
+from bot.slack.actions import StartParameters
+from bot.slack.actions_render import card_buttons, origin_line
 from bot.slack.api import SlackCaller
 from bot.slack.audit_render import render_unwatched_card, watched_by
 from bot.slack.card import context
+from bot.slack.personal_render import followed_line, followers_line, notify_me_button
 from bot.slack.render import Message, render_card
-from store import AsyncStore, Card, HistoryPoint, JobRecord, Store, Subscription
+from store import (
+    ActionRecord,
+    AsyncStore,
+    Card,
+    HistoryPoint,
+    JobRecord,
+    Store,
+    Subscription,
+)
 
 # The sender's logger: these lines read as before the sender was split.
 log = logging.getLogger("bot.slack.sender")
@@ -159,14 +171,26 @@ class LiveCards:
         """The card as it should look now: the job as the store has it, its history, and
         the channel's mute (read in one turn of the store's thread)."""
 
-        def read(store: Store) -> tuple[JobRecord | None, Subscription | None, list[HistoryPoint]]:
+        def read(
+            store: Store,
+        ) -> tuple[
+            JobRecord | None,
+            Subscription | None,
+            list[HistoryPoint],
+            ActionRecord | None,
+            str | None,
+            int,
+        ]:
             return (
                 store.get_job(job_key),
                 store.get_subscription(channel_id=channel, job_key=job_key),
                 store.history(job_key),
+                store.job_origin(job_key),
+                store.subscription_owner(channel_id=channel, job_key=job_key),
+                store.followers(job_key),
             )
 
-        record, sub, points = await self._store.run(read)
+        record, sub, points, origin, owner, followers = await self._store.run(read)
         snapshot = (
             Snapshot.model_validate_json(record.snapshot_json)
             if record
@@ -182,12 +206,34 @@ class LiveCards:
             last_improvement_at=record.last_improvement_at if record else None,
             history=history or None,
             muted_until=sub.muted_until if sub else None,
+            forecast=read_state(record.forecast_json).last if record else None,
+            # a channel's card can be followed; a DM's is its owner's already (#15)
+            buttons=[
+                *card_buttons(snapshot),
+                *([notify_me_button(job_key)] if owner is None else []),
+            ],
         )
-        if sub is None or not sub.created_by:
-            return card
-        # who made this channel watch the job: a subscribe is visible, like every change
-        watched = context(watched_by(sub.created_by, since=sub.created_at)).to_dict()
-        return Message(text=card.text, blocks=[*card.blocks[:49], watched])
+        people = (
+            [context(followers_line(followers)).to_dict()] if owner is None and followers else []
+        )
+        lines = []
+        if origin is not None:  # started from Slack: by whom, retraining which job
+            try:
+                retrain_of = StartParameters.model_validate_json(origin.parameters).retrain_of
+            except ValueError:  # a row this version did not write: say who, not what
+                retrain_of = None
+            lines.append(origin_line(origin.user_id, retrain_of=retrain_of))
+        if sub is not None and sub.created_by:
+            # who made this channel watch the job (or: the DM's owner follows it)
+            lines.append(
+                followed_line(sub.created_at)
+                if owner is not None
+                else watched_by(sub.created_by, since=sub.created_at)
+            )
+        if not lines:
+            return Message(text=card.text, blocks=[*card.blocks[:49], *people][:50])
+        blocks = [*card.blocks[:48], *people, context(*lines).to_dict()]
+        return Message(text=card.text, blocks=blocks)
 
     async def snapshot(self, job_key: str) -> Snapshot | None:
         """The job as the store has it now."""

@@ -14,6 +14,7 @@ from slack_sdk.models.blocks import Block
 from bot.core.diff import headline_rank
 from bot.core.events import Event, EventKind, is_alert
 from bot.core.models import Snapshot
+from bot.slack.actions_render import retrain_actions
 from bot.slack.card import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -37,6 +38,7 @@ from bot.slack.card import (
     to_message,
 )
 from bot.slack.command_text import escape_mrkdwn
+from bot.slack.warning_text import missed, summary_notes, warning_line
 
 __all__ = [
     "ACTION_MUTE",
@@ -104,7 +106,10 @@ def render_notification(
         blocks.extend(section(text) for text in texts)
         if shown < len(others):
             blocks.append(context(f"… and {plural(len(others) - shown, 'more update')}"))
-    blocks.append(context(_job_summary(snapshot)))
+    retrain = retrain_actions(events)  # a miss, or a warning of one: offer MathFi's advice
+    if retrain is not None:
+        blocks.append(retrain)
+    blocks.append(context(_job_summary(snapshot, events)))
     text = headline if not others else f"{headline} (and {plural(len(others), 'more update')})"
     return to_message(text, blocks)
 
@@ -192,7 +197,7 @@ def headline_text(event: Event, *, snapshot: Snapshot) -> str:
     if kind is EventKind.JOB_STATUS:
         emoji, label = status_parts(event.new_status or snapshot.status)
         was = f" (was {status_parts(event.old_status)[1]})" if event.old_status else ""
-        return f"{emoji} Job {label}{was}"
+        return f"{emoji} Job {label}{was}{missed(event)}"
     if kind is EventKind.NEW_BEST:
         return _new_best(event, snapshot)
     if kind is EventKind.ALGORITHM_STATUS:
@@ -204,6 +209,9 @@ def headline_text(event: Event, *, snapshot: Snapshot) -> str:
         return f"🔌 MathFi cannot reach this job{reason}"
     if kind is EventKind.RECOVERED:
         return "✅ Reachable again"
+    warning = warning_line(event)
+    if warning is not None:
+        return warning
     return f"👀 Watching {code(event.job_key)} ({status_text(snapshot.status)})"
 
 
@@ -253,11 +261,11 @@ def _new_best(event: Event, snapshot: Snapshot) -> str:
     return line
 
 
-def _job_summary(snapshot: Snapshot) -> str:
+def _job_summary(snapshot: Snapshot, events: Sequence[Event] = ()) -> str:
     best = snapshot.best()
     parts = [f"Job {code(snapshot.job_key, MAX_KEY)}", status_text(snapshot.status)]
     if best is not None:
         parts.append(f"best {perf(best.latest_performance)}")
     if snapshot.target_performance is not None:
         parts.append(f"target {target_text(snapshot.target_performance)}")
-    return " · ".join(parts)
+    return " · ".join([*parts, *summary_notes(events)])

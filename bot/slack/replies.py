@@ -13,6 +13,7 @@ from bot.slack.card import (
     clip,
     code,
     context,
+    cut,
     fold,
     perf,
     plural,
@@ -22,7 +23,7 @@ from bot.slack.card import (
 )
 from bot.slack.command_text import format_duration
 from bot.slack.render import render_error
-from store import Subscription, SubscriptionLimitReached, SubscriptionView
+from store import Alert, Subscription, SubscriptionLimitReached, SubscriptionView
 
 LIST_BUDGET = 11000  # Slack refuses messages whose blocks total much more (msg_blocks_too_long)
 
@@ -32,7 +33,11 @@ def plain(text: str) -> Message:
 
 
 def _options(sub: Subscription) -> str:
-    parts = [f"min +{sub.min_improvement:g}", f"events: {sub.events}"]
+    parts = [
+        f"min +{sub.min_improvement:g}",
+        f"events: {sub.events}",
+        f"broadcast: {sub.broadcast}",
+    ]
     if sub.mention:
         parts.append(f"alerts {sub.mention}")
     return ", ".join(parts)
@@ -59,14 +64,40 @@ def subscribed(sub: Subscription, snapshot: Snapshot, *, created: bool, command:
 
 
 def subscription_list(
-    views: Sequence[SubscriptionView], *, now: float, command: str, page: int = 1
+    views: Sequence[SubscriptionView],
+    *,
+    now: float,
+    command: str,
+    page: int = 1,
+    alerts: Sequence[Alert] = (),
+    note: str | None = None,
 ) -> Message:
     """One page of the channel's subscriptions: as many as fit in one message (LIST_BUDGET),
-    the next ones on `list 2`, `list 3`, …; each page says where the rest are."""
+    the next ones on `list 2`, `list 3`, …; each page says where the rest are. Jobs with
+    an unacknowledged on-call alert (`alerts`) come first, and say so. `note` (the
+    channel's digest setting) ends every page."""
+    message = _subscription_list(views, now=now, command=command, page=page, alerts=alerts)
+    if note is None:
+        return message
+    text = f"{cut(message.text, 2900 - len(note))}\n{note}"  # the note is never cut off
+    return Message(text=text, blocks=[*message.blocks, context(note).to_dict()])
+
+
+def _subscription_list(
+    views: Sequence[SubscriptionView],
+    *,
+    now: float,
+    command: str,
+    page: int,
+    alerts: Sequence[Alert],
+) -> Message:
+    notes = _alert_notes(alerts, now=now)
+    views = sorted(views, key=lambda v: list(notes).index(v.subscription.job_key)
+                   if v.subscription.job_key in notes else len(notes))  # fmt: skip
     if not views:
         text = f"This channel watches no training job. Start with `{command} subscribe <key>`."
         return to_message(text, [section(text)])
-    pages = _pages(_list_lines(views, now=now, command=command))
+    pages = _pages(_list_lines(views, now=now, command=command, notes=notes))
     if page > len(pages):
         text = (
             f"There is no page {page}: this channel's {len(views)} subscription(s) fit on "
@@ -89,6 +120,20 @@ def subscription_list(
     return to_message(head + "\n" + "\n".join(chunks), blocks)
 
 
+def _alert_notes(alerts: Sequence[Alert], *, now: float) -> dict[str, str]:
+    """Job key -> what its oldest open alert says, oldest alert first."""
+    notes: dict[str, str] = {}
+    for alert in alerts:
+        notes.setdefault(alert.job_key, _alert_note(alert, now=now))
+    return notes
+
+
+def _alert_note(alert: Alert, *, now: float) -> str:
+    paged = f", paged again {alert.pages}×" if alert.pages else ""
+    waited = format_duration(max(int(now - alert.raised_at), 1))
+    return f"🚨 {alert.status or 'alert'} not acknowledged for {waited}{paged}"
+
+
 def _pages(lines: Sequence[str]) -> list[tuple[list[str], int, int]]:
     """Split the lines into pages of at most LIST_BUDGET characters: (texts, first, count)."""
     pages: list[tuple[list[str], int, int]] = []
@@ -103,11 +148,15 @@ def _pages(lines: Sequence[str]) -> list[tuple[list[str], int, int]]:
     return pages
 
 
-def _list_lines(views: Sequence[SubscriptionView], *, now: float, command: str) -> list[str]:
+def _list_lines(
+    views: Sequence[SubscriptionView], *, now: float, command: str, notes: dict[str, str]
+) -> list[str]:
     lines = []
     for view in views:
         sub = view.subscription
         line = f"• {code(sub.job_key)} {status_text(view.status or 'UNKNOWN')}"
+        if sub.job_key in notes:
+            line = f"{line} · {notes[sub.job_key]}"
         if view.best_performance is not None:
             line += f", best {perf(view.best_performance)}"
             if view.best_algorithm:

@@ -59,8 +59,8 @@ class Sender:
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
-        shared = Budget(budget, clock=clock, sleep=sleep)
-        slack = SlackCaller(client, metrics=metrics, identity=identity, budget=shared)
+        self.budget = Budget(budget, clock=clock, sleep=sleep)  # the workspace's, shared
+        slack = SlackCaller(client, metrics=metrics, identity=identity, budget=self.budget)
         self._cards = LiveCards(
             store,
             slack,

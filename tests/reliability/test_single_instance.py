@@ -134,7 +134,6 @@ async def test_a_standby_takes_over_within_seconds(tmp_path: Path, how: str) -> 
             assert standby.alive and other.untouched(), (other.sim.stats.requests, standby.tail())
             assert standby.bound() is None  # not even the port is bound
 
-            first_polls = h.sim.stats.progress_polls
             if how == "SIGKILL":
                 await h.service.kill()
             else:
@@ -143,6 +142,9 @@ async def test_a_standby_takes_over_within_seconds(tmp_path: Path, how: str) -> 
             await eventually(
                 lambda: healthy(h.http, standby.base_url), timeout=5, what="the standby serves"
             )
+            # read once the first is gone and the standby serves: a poll the first had on the
+            # wire when it was killed may still have reached the simulator after the kill
+            first_polls = h.sim.stats.progress_polls
             await eventually(
                 lambda: other.sim.stats.progress_polls > 0, timeout=5, what="the standby polls"
             )

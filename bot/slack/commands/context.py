@@ -6,14 +6,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.core.forecast import ForecastRules
 from bot.core.models import Snapshot, TrainingJob, TrainingProgress, is_terminal
 from bot.metrics import Metrics
 from bot.slack.command_text import DEFAULT_COMMAND, USAGE, CommandError
+from bot.slack.commands.acting import ActionTools
+from bot.slack.permissions import Decision
 from bot.slack.render import Message, render_error
 from store import AsyncStore
+
+
+class PermissionChecker(Protocol):
+    """Who may act (`bot.slack.permissions.PermissionCheck`): the on-call Acknowledge."""
+
+    async def check(self, user_id: str) -> Decision: ...
 
 
 class MathFiReader(Protocol):
@@ -21,6 +30,14 @@ class MathFiReader(Protocol):
 
     async def get_progress(self, key: str) -> TrainingProgress: ...
     async def get_training(self, key: str) -> TrainingJob: ...
+
+
+class PersonalSlack(Protocol):
+    """What personal subscriptions need of Slack (`bot.slack.home.HomePublisher`)."""
+
+    async def dm_channel(self, user_id: str) -> str: ...
+    async def home_opened(self, user_id: str, team_id: str | None) -> None: ...
+    async def publish_home(self, user_id: str) -> bool: ...
 
 
 @dataclass
@@ -34,8 +51,14 @@ class CommandContext:
     max_subscriptions: int = 5000  # in the whole store
     allow_broadcast_mentions: bool = False  # `--mention @here/@channel/@everyone`
     poll_interval: float = 30.0
+    # the poller's forecast rules (MathFi's stop rules): for `status`
+    forecast: ForecastRules = field(default_factory=ForecastRules)
+    # the ACTIONS rule, for the on-call Acknowledge button (None: nobody may acknowledge)
+    permissions: PermissionChecker | None = None
     clock: Callable[[], float] = time.time
+    acting: ActionTools | None = None  # train, cancel, retrain, datasets (commands/actions.py)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    personal: PersonalSlack | None = None  # DMs and the App Home (commands/personal.py)
 
 
 def usage(ctx: CommandContext, name: str) -> str:

@@ -23,16 +23,30 @@ from bot.slack.audit import (
     Actor,
 )
 from bot.slack.command_text import (
+    Cancel,
     Command,
     CommandError,
+    Datasets,
+    Digest,
     Mute,
     Status,
     Subscribe,
+    Train,
     Unsubscribe,
     parse_command,
 )
+from bot.slack.commands import oncall
+from bot.slack.commands.actions import (
+    NotSetUp,
+    register_actions,
+    run_cancel,
+    run_datasets,
+    run_train,
+)
 from bot.slack.commands.context import CommandContext, command_error
-from bot.slack.commands.subscriptions import run_local, run_refresh, run_status, run_subscribe
+from bot.slack.commands.digest import run_digest
+from bot.slack.commands.personal import register_personal, subscribe_here_or_dm
+from bot.slack.commands.subscriptions import run_local, run_refresh, run_status
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -63,12 +77,32 @@ def slow_commands(ctx: CommandContext) -> dict[type[Command], SlowCommand]:
         return f"⏳ Asking MathFi about `{cmd.key}`…"
 
     async def subscribe(cmd: Subscribe, actor: Actor, channel_id: str) -> Message:
-        return await run_subscribe(ctx, cmd, actor=actor, channel_id=channel_id)
+        return await subscribe_here_or_dm(ctx, cmd, actor=actor, channel_id=channel_id)
 
     async def status(cmd: Status, actor: Actor, channel_id: str) -> Message:
         return await run_status(ctx, cmd)
 
-    return {Subscribe: SlowCommand(asking, subscribe), Status: SlowCommand(asking, status)}
+    def checking(cmd: Any) -> str:
+        return f"⏳ Checking dataset `{cmd.dataset_key}`…"
+
+    def acting(run: Callable[[CommandContext, Any, Actor, str], Awaitable[Message]]) -> SlowWork:
+        async def work(cmd: Any, actor: Actor, channel_id: str) -> Message:
+            try:
+                return await run(ctx, cmd, actor, channel_id)
+            except NotSetUp as err:
+                return render_error(str(err))
+
+        return work
+
+    return {
+        Subscribe: SlowCommand(asking, subscribe),
+        Status: SlowCommand(asking, status),
+        Train: SlowCommand(checking, acting(run_train)),
+        Cancel: SlowCommand(asking, acting(run_cancel)),
+        Datasets: SlowCommand(
+            lambda cmd: "⏳ Asking MathFi for its datasets…", acting(run_datasets)
+        ),
+    }
 
 
 def register(app: AsyncApp, ctx: CommandContext) -> None:
@@ -82,6 +116,7 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
             team_id=str(body.get("team_id", "")),
             user_id=str(body.get("user_id", "")),
             text=f"{ctx.command} {text}",
+            trigger_id=str(body.get("trigger_id") or ""),
         )
         try:
             cmd = parse_command(text, allow_broadcast=ctx.allow_broadcast_mentions)
@@ -98,8 +133,13 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
             message = await settled(work, name=name, where=where, metrics=ctx.metrics)
             await respond(**reply_body(message))
             return
+        local = (
+            run_digest(ctx, cmd, channel_id=channel_id, actor=actor)
+            if isinstance(cmd, Digest)
+            else run_local(ctx, cmd, channel_id=channel_id, actor=actor)
+        )
         answer = settled(
-            run_local(ctx, cmd, channel_id=channel_id, actor=actor),
+            local,
             name=name,
             where=where,
             metrics=ctx.metrics,
@@ -137,3 +177,6 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
     app.action(ACTION_MUTE)(button(lambda key: Mute(key=key, seconds=3600)))
     app.action(ACTION_UNSUBSCRIBE)(button(lambda key: Unsubscribe(key=key, all=False)))
     app.action(ACTION_REFRESH)(button(lambda key: Status(key=key)))
+    register_actions(app, ctx)  # train / cancel confirmations, the card's Cancel, Retrain
+    oncall.register(app, ctx)  # the Acknowledge button of an on-call alert
+    register_personal(app, ctx)  # Notify me, the App Home (#15)

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from bot.core.broadcast import BroadcastMode
 from bot.core.diff import snapshot_hash
 from bot.core.events import EventsFilter
 from bot.core.fanout import watch_started
@@ -39,11 +40,13 @@ from bot.slack.command_text import (
     help_text,
 )
 from bot.slack.commands.context import CommandContext, fetch_snapshot, usage
+from bot.slack.commands.digest import digest_note
 from bot.slack.render import (
     Message,
     render_error,
     render_status,
 )
+from bot.slack.status_forecast import status_forecast
 from store import (
     AuditRow,
     Store,
@@ -65,15 +68,17 @@ def subscribe_snapshot(
     mention: str | None,
     events: EventsFilter | None,
     next_poll_at: float,
+    broadcast: BroadcastMode | None = None,
     now: float,
     channel_limit: int | None = None,
     global_limit: int | None = None,
     audit_row: AuditRow | None = None,
+    owner_user_id: str | None = None,
 ) -> tuple[Subscription, bool]:
     """Watch `snapshot.job_key` in a channel (the store's one transaction, limits checked in
     it), with a watch row that posts the card when the subscription is new, and
     `audit_row`'s line saying who did it. An option left None keeps what the subscription
-    has stored."""
+    has stored. `owner_user_id`: a personal subscription (its channel is that person's DM)."""
     best = snapshot.best()
     first_card = watch_started(
         snapshot.job_key, channel_id, mention=mention, now=now, nonce=secrets.token_hex(4)
@@ -86,6 +91,7 @@ def subscribe_snapshot(
         min_improvement=min_improvement,
         mention=mention,
         events=events.value if events is not None else None,
+        broadcast=broadcast.value if broadcast is not None else None,
         snapshot_json=snapshot.canonical_json(),
         snapshot_hash=snapshot_hash(snapshot),
         status=snapshot.status,
@@ -97,6 +103,7 @@ def subscribe_snapshot(
         channel_limit=channel_limit,
         global_limit=global_limit,
         audit=audit_row,
+        owner_user_id=owner_user_id,
         now=now,
     )
 
@@ -122,6 +129,7 @@ async def run_subscribe(
             min_improvement=cmd.min_improvement,
             mention=cmd.mention,
             events=EventsFilter(cmd.events) if cmd.events is not None else None,
+            broadcast=BroadcastMode(cmd.broadcast) if cmd.broadcast is not None else None,
             next_poll_at=now + ctx.poll_interval,
             now=now,
             channel_limit=ctx.subscription_limit,
@@ -152,7 +160,9 @@ async def run_status(ctx: CommandContext, cmd: Status) -> Message:
         snapshot = await fetch_snapshot(ctx, cmd.key)
     except MathFiError as err:
         return render_error(replies.mathfi_problem(err, cmd.key))
-    return render_status(snapshot, now=ctx.clock())
+    now = ctx.clock()
+    forecast = await status_forecast(ctx.store, snapshot, now=now, rules=ctx.forecast)
+    return render_status(snapshot, now=now, forecast=forecast)
 
 
 async def run_local(
@@ -172,8 +182,15 @@ async def run_local(
     if isinstance(cmd, Unsubscribe | Mute | Unmute):
         audit(actor, channel_id, local_result(cmd, answer))
     if isinstance(cmd, ListSubs):
-        assert isinstance(answer, list)
-        return replies.subscription_list(answer, now=now, command=ctx.command, page=cmd.page)
+        views, alerts, digest = answer  # the channel's open on-call alerts are listed first
+        return replies.subscription_list(
+            views,
+            now=now,
+            command=ctx.command,
+            page=cmd.page,
+            alerts=alerts,
+            note=digest_note(digest, command=ctx.command),
+        )
     if isinstance(cmd, Unsubscribe):
         count = int(answer)
         if cmd.all:
@@ -203,7 +220,9 @@ def _local_work(
 
     def work(store: Store) -> tuple[Any, int | None]:
         if isinstance(cmd, ListSubs):
-            return store.list_subscriptions(channel_id=channel_id), None
+            views = store.list_subscriptions(channel_id=channel_id)
+            alerts = store.open_alerts(channel_id=channel_id)
+            return (views, alerts, store.get_digest(channel_id=channel_id)), None
         if isinstance(cmd, Unsubscribe):
             if cmd.all:
                 count = store.unsubscribe_all(
