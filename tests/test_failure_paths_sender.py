@@ -109,6 +109,8 @@ async def test_an_edit_in_an_archived_channel_disables_it_and_stops(env: Env) ->
     for channel in ("C1", "C2"):
         await env.service.store.mark_card_dirty(channel_id=channel, job_key=key)
     made = await tick(env)
+    env.clock.advance(1.2)  # the workspace's chat.update budget: 50 a minute
+    made += await tick(env)
     assert sorted((m, p["channel"]) for m, p in made) == [
         ("chat.update", "C1"),
         ("chat.update", "C2"),
@@ -140,11 +142,12 @@ async def test_a_429_on_an_edit_pauses_every_edit_for_retry_after_then_converges
     assert [(m, p["channel"]) for m, p in await tick(env)] == [("chat.update", "C1")]
     await env.service.store.mark_card_dirty(channel_id="C2", job_key=key)
     edits: list[tuple[float, str]] = []
-    for _ in range(16):
+    for _ in range(20):
         env.clock.advance(0.25)
         edits += [(env.clock() - limited_at, p["channel"]) for m, p in await tick(env)]
-    # app-wide: neither channel is edited before Retry-After has passed, both right after
-    assert sorted(edits) == [(3.0, "C1"), (3.0, "C2")]
+    # app-wide: neither channel is edited before Retry-After has passed; then one
+    # workspace budget (50 a minute: 1.2 s apart), the older change first
+    assert sorted(edits) == [(3.0, "C1"), (4.25, "C2")]
     assert not await env.service.store.dirty_cards()
     assert [env.sink.top_level(c)[0].edits for c in ("C1", "C2")] == [1, 1]
 
