@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from slack_sdk.models.blocks import Block
+from slack_sdk.models.blocks import Block, ButtonElement
 
 from bench.signal import shown_lines
 from bot.core.events import Event, EventKind
@@ -26,7 +26,7 @@ from bot.core.models import (
     TrainingProgress,
 )
 from bot.core.sparkline import sparkline
-from bot.slack.card import CARD_ALGORITHMS, ago, progress_bar, span
+from bot.slack.card import CARD_ALGORITHMS, ago, fold, forecast_line, progress_bar, span
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -1220,3 +1220,101 @@ def test_an_algorithm_line_draws_small_moves_nearly_flat_and_cuts_a_long_name() 
     spark = sparkline(values, min_span=0.01)
     assert spark != sparkline(values)
     assert f"`{spark}` {LONG_SHOWN} *0.5020* · 🏃 RUNNING" in card_texts(card)
+
+
+# ---- the card's forecast line, folding, facts and buttons, word for word ----------------
+def summary_at(verdict: Verdict, **fields: Any) -> ForecastSummary:
+    return ForecastSummary.model_validate({"at": NOW, "verdict": verdict} | fields)
+
+
+RUNNING_JOB = scored(("A", 0.5), target_performance=0.85)
+
+
+@pytest.mark.parametrize(
+    ("forecast", "line"),
+    [
+        (None, ""),
+        (
+            summary_at(Verdict.AT_RISK, target=0.85, best_projected=0.81, best_algorithm=LONG_NAME),
+            "⚠️ At risk: no algorithm is projected to reach 0.85 "
+            f"(best projected 0.81, {LONG_SHOWN})",
+        ),
+        (
+            summary_at(Verdict.AT_RISK, target=0.85, best_projected=0.81),
+            "⚠️ At risk: no algorithm is projected to reach 0.85 (best projected 0.81)",
+        ),
+        (summary_at(Verdict.ON_TRACK), ""),
+        (summary_at(Verdict.NOT_ENOUGH_HISTORY, eta=600.0), ""),
+        (summary_at(Verdict.ON_TRACK, eta=60.0), "🎯 ETA ≈ 1 min"),  # counted from `at` = now
+        (summary_at(Verdict.ON_TRACK, eta=60.0, eta_high=600.0), "🎯 ETA ≈ 1 min"),
+        (
+            summary_at(Verdict.ON_TRACK, eta=120.0, eta_low=60.0, eta_high=240.0),
+            "🎯 ETA ≈ 2 min, likely 1 min to 4 min",  # high exactly 4 x low
+        ),
+        (summary_at(Verdict.ON_TRACK, eta=120.0, eta_low=60.0, eta_high=300.0), "🎯 ETA ≈ 2 min"),
+        (summary_at(Verdict.ON_TRACK, eta=120.0, eta_low=30.0, eta_high=242.0), "🎯 ETA ≈ 2 min"),
+        (
+            summary_at(Verdict.ON_TRACK, eta=120.0, eta_algorithm=LONG_NAME, rate=0.001),
+            f"🎯 ETA ≈ 2 min ({LONG_SHOWN}, +0.06/min)",
+        ),
+    ],
+)
+def test_the_cards_forecast_line(forecast: ForecastSummary | None, line: str) -> None:
+    assert forecast_line(RUNNING_JOB, forecast, now=NOW) == line
+
+
+def test_no_forecast_line_once_the_job_is_not_running() -> None:
+    done = RUNNING_JOB.model_copy(update={"status": "FAILED"})
+    assert forecast_line(done, summary_at(Verdict.ON_TRACK, eta=60.0), now=NOW) == ""
+
+
+@pytest.mark.parametrize(
+    ("lines", "budget", "limit", "folded"),
+    [
+        # each line costs its length + 1 of the budget; a text holds at most `limit` chars
+        (["aaa", "bb"], 7, 3000, (["aaa\nbb"], 2)),  # exactly the budget
+        (["aaa", "bbb"], 7, 3000, (["aaa"], 1)),
+        (["aa", "bb"], 100, 5, (["aa\nbb"], 2)),  # exactly the limit
+        (["aa", "bbb"], 100, 5, (["aa", "bbb"], 2)),
+    ],
+)
+def test_fold(lines: list[str], budget: int, limit: int, folded: tuple[list[str], int]) -> None:
+    assert fold(lines, budget=budget, limit=limit) == folded
+
+
+def facts(message: Message) -> list[str]:
+    return [field["text"] for field in message.blocks[1]["fields"]]
+
+
+def test_the_cards_header_and_facts() -> None:
+    card = render_card(scored(status="WEIRD"), now=NOW)
+    assert card.blocks[0]["text"]["text"] == "❔ MathFi training · unknown status"
+    assert facts(card) == [
+        "*Job*\n`k`",
+        "*Status*\n❔ WEIRD",
+        "*Target*\n—",
+        "*Best*\nno performance yet",
+    ]
+    card = render_card(scored((LONG_NAME, 0.5), target_performance=0.85), now=NOW)
+    assert card.blocks[0]["text"]["text"] == "🏃 MathFi training · RUNNING"
+    assert facts(card)[2:] == ["*Target*\n0.85", f"*Best*\n0.5000 by {LONG_SHOWN}"]
+
+
+def test_only_a_completed_job_shows_its_champion() -> None:
+    failed = scored(("A", 0.5), status="FAILED", model_key="m")
+    assert not any("Champion model" in t for t in section_texts(render_card(failed, now=NOW)))
+
+
+def test_the_cards_buttons() -> None:
+    key = "k" * 2100
+    extra = ButtonElement(text="Extra", action_id="extra", value="x")
+    card = render_card(scored().model_copy(update={"job_key": key}), now=NOW, buttons=[extra])
+    mute, unsubscribe, refresh, more = card.blocks[-1]["elements"]
+    assert [b["value"] for b in (mute, unsubscribe, refresh)] == ["k" * 2000] * 3
+    assert more["action_id"] == "extra"
+    assert unsubscribe["confirm"] == {
+        "title": {"type": "plain_text", "text": "Unsubscribe?", "emoji": True},
+        "text": {"type": "mrkdwn", "text": f"Stop watching `{'k' * 59}…` in this channel?"},
+        "confirm": {"type": "plain_text", "text": "Unsubscribe", "emoji": True},
+        "deny": {"type": "plain_text", "text": "Keep watching", "emoji": True},
+    }
