@@ -6,6 +6,7 @@ Longer than 300 lines: one table per kind of message, and the properties over al
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
@@ -26,7 +27,21 @@ from bot.core.models import (
     TrainingProgress,
 )
 from bot.core.sparkline import sparkline
-from bot.slack.card import CARD_ALGORITHMS, ago, fold, forecast_line, progress_bar, span
+from bot.slack.card import (
+    CARD_ALGORITHMS,
+    ago,
+    context,
+    cut,
+    fold,
+    forecast_line,
+    perf,
+    progress_bar,
+    section,
+    span,
+    target_text,
+    to_message,
+    utc_stamp,
+)
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -1318,3 +1333,83 @@ def test_the_cards_buttons() -> None:
         "confirm": {"type": "plain_text", "text": "Unsubscribe", "emoji": True},
         "deny": {"type": "plain_text", "text": "Keep watching", "emoji": True},
     }
+
+
+# ---- the card's building blocks at their edges ----------------------------------------
+@pytest.mark.parametrize(
+    ("escaped", "limit", "shown"),
+    [
+        ("abcdef", 6, "abcdef"),
+        ("abcdefg", 6, "abcde…"),
+        ("ab&amp;cdef", 5, "ab…"),  # never inside an entity
+        ("&amp;x", 4, "…"),
+        ("ab&lt;cd", 7, "ab&lt;…"),  # a whole entity stays
+    ],
+)
+def test_cut(escaped: str, limit: int, shown: str) -> None:
+    assert cut(escaped, limit) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "—"), (0.81234, "0.8123"), (999999.5, "999999.5000"), (1e6, "1e+06"),
+     (1000000.5, "1e+06")],
+)  # fmt: skip
+def test_perf(value: float | None, text: str) -> None:
+    assert perf(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.85, "0.85"), (0.8, "0.8"), (1.0, "1"), (999999.0, "999999"), (1e6, "1e+06"),
+     (1000000.5, "1e+06")],
+)  # fmt: skip
+def test_target_text(value: float, text: str) -> None:
+    assert target_text(value) == text
+
+
+def test_utc_stamp_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert utc_stamp(NOW) == "2023-11-14 22:13 UTC"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_context_and_message_limits() -> None:
+    block = context(*["a" * 2500] * 12).to_dict()
+    assert len(block["elements"]) == 10
+    assert block["elements"][0]["text"] == "a" * 1999 + "…"
+    message = to_message("t" * 3500, [section("s")] * 60)
+    assert message.text == "t" * 2999 + "…"
+    assert len(message.blocks) == 50
+
+
+def test_algorithms_without_a_performance_come_last() -> None:
+    snapshot = scored(("A", None), ("B", 0.0))
+    lines = [t for t in section_texts(render_card(snapshot, now=NOW)) if "RUNNING" in t]
+    assert lines[-1].index("`B`") < lines[-1].index("`A`")
+    empty = render_card(scored(), now=NOW)
+    assert "_No algorithm has reported yet._" in section_texts(empty)
+
+
+def footer(message: Message) -> list[str]:
+    (last,) = [b for b in message.blocks if b["type"] == "context"][-1:]
+    return [element["text"] for element in last["elements"]]
+
+
+def test_the_cards_footer() -> None:
+    updated = "updated <!date^1700000000^{date_short_pretty} {time}|2023-11-14 22:13 UTC>"
+    assert footer(render_card(RUNNING_JOB, now=NOW)) == [updated]
+    assert footer(render_card(RUNNING_JOB, now=NOW, muted_until=NOW + 3600)) == [
+        "🔕 muted until <!date^1700003600^{date_short_pretty} {time}|2023-11-14 23:13 UTC>: "
+        "only terminal statuses are posted",
+        updated,
+    ]
+    assert footer(render_card(RUNNING_JOB, now=NOW, muted_until=math.inf)) == [
+        "🔕 muted: only terminal statuses are posted",
+        updated,
+    ]
+    assert footer(render_card(RUNNING_JOB, now=math.nan)) == ["MathFi training job"]
