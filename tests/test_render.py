@@ -1192,13 +1192,10 @@ def card_texts(message: Message) -> str:
     return str(message.blocks)
 
 
-def test_a_last_improvement_that_is_no_time_shows_a_dash_or_just_now() -> None:
-    running = scored(("A", 0.5), target_performance=0.9)
+def test_a_running_jobs_last_improvement_that_is_no_time_is_just_now() -> None:
+    running = scored(("A", 0.5), target_performance=1.0)
     card = render_card(running, now=NOW, last_improvement_at=math.nan)
-    assert "last improvement just now" in card_texts(card)
-    done = running.model_copy(update={"status": "FAILED"})
-    card = render_card(done, now=NOW, last_improvement_at=math.nan)
-    assert "last improvement —" in card_texts(card)
+    assert "*Progress* ▰▰▰▰▰▱▱▱▱▱ 50% · last improvement just now" in section_texts(card)
 
 
 def section_texts(message: Message) -> list[str]:
@@ -1413,3 +1410,84 @@ def test_the_cards_footer() -> None:
         updated,
     ]
     assert footer(render_card(RUNNING_JOB, now=math.nan)) == ["MathFi training job"]
+
+
+# ---- the last survivors of render.py / card.py, word for word ---------------------------
+def only(event: Event, snapshot: Snapshot | None = None) -> str:
+    return render_notification([event], snapshot=snapshot or scored()).text
+
+
+def test_single_event_lines() -> None:
+    assert only(Event(kind=EventKind.JOB_STATUS, job_key="k", new_status="FAILED")) == (
+        "❌ Job FAILED"
+    )
+    assert only(Event(kind=EventKind.ALGORITHM_STATUS, job_key="k", algorithm="A")) == ("⚙️ `A`: ")
+    assert only(Event(kind=EventKind.ALGORITHM_STATUS, job_key="k", new_status="FAILED")) == (
+        "⚙️ `?`: FAILED"
+    )
+    assert (
+        only(
+            Event(kind=EventKind.ALGORITHM_STATUS, job_key="k", algorithm=LONG_NAME, new_status="X")
+        )
+        == f"⚙️ {LONG_SHOWN}: X"
+    )
+    assert only(Event(kind=EventKind.UNREACHABLE, job_key="k")) == (
+        "🔌 MathFi cannot reach this job"
+    )
+
+
+@pytest.mark.parametrize(
+    ("performance", "previous", "delta"),
+    [(0.9, 0.8, "+0.1000"), (2e6, 0.0, "+2e+06"), (1e6, 0.0, "+1e+06"), (1000000.5, 0.0, "+1e+06")],
+)
+def test_a_new_best_shows_its_gain(performance: float, previous: float, delta: str) -> None:
+    event = Event(
+        kind=EventKind.NEW_BEST,
+        job_key="k",
+        algorithm="A",
+        performance=performance,
+        previous_performance=previous,
+    )
+    assert only(event).endswith(f" by `A` ({delta})")
+
+
+def test_no_events_no_notification() -> None:
+    with pytest.raises(ValueError, match=r"^render_notification needs at least one event$"):
+        render_notification([], snapshot=scored())
+
+
+def test_updates_over_the_budget_are_counted() -> None:
+    events = [
+        Event(
+            kind=EventKind.ALGORITHM_STATUS,
+            job_key="k",
+            algorithm=f"{n:02d}" + "a" * 70,
+            new_status=f"S{n:02d}",
+        )
+        for n in range(60)
+    ]
+    headline = Event(kind=EventKind.RECOVERED, job_key="k")
+    message = render_notification([headline, *events], snapshot=scored())
+    shown = sum(text.count("\n") + 1 for text in section_texts(message)[1:])
+    assert 0 < shown < 60
+    notes = [e["text"] for b in message.blocks if b["type"] == "context" for e in b["elements"]]
+    assert notes[0] == f"… and {60 - shown} more updates"
+
+
+def test_a_miss_offers_the_retrain_button() -> None:
+    missed = Event(kind=EventKind.JOB_STATUS, job_key="k", new_status="NOT_COMPLETED")
+    message = render_notification([missed], snapshot=scored())
+    assert [b["type"] for b in message.blocks] == ["section", "actions", "context"]
+
+
+def test_a_finished_jobs_last_improvement_that_is_no_time_is_a_dash() -> None:
+    done = scored(("A", 0.5), status="FAILED", target_performance=1.0)
+    card = render_card(done, now=NOW, last_improvement_at=math.nan)
+    assert "*Progress* ▰▰▰▰▰▱▱▱▱▱ 50% · last improvement —" in section_texts(card)
+
+
+def test_a_zero_performance_ranks_as_zero_and_no_history_draws_a_dot() -> None:
+    card = render_card(scored(("A", 0.0), ("B", 0.5)), now=NOW)
+    (lines,) = [t for t in section_texts(card) if "RUNNING" in t and "`B`" in t]
+    assert lines.index("`B`") < lines.index("`A`")
+    assert "`·` `A` *0.0000* · 🏃 RUNNING" in lines
