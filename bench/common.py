@@ -53,6 +53,7 @@ class ServerOptions:
     tick_seconds: float = 10.0
     speed: float = 1.0
     seed: int = 0
+    final_status: str | None = None  # scripted jobs end in this status after their rise
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,8 @@ async def _child_main(conn: Connection, options: ServerOptions) -> None:
     ]
     clock.base = clock.skew = 0.0
     script = rising_script(options.script_steps)
+    if options.final_status is not None:
+        script.append({**script[-1], "status": options.final_status})
     scripted = [sim.script_job(script) for _ in range(options.scripted)]
     sink = SlackSink(token=SINK_TOKEN, team_id="T0BENCH")
     sim_runner, sim_url = await start_simulator(sim)

@@ -115,6 +115,23 @@ class Settings(BaseSettings):
     slack_timeout: int = Field(
         10, ge=1, description="Seconds before a Slack Web API call times out (whole seconds)"
     )
+    slack_post_rate: float = Field(
+        1.0, gt=0, description="Posts a second per channel (Slack: about 1 `chat.postMessage`)"
+    )
+    slack_update_rate: float = Field(
+        50.0,
+        gt=0,
+        description="`chat.update` calls a minute for the whole workspace (Slack Tier 3: 50)",
+    )
+    slack_history_rate: float = Field(
+        50.0,
+        gt=0,
+        description="`conversations.history` / `.replies` calls a minute for the whole "
+        "workspace (Slack Tier 3: 50)",
+    )
+    alert_max_wait: float = Field(
+        60.0, gt=0, description="/healthz says degraded when an alert has waited this long"
+    )
     mathfi_timeout: float = Field(
         10.0, gt=0, description="Seconds before a MathFi request times out"
     )

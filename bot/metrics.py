@@ -37,8 +37,22 @@ class Metrics:
             registry=r,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        # `method` added by issue 18; sum over it for the old unlabelled total
         self.slack_ratelimited = Counter(
-            "mathfi_slack_ratelimited", "Slack 429 answers", registry=r
+            "mathfi_slack_ratelimited", "Slack 429 answers, by method", ["method"], registry=r
+        )
+        for method in ("chat.postMessage", "chat.update"):  # shown from the start, at 0
+            self.slack_ratelimited.labels(method=method)
+        self.outbox_queued = Gauge(
+            "mathfi_outbox_queued",
+            "Outbox rows not yet sent, by priority (alert, normal, progress)",
+            ["priority"],
+            registry=r,
+        )
+        self.oldest_alert_age = Gauge(
+            "mathfi_oldest_alert_age_seconds",
+            "Seconds the oldest queued alert has waited (0: none waits)",
+            registry=r,
         )
         self.slack_errors = Counter(
             "mathfi_slack_errors", "Slack errors, by error code", ["error"], registry=r

@@ -138,7 +138,7 @@ class Demo:
         self.events_url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
 
     async def subscribe_all(self) -> list[str]:
-        self.dataset = self.sim.create_dataset("churn-demo", ready=True)
+        self.dataset = self.dataset or self.sim.create_dataset("churn-demo", ready=True)
         answers = []
         async with aiohttp.ClientSession() as session:
             for i in range(self.jobs):
@@ -186,6 +186,7 @@ class Demo:
         button: the click Slack would send once she confirmed its dialog."""
         assert self.service is not None
         # TIMED_OUT: the longest fate, so the job is still running when alice clicks
+        self.dataset = self.dataset or self.sim.create_dataset("churn-demo", ready=True)
         key = self.sim.start_training(self.dataset, performance_threshold=0.85, fate="TIMED_OUT")
         self.fates[key] = "cancelled"
         async with aiohttp.ClientSession() as session:
@@ -341,7 +342,10 @@ async def run_demo(
             highlight=False,
         )
         await demo.start()
-        for line in [*await demo.subscribe_all(), *await demo.cancel_one()]:
+        # The job to cancel first: its card then waits behind no alert of the others (the
+        # sender posts a channel's alerts first), so alice clicks before it times out.
+        cancel = await demo.cancel_one()
+        for line in [*await demo.subscribe_all(), *cancel]:
             console.print(Text(line, style="dim"))
         live_ok = console.is_terminal and not plain
         deadline = time.monotonic() + max_seconds

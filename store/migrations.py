@@ -390,6 +390,20 @@ def m010_personal(db: Database) -> None:
     db.execute("CREATE INDEX home_views_dirty ON home_views (dirty) WHERE dirty = 1")
 
 
+def m011_outbox_priority(db: Database) -> None:
+    """How urgent a queued row is, and which row carried it.
+
+    `priority`: 0 an alert, 1 normal, 2 progress (`bot.core.priority`); a channel's queued
+    rows go lowest first, then oldest. `carried_by`: the id of the row (a job's final
+    notification) whose message also says what this queued progress row said; it is marked
+    sent together with its carrier, in one statement.
+    """
+    db.execute("ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE outbox ADD COLUMN carried_by INTEGER")
+    db.execute("CREATE INDEX outbox_queue ON outbox (state, channel_id, priority, id)")
+    db.execute("CREATE INDEX outbox_carried_by ON outbox (carried_by) WHERE carried_by IS NOT NULL")
+
+
 MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (1, m001_initial),
     (2, m002_retention),
@@ -401,6 +415,7 @@ MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (8, m008_action_results),
     (9, m009_broadcast_and_digests),
     (10, m010_personal),
+    (11, m011_outbox_priority),
 )
 
 

@@ -165,6 +165,7 @@ class NewOutboxRow:
     job_key: str
     kind: str
     payload: str
+    priority: int = 1  # 0 alert, 1 normal, 2 progress (bot.core.priority.Priority)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +185,13 @@ class OutboxRow:
     updated_at: float
     call_started_at: float | None  # when the row's last Slack post began (None: never)
     verify_at: float | None  # sent, posted again after an unknown outcome: look for a copy
+    priority: int = 1  # 0 alert, 1 normal, 2 progress: a channel's lowest goes first
+    carried_by: int | None = None  # the row whose message carries this one's news
 
     COLUMNS: ClassVar[str] = (
         "id, dedupe_key, channel_id, job_key, kind, payload, state, attempts, next_attempt_at, "
-        "slack_ts, last_error, created_at, updated_at, call_started_at, verify_at"
+        "slack_ts, last_error, created_at, updated_at, call_started_at, verify_at, priority, "
+        "carried_by"
     )
 
     @classmethod

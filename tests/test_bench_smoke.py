@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import ceiling, latency, poll_scale
+from bench import ceiling, latency, poll_scale, slack_burst
 from bench import forecast as forecast_bench
 from bench import retention as retention_bench
 from bench import signal as signal_bench
@@ -64,6 +64,13 @@ def test_latency_measures_every_change(capsys: pytest.CaptureFixture[str]) -> No
     assert result["benchmark"] == "latency"
     assert result["changes"] == result["delivered"] == 2
     assert result["latency_s"]["p50"] > 0 and result["detect_s"]["n"] == 2
+
+
+def test_slack_burst_tells_every_failure_once(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, slack_burst.main, ["--jobs", "4", "--channels", "2", "--gap", "1.5"])
+    assert result["alert_latency_s"]["n"] == 4  # one FAILED reply per job
+    assert (result["duplicates"], result["lost"], result["cards_final"]) == (0, 0, 4)
+    assert result["physical_limit_s"] == 2.0
 
 
 def test_ceiling_runs_alone(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,6 +110,8 @@ async def test_an_edit_in_an_archived_channel_disables_it_and_stops(env: Env) ->
     for channel in ("C1", "C2"):
         await env.service.store.mark_card_dirty(channel_id=channel, job_key=key)
     made = await tick(env)
+    env.clock.advance(1.2)  # the workspace's chat.update budget: 50 a minute
+    made += await tick(env)
     assert sorted((m, p["channel"]) for m, p in made) == [
         ("chat.update", "C1"),
         ("chat.update", "C2"),
@@ -140,11 +143,12 @@ async def test_a_429_on_an_edit_pauses_every_edit_for_retry_after_then_converges
     assert [(m, p["channel"]) for m, p in await tick(env)] == [("chat.update", "C1")]
     await env.service.store.mark_card_dirty(channel_id="C2", job_key=key)
     edits: list[tuple[float, str]] = []
-    for _ in range(16):
+    for _ in range(20):
         env.clock.advance(0.25)
         edits += [(env.clock() - limited_at, p["channel"]) for m, p in await tick(env)]
-    # app-wide: neither channel is edited before Retry-After has passed, both right after
-    assert sorted(edits) == [(3.0, "C1"), (3.0, "C2")]
+    # app-wide: neither channel is edited before Retry-After has passed; then one
+    # workspace budget (50 a minute: 1.2 s apart), the older change first
+    assert sorted(edits) == [(3.0, "C1"), (4.25, "C2")]
     assert not await env.service.store.dirty_cards()
     assert [env.sink.top_level(c)[0].edits for c in ("C1", "C2")] == [1, 1]
 
@@ -177,7 +181,10 @@ async def test_a_successful_edit_is_counted_and_paces_the_channels_next_edit(env
         edits += [env.clock() - edited_at for m, _ in await tick(env) if m == "chat.update"]
         await env.service.store.mark_card_dirty(channel_id="C1", job_key=key)
         env.clock.advance(0.5)
-    assert edits == [0.0, 1.0]  # the edit pace (1 s), not every tick
+    # not every tick: the next edit waits for the channel's edit pace (1 s) and the
+    # workspace's chat.update budget (Tier 3, 50 a minute: 1.2 s), so the first tick after both
+    spacing = max(1.0, 60.0 / 50.0)
+    assert edits == [0.0, math.ceil(spacing / 0.5) * 0.5]
     assert (env.service.sender.edits, sent._value.get()) == (before[0] + 2, before[1] + 2)
 
 

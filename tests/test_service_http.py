@@ -82,7 +82,9 @@ async def test_slack_429_is_counted(env: Env) -> None:
     )
     await env.cycle()
     async with env.http.get(f"{env.base_url}/metrics") as response:
-        assert "mathfi_slack_ratelimited_total 1.0" in await response.text()
+        assert (
+            'mathfi_slack_ratelimited_total{method="chat.postMessage"} 1.0' in await response.text()
+        )
 
 
 def test_redaction_scrubs_messages_args_and_tracebacks() -> None:

@@ -105,7 +105,7 @@ async def test_a_429_is_rate_limited_with_slacks_retry_after(
     err = await failure(slack)
     assert (err.error, err.kind, err.retry_after) == ("ratelimited", SlackFailure.RATE_LIMITED, 7.0)
     assert str(err) == "ratelimited"
-    assert sample(slack, "mathfi_slack_ratelimited_total") == 1.0
+    assert sample(slack, "mathfi_slack_ratelimited_total", method="chat.postMessage") == 1.0
     assert sample(slack, "mathfi_slack_errors_total", error="ratelimited") == 1.0
 
 
@@ -131,7 +131,7 @@ async def test_a_5xx_may_have_been_posted(server: tuple[Scripted, str], status: 
         SlackFailure.OUTCOME_UNKNOWN,
         None,
     )
-    assert sample(slack, "mathfi_slack_ratelimited_total") == 0.0
+    assert sample(slack, "mathfi_slack_ratelimited_total", method="chat.postMessage") == 0.0
 
 
 async def test_a_5xx_without_an_error_code_is_named_by_its_status(

@@ -51,7 +51,7 @@ from bot.slack.api import SlackCaller, SlackIdentity
 from bot.slack.commands import Confirmations
 from bot.slack.home import HomePublisher
 from bot.slack.permissions import PermissionCheck
-from bot.slack.sender import Sender, SenderConfig
+from bot.slack.sender import BudgetConfig, Sender, SenderConfig
 from store import AsyncStore
 
 # /healthz waits this long for the database probe, then says "busy" rather than wait.
@@ -81,7 +81,7 @@ class Service:
             forecast=forecast_rules(settings),
             warning_cooldown=settings.warning_cooldown,
         )
-        self._sender_config = sender_config or SenderConfig()
+        self._sender_config = sender_config or SenderConfig(pace=1.0 / settings.slack_post_rate)
         self.team_id: str | None = None
         self.identity: SlackIdentity | None = None  # the bot's own ids, from auth.test
         self.accepting = False
@@ -128,10 +128,15 @@ class Service:
             config=self._sender_config,
             clock=self.clock,
             identity=self.identity,
+            budget=BudgetConfig(
+                update_per_minute=s.slack_update_rate, history_per_minute=s.slack_history_rate
+            ),
         )
         self.home = HomePublisher(
             self.store,
-            SlackCaller(self.slack, metrics=self.metrics, identity=self.identity),
+            SlackCaller(
+                self.slack, metrics=self.metrics, identity=self.identity, budget=self.sender.budget
+            ),
             command=s.slack_command,
             clock=self.clock,
         )
@@ -372,7 +377,9 @@ class Service:
         database_ok = database == "ok"
         loops_ok = all(age is not None and age <= stale for age in ages.values())
         mathfi_ok = not self.poller.mathfi_down
-        status = "ok" if loops_ok and database_ok and mathfi_ok else "degraded"
+        alert_wait = self.sender.alert_wait(now)
+        alerts_ok = alert_wait is None or alert_wait <= self.settings.alert_max_wait
+        status = "ok" if loops_ok and database_ok and mathfi_ok and alerts_ok else "degraded"
         if not loops_ok:
             status = "stale"
         body = {
@@ -381,6 +388,7 @@ class Service:
             "last_send_cycle_age_seconds": ages["sender"],
             "outbox_backlog": counts.get("pending", 0) + counts.get("sending", 0),
             "outbox_dead": counts.get("dead", 0),
+            "oldest_alert_age_seconds": alert_wait,
             "database": database,
             "mathfi": "ok" if mathfi_ok else "unreachable",
             "watched_jobs": self.poller.watched,

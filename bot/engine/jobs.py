@@ -21,6 +21,7 @@ from bot.core.forecast import ForecastRules
 from bot.core.forecast_state import ForecastState, advance
 from bot.core.models import PENDING, RUNNING, Snapshot, TrainingJob, TrainingProgress
 from bot.core.notification import Notification
+from bot.core.priority import priority_of
 from bot.engine.oncall import alert_of
 from bot.errors import MathFiAuthError, MathFiError, MathFiUnavailable, TrainingJobNotFound
 from store import HistoryPoint, NewOutboxRow, Store, Subscription
@@ -165,6 +166,7 @@ def outbox_row(notification: Notification) -> NewOutboxRow:
         job_key=notification.job_key,
         kind=notification.headline.value,
         payload=notification.to_json(),
+        priority=int(priority_of(notification)),
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from bot.core.notification import Notification
 from bot.core.oncall import bad_ending, raises_alert, repage
+from bot.core.priority import Priority
 from bot.metrics import Metrics
 from store import AsyncStore, NewAlert, NewOutboxRow, Store, StoreUnavailable
 
@@ -108,6 +109,7 @@ class Oncall:
                         job_key=note.job_key,
                         kind=note.kind,
                         payload=note.to_json(),
+                        priority=int(Priority.ALERT),  # before queued progress (issue #18)
                     )
                     if store.page_alert(
                         alert.id,

@@ -1,10 +1,11 @@
 """The Slack Web API as the sender sees it: one call, classified failures, message lookup.
 
-`SlackCaller.call` is the single place a Slack Web API method is invoked; it measures the
-latency and turns every failure into a `SlackDeliveryError` whose `kind` the outbox
-understands: rate limited (with Retry-After), outcome unknown or timed out (5xx, connection,
-no answer: the message may have been posted), permanent (the channel or the token is gone),
-or refused on purpose.
+`SlackCaller.call` is the single place a Slack Web API method is invoked; it takes a token
+of the method's workspace budget first (`bot.slack.budget`), measures the latency and turns
+every failure into a `SlackDeliveryError` whose `kind` the outbox understands: rate limited
+(with Retry-After; the method's budget pauses for every caller), outcome unknown or timed
+out (5xx, connection, no answer: the message may have been posted), permanent (the channel
+or the token is gone), or refused on purpose.
 
 Lookups adopt only messages the bot itself posted (`SlackIdentity`, from `auth.test`): a
 look-alike another app or a person posted with matching metadata is ignored, with one
@@ -26,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
+from bot.slack.budget import Budget
 from store import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -84,10 +86,12 @@ class SlackCaller:
         *,
         metrics: Metrics,
         identity: SlackIdentity | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self._client = client
         self._metrics = metrics
         self._identity = identity
+        self.budget = budget or Budget()
         self._ignored: set[tuple[str, str]] = set()  # look-alikes warned about (channel, ts)
 
     @property
@@ -95,7 +99,19 @@ class SlackCaller:
         """Seconds before a call is given up (the client's timeout)."""
         return float(self._client.timeout)
 
+    async def acquire(self, method: str) -> None:
+        """Wait for the method's workspace budget (`bot.slack.budget`); then `call_granted`
+        (e.g. a card rendered once the token is granted, never before)."""
+        await self.budget.acquire(method)
+
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """Take a token of the method's budget, then call it."""
+        await self.budget.acquire(method)
+        return await self.call_granted(method, **params)
+
+    async def call_granted(self, method: str, **params: Any) -> dict[str, Any]:
+        """Call the method; its budget's token was taken (`acquire`)."""
+        await self.budget.space(method)
         params = {k: v for k, v in params.items() if v is not None}
         started = time.perf_counter()
         try:
@@ -109,8 +125,9 @@ class SlackCaller:
             error = str(err.response.get("error") or f"http_{status}")
             self._metrics.slack_errors.labels(error=error).inc()
             if status == 429:
-                self._metrics.slack_ratelimited.inc()
+                self._metrics.slack_ratelimited.labels(method=method).inc()
                 retry_after = float(err.response.headers.get("Retry-After", "1") or 1)
+                self.budget.pause(method, retry_after)  # every caller of a workspace method
                 raise SlackDeliveryError(
                     "ratelimited", kind=SlackFailure.RATE_LIMITED, retry_after=retry_after
                 ) from err

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.core.broadcast import broadcasts
@@ -26,6 +26,7 @@ from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, m
 from bot.slack.audit_render import render_subscription_change
 from bot.slack.digest_render import render_digest
 from bot.slack.live_cards import LiveCards
+from bot.slack.merge import claim, with_carried
 from bot.slack.oncall_delivery import OncallDelivery
 from bot.slack.oncall_render import with_ack_button
 from bot.slack.reconcile import already_posted, look_for_late_copies, settle
@@ -129,8 +130,8 @@ class Delivery:
                 dedupe_key=row.dedupe_key,
             )
             started = self._clock()
-            await self._store.mark_sending(row.id, now=started)
-            ts, started = await self._post_row(row, notification, started)
+            carried = await claim(self._store, row, notification, now=started)
+            ts, started = await self._post_row(row, notification, started, carried)
         except SlackDeliveryError as err:
             await self._failed(row, err, posted_unknown=err.posted_unknown)
             return
@@ -168,7 +169,11 @@ class Delivery:
             await self._store.set_verify_at(row.id, at=at)
 
     async def _post_row(
-        self, row: OutboxRow, notification: Notification, started: float | None = None
+        self,
+        row: OutboxRow,
+        notification: Notification,
+        started: float | None = None,
+        carried: Sequence[Notification] = (),
     ) -> tuple[str, float]:
         """Post the row: the card first if the channel has none, then (unless the row only
         starts the watch) the reply in the card's thread; returns the message's ts and when
@@ -197,6 +202,7 @@ class Delivery:
             mention=notification.mention,
             broadcast=broadcast,
         )
+        message = with_carried(message, carried)  # the job's progress queued before its end
         if raises_alert(notification):  # on-call: the alert carries its Acknowledge button
             message = with_ack_button(message, row.id)
         try:

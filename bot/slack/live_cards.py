@@ -2,7 +2,9 @@
 
 Every change marks a card dirty; the sender asks `LiveCards.due` which cards to redraw and
 runs `refresh` for each (one `chat.update` however many changes piled up). Edits have their
-own pace per channel, and a rate limit on `chat.update` (app-wide) pauses them all.
+own pace per channel, and share the workspace's `chat.update` budget (`bot.slack.budget`):
+no more edits start than it allows now, each renders the card only once its token is
+granted (never a stale render), and a 429 on `chat.update` pauses them all.
 A card whose channel stopped watching the job is edited once to say so (no buttons), and
 the store then leaves it out of the dirty cards for good (until the channel subscribes
 again).
@@ -59,7 +61,6 @@ class LiveCards:
         self._clock = clock
         self._disable = disable  # (channel, Slack's error): stop posting to the channel
         self._edit_ready: dict[str, float] = {}
-        self._edits_paused_until = 0.0
         self.edits = 0
 
     async def posted_ts(self, channel: str, job_key: str) -> str | None:
@@ -74,13 +75,19 @@ class LiveCards:
         *,
         posting: Collection[tuple[str, str]],
         editing: Collection[str],
+        queued: Collection[tuple[str, str]] = (),
     ) -> list[Card]:
         """Of the `dirty` cards (the store's, oldest change first), those to redraw now: one
         per channel, none whose channel has an edit in
         flight (`editing`) or whose job a post of this tick is about to change (`posting`:
         (channel, job) pairs). Edits have their own pace (chat.update is rate limited apart
-        from chat.postMessage), so a busy thread never starves its card."""
-        if now < self._edits_paused_until:
+        from chat.postMessage), so a busy thread never starves its card. No more than the
+        workspace's `chat.update` budget allows now: the others wait, dirty, and are drawn
+        in their latest state when their turn comes. Cards whose job still has a row queued
+        in the channel (`queued`: its post will change the card again) come after the others,
+        so a scarce budget is not spent on an edit that is stale by the next post."""
+        allowed = self._slack.budget.available("chat.update")
+        if allowed == 0:
             return []
         cards = [
             c
@@ -89,7 +96,11 @@ class LiveCards:
             and c.channel_id not in editing
             and self._edit_ready.get(c.channel_id, 0.0) <= now
         ]
-        return list({c.channel_id: c for c in reversed(cards)}.values())
+        cards.sort(key=lambda c: (c.channel_id, c.job_key) in queued)  # stable: oldest first
+        chosen: dict[str, Card] = {}
+        for c in cards:  # each channel's oldest change, oldest first
+            chosen.setdefault(c.channel_id, c)
+        return list(chosen.values())[:allowed]
 
     async def refresh(self, card: Card) -> None:
         """Redraw one card with `chat.update`; marked clean unless the edit may work later."""
@@ -98,12 +109,15 @@ class LiveCards:
             # on every tick (a hot loop against a channel Slack has refused for good).
             await self._clean(card)
             return
+        # The budget's token first, the render after: a card waiting for its turn is drawn
+        # as the store has it when it goes, never as it was when it was picked.
+        await self._slack.acquire("chat.update")
         if card.unwatched_at is not None:
             message = await self.unwatched(card, since=card.unwatched_at)
         else:
             message = await self.message(card.channel_id, card.job_key)
         try:
-            await self._slack.call(
+            await self._slack.call_granted(
                 "chat.update",
                 channel=card.channel_id,
                 ts=card.ts,
@@ -119,8 +133,8 @@ class LiveCards:
             elif err.kind is SlackFailure.PERMANENT:
                 await self._disable(card.channel_id, err.error)
                 await self._clean(card)
-            elif err.kind is SlackFailure.RATE_LIMITED and err.retry_after is not None:
-                self._edits_paused_until = self._clock() + err.retry_after  # app-wide
+            elif err.kind is SlackFailure.RATE_LIMITED:
+                pass  # the budget paused chat.update for every caller (SlackCaller.call)
             else:
                 self._edit_ready[card.channel_id] = self._clock() + EDIT_RETRY
             return

@@ -22,14 +22,19 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.priority import Priority
 from bot.metrics import Metrics
 from bot.slack.api import SlackCaller, SlackIdentity
+from bot.slack.budget import Budget, BudgetConfig
 from bot.slack.delivery import Delivery, SenderConfig, disable_channel
 from bot.slack.live_cards import LiveCards
 from bot.slack.reconcile import reconciling, requeue, requeue_interrupted
 from store import AsyncStore, Card, OutboxRow, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+Queue = tuple[dict[int, int], float | None]  # rows per priority, the oldest alert's time
+Pair = tuple[str, str]  # (channel, job)
 
 
 class Sender:
@@ -44,15 +49,18 @@ class Sender:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         identity: SlackIdentity | None = None,
+        budget: BudgetConfig | None = None,
     ) -> None:
         """`identity`: the bot's ids from `auth.test` (asked on the first lookup if None);
-        lookups adopt only messages it posted."""
+        lookups adopt only messages it posted. `budget`: calls a minute per workspace-wide
+        method (`bot.slack.budget`), one bucket each for every channel's task."""
         config = config or SenderConfig()
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
-        slack = SlackCaller(client, metrics=metrics, identity=identity)
+        self.budget = Budget(budget, clock=clock, sleep=sleep)  # the workspace's, shared
+        slack = SlackCaller(client, metrics=metrics, identity=identity, budget=self.budget)
         self._cards = LiveCards(
             store,
             slack,
@@ -79,6 +87,7 @@ class Sender:
         # The outbox's rows per state as of the last tick: /healthz and /metrics read this
         # rather than waiting on the database.
         self.outbox_counts: dict[str, int] = {}
+        self.oldest_alert_at: float | None = None  # when the oldest queued alert was written
 
     @property
     def posts(self) -> int:
@@ -131,21 +140,26 @@ class Sender:
 
         settle_for = self._rows.settle
 
-        def read(store: Store) -> tuple[list[float], dict[str, int], list[OutboxRow], list[Card]]:
+        def read(
+            store: Store,
+        ) -> tuple[list[float], dict[str, int], Queue, list[OutboxRow], list[Card], set[Pair]]:
             # What a tick needs, in one turn of the store's thread. With nothing in flight,
             # a row left `sending` was orphaned by a failed write: its outcome is unknown,
             # so it is due again, to be looked up first (once its call has settled).
             return (
                 requeue(store, now=now, settle_for=settle_for) if look_up else [],
                 store.outbox_counts(),
+                store.queued_by_priority(),
                 store.due_outbox(now=now, limit=200) + store.rows_to_verify(now=now, limit=50),
                 store.dirty_cards(limit=200),
+                store.queued_jobs(),
             )
 
-        requeued, counts, due, dirty = await self._store.run(read)
+        requeued, counts, queue, due, dirty, queued = await self._store.run(read)
         reconciling(requeued)
         self.outbox_counts = counts
         self._metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("sending", 0))
+        self._measure_queue(queue, now=now)
         rows = [
             r
             for r in due
@@ -159,6 +173,7 @@ class Sender:
             dirty,
             posting={(r.channel_id, r.job_key) for r in by_channel.values() if r.state != "sent"},
             editing={channel for lane, channel in self._busy if lane == "edit"},
+            queued=queued,
         )
         work = [
             (
@@ -172,6 +187,19 @@ class Sender:
         if wait:
             await asyncio.gather(*started)
         return len(started)
+
+    def _measure_queue(self, queue: Queue, *, now: float) -> None:
+        """`mathfi_outbox_queued{priority}` and the age of the oldest queued alert."""
+        per_priority, self.oldest_alert_at = queue
+        for priority in Priority:
+            self._metrics.outbox_queued.labels(priority=priority.label).set(
+                per_priority.get(priority, 0)
+            )
+        self._metrics.oldest_alert_age.set(self.alert_wait(now) or 0.0)
+
+    def alert_wait(self, now: float) -> float | None:
+        """Seconds the oldest queued alert has waited (None: none waits)."""
+        return None if self.oldest_alert_at is None else max(0.0, now - self.oldest_alert_at)
 
     def _start(self, lane: tuple[str, str], job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run one delivery as a task; a channel has one post and one edit in flight at most,
@@ -221,4 +249,4 @@ def _work_left(store: Store, *, now: float) -> bool:
     return bool(store.due_outbox(now=now, limit=1) or store.dirty_cards(limit=1))
 
 
-__all__ = ["Sender", "SenderConfig"]
+__all__ = ["BudgetConfig", "Sender", "SenderConfig"]

@@ -100,7 +100,9 @@ async def test_429_storm_5xx_bursts_and_lost_answers(tmp_path: Path) -> None:
             later = [t for t, m, c in times.seen if m == post and c == limited and t > limited_at]
             assert later, "no post after a 429"
             assert later[0] - limited_at >= wait - 0.05, f"Retry-After {wait} not honoured"
-        assert await h.metric("mathfi_slack_ratelimited_total") == len(STORM)
+        assert await h.metric('mathfi_slack_ratelimited_total{method="chat.postMessage"}') == len(
+            STORM
+        )
 
 
 async def test_a_post_that_hangs_past_the_client_timeout(tmp_path: Path) -> None:

@@ -105,10 +105,21 @@ def assert_exactly_once(
     expected: Sequence[Sequence[Ev]],
 ) -> None:
     """The outbox holds the watch row plus exactly the expected events, all sent; Slack
-    holds the card once (for the watch row) and one reply per other row, in outbox order."""
+    holds the card once (for the watch row) and one reply per other row, in outbox order
+    within a priority (issue #18: an alert may overtake queued progress), but for progress
+    a later final reply of the job carried (`carried_by`: said in the carrier's reply)."""
     assert [r["kind"] for r in rows[:1]] == ["watch_started"], rows[:1]
     got = [events_of(str(r["payload"])) for r in rows[1:]]
     assert got == [list(e) for e in expected], "outbox events differ from the script"
     assert {r["state"] for r in rows} == {"sent"}, [(r["id"], r["state"]) for r in rows]
     assert list(card_ids) == [rows[0]["id"]], card_ids
-    assert list(note_ids) == [r["id"] for r in rows[1:]], note_ids
+    alone = [r for r in rows[1:] if r.get("carried_by") is None]
+    assert sorted(note_ids) == [r["id"] for r in alone], note_ids
+    for priority in {r.get("priority") for r in alone}:
+        same = [
+            i for i in note_ids if i in {r["id"] for r in alone if r.get("priority") == priority}
+        ]
+        assert same == sorted(same), note_ids
+    for row in rows[1:]:
+        if row.get("carried_by") is not None:
+            assert row["carried_by"] in note_ids and row["carried_by"] > row["id"], row
