@@ -522,6 +522,11 @@ def test_the_cards_cancel_button() -> None:
         "danger",
         JOB,
     )
+    dialog = cancel_button("k" * 80).to_dict()["confirm"]
+    assert dialog["style"] == "danger"
+    assert dialog["text"]["text"] == (
+        f"MathFi stops job `{'k' * 59}…` and its work is lost. This cannot be undone."
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections import Counter
 from pathlib import Path
 
-from tests.mutation_score import DOC, equivalents, line, outcome, score
+import pytest
+
+from tests.mutation_score import DOC, SCOPE, equivalents, line, main, outcome, score
 
 DOC_TEXT = """# Testing
 
@@ -60,3 +63,16 @@ def test_exit_codes() -> None:
         "skipped",
         "suspicious",
     ]
+
+
+def test_the_scope_covers_only_mutated_files_and_every_one_of_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tomllib.loads(Path("pyproject.toml").read_text(encoding="utf-8"))
+    only = {
+        p.removesuffix(".py").replace("/", ".") for p in config["tool"]["mutmut"]["only_mutate"]
+    }
+    modules = {pattern.split(".x")[0].removesuffix(".*") for pattern in SCOPE}
+    assert modules == only
+    assert main(["--scope"]) == 0
+    assert capsys.readouterr().out.split() == list(SCOPE)

@@ -6,12 +6,13 @@ Longer than 300 lines: one table per kind of message, and the properties over al
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from slack_sdk.models.blocks import Block
+from slack_sdk.models.blocks import Block, ButtonElement
 
 from bench.signal import shown_lines
 from bot.core.events import Event, EventKind
@@ -26,7 +27,21 @@ from bot.core.models import (
     TrainingProgress,
 )
 from bot.core.sparkline import sparkline
-from bot.slack.card import CARD_ALGORITHMS, ago, progress_bar, span
+from bot.slack.card import (
+    CARD_ALGORITHMS,
+    ago,
+    context,
+    cut,
+    fold,
+    forecast_line,
+    perf,
+    progress_bar,
+    section,
+    span,
+    target_text,
+    to_message,
+    utc_stamp,
+)
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -1177,13 +1192,10 @@ def card_texts(message: Message) -> str:
     return str(message.blocks)
 
 
-def test_a_last_improvement_that_is_no_time_shows_a_dash_or_just_now() -> None:
-    running = scored(("A", 0.5), target_performance=0.9)
+def test_a_running_jobs_last_improvement_that_is_no_time_is_just_now() -> None:
+    running = scored(("A", 0.5), target_performance=1.0)
     card = render_card(running, now=NOW, last_improvement_at=math.nan)
-    assert "last improvement just now" in card_texts(card)
-    done = running.model_copy(update={"status": "FAILED"})
-    card = render_card(done, now=NOW, last_improvement_at=math.nan)
-    assert "last improvement —" in card_texts(card)
+    assert "*Progress* ▰▰▰▰▰▱▱▱▱▱ 50% · last improvement just now" in section_texts(card)
 
 
 def section_texts(message: Message) -> list[str]:
@@ -1220,3 +1232,262 @@ def test_an_algorithm_line_draws_small_moves_nearly_flat_and_cuts_a_long_name() 
     spark = sparkline(values, min_span=0.01)
     assert spark != sparkline(values)
     assert f"`{spark}` {LONG_SHOWN} *0.5020* · 🏃 RUNNING" in card_texts(card)
+
+
+# ---- the card's forecast line, folding, facts and buttons, word for word ----------------
+def summary_at(verdict: Verdict, **fields: Any) -> ForecastSummary:
+    return ForecastSummary.model_validate({"at": NOW, "verdict": verdict} | fields)
+
+
+RUNNING_JOB = scored(("A", 0.5), target_performance=0.85)
+
+
+@pytest.mark.parametrize(
+    ("forecast", "line"),
+    [
+        (None, ""),
+        (
+            summary_at(Verdict.AT_RISK, target=0.85, best_projected=0.81, best_algorithm=LONG_NAME),
+            "⚠️ At risk: no algorithm is projected to reach 0.85 "
+            f"(best projected 0.81, {LONG_SHOWN})",
+        ),
+        (
+            summary_at(Verdict.AT_RISK, target=0.85, best_projected=0.81),
+            "⚠️ At risk: no algorithm is projected to reach 0.85 (best projected 0.81)",
+        ),
+        (summary_at(Verdict.ON_TRACK), ""),
+        (summary_at(Verdict.NOT_ENOUGH_HISTORY, eta=600.0), ""),
+        (summary_at(Verdict.ON_TRACK, eta=60.0), "🎯 ETA ≈ 1 min"),  # counted from `at` = now
+        (summary_at(Verdict.ON_TRACK, eta=60.0, eta_high=600.0), "🎯 ETA ≈ 1 min"),
+        (
+            summary_at(Verdict.ON_TRACK, eta=120.0, eta_low=60.0, eta_high=240.0),
+            "🎯 ETA ≈ 2 min, likely 1 min to 4 min",  # high exactly 4 x low
+        ),
+        (summary_at(Verdict.ON_TRACK, eta=120.0, eta_low=60.0, eta_high=300.0), "🎯 ETA ≈ 2 min"),
+        (summary_at(Verdict.ON_TRACK, eta=120.0, eta_low=30.0, eta_high=242.0), "🎯 ETA ≈ 2 min"),
+        (
+            summary_at(Verdict.ON_TRACK, eta=120.0, eta_algorithm=LONG_NAME, rate=0.001),
+            f"🎯 ETA ≈ 2 min ({LONG_SHOWN}, +0.06/min)",
+        ),
+    ],
+)
+def test_the_cards_forecast_line(forecast: ForecastSummary | None, line: str) -> None:
+    assert forecast_line(RUNNING_JOB, forecast, now=NOW) == line
+
+
+def test_no_forecast_line_once_the_job_is_not_running() -> None:
+    done = RUNNING_JOB.model_copy(update={"status": "FAILED"})
+    assert forecast_line(done, summary_at(Verdict.ON_TRACK, eta=60.0), now=NOW) == ""
+
+
+@pytest.mark.parametrize(
+    ("lines", "budget", "limit", "folded"),
+    [
+        # each line costs its length + 1 of the budget; a text holds at most `limit` chars
+        (["aaa", "bb"], 7, 3000, (["aaa\nbb"], 2)),  # exactly the budget
+        (["aaa", "bbb"], 7, 3000, (["aaa"], 1)),
+        (["aa", "bb"], 100, 5, (["aa\nbb"], 2)),  # exactly the limit
+        (["aa", "bbb"], 100, 5, (["aa", "bbb"], 2)),
+    ],
+)
+def test_fold(lines: list[str], budget: int, limit: int, folded: tuple[list[str], int]) -> None:
+    assert fold(lines, budget=budget, limit=limit) == folded
+
+
+def facts(message: Message) -> list[str]:
+    return [field["text"] for field in message.blocks[1]["fields"]]
+
+
+def test_the_cards_header_and_facts() -> None:
+    card = render_card(scored(status="WEIRD"), now=NOW)
+    assert card.blocks[0]["text"]["text"] == "❔ MathFi training · unknown status"
+    assert facts(card) == [
+        "*Job*\n`k`",
+        "*Status*\n❔ WEIRD",
+        "*Target*\n—",
+        "*Best*\nno performance yet",
+    ]
+    card = render_card(scored((LONG_NAME, 0.5), target_performance=0.85), now=NOW)
+    assert card.blocks[0]["text"]["text"] == "🏃 MathFi training · RUNNING"
+    assert facts(card)[2:] == ["*Target*\n0.85", f"*Best*\n0.5000 by {LONG_SHOWN}"]
+
+
+def test_only_a_completed_job_shows_its_champion() -> None:
+    failed = scored(("A", 0.5), status="FAILED", model_key="m")
+    assert not any("Champion model" in t for t in section_texts(render_card(failed, now=NOW)))
+
+
+def test_the_cards_buttons() -> None:
+    key = "k" * 2100
+    extra = ButtonElement(text="Extra", action_id="extra", value="x")
+    card = render_card(scored().model_copy(update={"job_key": key}), now=NOW, buttons=[extra])
+    mute, unsubscribe, refresh, more = card.blocks[-1]["elements"]
+    assert [b["value"] for b in (mute, unsubscribe, refresh)] == ["k" * 2000] * 3
+    assert more["action_id"] == "extra"
+    assert unsubscribe["confirm"] == {
+        "title": {"type": "plain_text", "text": "Unsubscribe?", "emoji": True},
+        "text": {"type": "mrkdwn", "text": f"Stop watching `{'k' * 59}…` in this channel?"},
+        "confirm": {"type": "plain_text", "text": "Unsubscribe", "emoji": True},
+        "deny": {"type": "plain_text", "text": "Keep watching", "emoji": True},
+    }
+
+
+# ---- the card's building blocks at their edges ----------------------------------------
+@pytest.mark.parametrize(
+    ("escaped", "limit", "shown"),
+    [
+        ("abcdef", 6, "abcdef"),
+        ("abcdefg", 6, "abcde…"),
+        ("ab&amp;cdef", 5, "ab…"),  # never inside an entity
+        ("&amp;x", 4, "…"),
+        ("ab&lt;cd", 7, "ab&lt;…"),  # a whole entity stays
+    ],
+)
+def test_cut(escaped: str, limit: int, shown: str) -> None:
+    assert cut(escaped, limit) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "—"), (0.81234, "0.8123"), (999999.5, "999999.5000"), (1e6, "1e+06"),
+     (1000000.5, "1e+06")],
+)  # fmt: skip
+def test_perf(value: float | None, text: str) -> None:
+    assert perf(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.85, "0.85"), (0.8, "0.8"), (1.0, "1"), (999999.0, "999999"), (1e6, "1e+06"),
+     (1000000.5, "1e+06")],
+)  # fmt: skip
+def test_target_text(value: float, text: str) -> None:
+    assert target_text(value) == text
+
+
+def test_utc_stamp_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert utc_stamp(NOW) == "2023-11-14 22:13 UTC"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_context_and_message_limits() -> None:
+    block = context(*["a" * 2500] * 12).to_dict()
+    assert len(block["elements"]) == 10
+    assert block["elements"][0]["text"] == "a" * 1999 + "…"
+    message = to_message("t" * 3500, [section("s")] * 60)
+    assert message.text == "t" * 2999 + "…"
+    assert len(message.blocks) == 50
+
+
+def test_algorithms_without_a_performance_come_last() -> None:
+    snapshot = scored(("A", None), ("B", 0.0))
+    lines = [t for t in section_texts(render_card(snapshot, now=NOW)) if "RUNNING" in t]
+    assert lines[-1].index("`B`") < lines[-1].index("`A`")
+    empty = render_card(scored(), now=NOW)
+    assert "_No algorithm has reported yet._" in section_texts(empty)
+
+
+def footer(message: Message) -> list[str]:
+    (last,) = [b for b in message.blocks if b["type"] == "context"][-1:]
+    return [element["text"] for element in last["elements"]]
+
+
+def test_the_cards_footer() -> None:
+    updated = "updated <!date^1700000000^{date_short_pretty} {time}|2023-11-14 22:13 UTC>"
+    assert footer(render_card(RUNNING_JOB, now=NOW)) == [updated]
+    assert footer(render_card(RUNNING_JOB, now=NOW, muted_until=NOW + 3600)) == [
+        "🔕 muted until <!date^1700003600^{date_short_pretty} {time}|2023-11-14 23:13 UTC>: "
+        "only terminal statuses are posted",
+        updated,
+    ]
+    assert footer(render_card(RUNNING_JOB, now=NOW, muted_until=math.inf)) == [
+        "🔕 muted: only terminal statuses are posted",
+        updated,
+    ]
+    assert footer(render_card(RUNNING_JOB, now=math.nan)) == ["MathFi training job"]
+
+
+# ---- the last survivors of render.py / card.py, word for word ---------------------------
+def only(event: Event, snapshot: Snapshot | None = None) -> str:
+    return render_notification([event], snapshot=snapshot or scored()).text
+
+
+def test_single_event_lines() -> None:
+    assert only(Event(kind=EventKind.JOB_STATUS, job_key="k", new_status="FAILED")) == (
+        "❌ Job FAILED"
+    )
+    assert only(Event(kind=EventKind.ALGORITHM_STATUS, job_key="k", algorithm="A")) == ("⚙️ `A`: ")
+    assert only(Event(kind=EventKind.ALGORITHM_STATUS, job_key="k", new_status="FAILED")) == (
+        "⚙️ `?`: FAILED"
+    )
+    assert (
+        only(
+            Event(kind=EventKind.ALGORITHM_STATUS, job_key="k", algorithm=LONG_NAME, new_status="X")
+        )
+        == f"⚙️ {LONG_SHOWN}: X"
+    )
+    assert only(Event(kind=EventKind.UNREACHABLE, job_key="k")) == (
+        "🔌 MathFi cannot reach this job"
+    )
+
+
+@pytest.mark.parametrize(
+    ("performance", "previous", "delta"),
+    [(0.9, 0.8, "+0.1000"), (2e6, 0.0, "+2e+06"), (1e6, 0.0, "+1e+06"), (1000000.5, 0.0, "+1e+06")],
+)
+def test_a_new_best_shows_its_gain(performance: float, previous: float, delta: str) -> None:
+    event = Event(
+        kind=EventKind.NEW_BEST,
+        job_key="k",
+        algorithm="A",
+        performance=performance,
+        previous_performance=previous,
+    )
+    assert only(event).endswith(f" by `A` ({delta})")
+
+
+def test_no_events_no_notification() -> None:
+    with pytest.raises(ValueError, match=r"^render_notification needs at least one event$"):
+        render_notification([], snapshot=scored())
+
+
+def test_updates_over_the_budget_are_counted() -> None:
+    events = [
+        Event(
+            kind=EventKind.ALGORITHM_STATUS,
+            job_key="k",
+            algorithm=f"{n:02d}" + "a" * 70,
+            new_status=f"S{n:02d}",
+        )
+        for n in range(60)
+    ]
+    headline = Event(kind=EventKind.RECOVERED, job_key="k")
+    message = render_notification([headline, *events], snapshot=scored())
+    shown = sum(text.count("\n") + 1 for text in section_texts(message)[1:])
+    assert 0 < shown < 60
+    notes = [e["text"] for b in message.blocks if b["type"] == "context" for e in b["elements"]]
+    assert notes[0] == f"… and {60 - shown} more updates"
+
+
+def test_a_miss_offers_the_retrain_button() -> None:
+    missed = Event(kind=EventKind.JOB_STATUS, job_key="k", new_status="NOT_COMPLETED")
+    message = render_notification([missed], snapshot=scored())
+    assert [b["type"] for b in message.blocks] == ["section", "actions", "context"]
+
+
+def test_a_finished_jobs_last_improvement_that_is_no_time_is_a_dash() -> None:
+    done = scored(("A", 0.5), status="FAILED", target_performance=1.0)
+    card = render_card(done, now=NOW, last_improvement_at=math.nan)
+    assert "*Progress* ▰▰▰▰▰▱▱▱▱▱ 50% · last improvement —" in section_texts(card)
+
+
+def test_a_zero_performance_ranks_as_zero_and_no_history_draws_a_dot() -> None:
+    card = render_card(scored(("A", 0.0), ("B", 0.5)), now=NOW)
+    (lines,) = [t for t in section_texts(card) if "RUNNING" in t and "`B`" in t]
+    assert lines.index("`B`") < lines.index("`A`")
+    assert "`·` `A` *0.0000* · 🏃 RUNNING" in lines

@@ -49,9 +49,13 @@ def test_settle_is_two_client_timeouts() -> None:
     assert settle(0.3) == 0.6
 
 
-def test_an_interrupted_row_is_looked_up_once_its_call_has_settled(store: Store) -> None:
+def test_an_interrupted_row_is_looked_up_once_its_call_has_settled(
+    store: Store, tmp_path: Path
+) -> None:
     late = sending(store, "late", started=T0 - 5.0)  # its call may still land for 15 s
     old = sending(store, "old", started=T0 - 60.0)  # settled: due now
+    with sqlite3.connect(tmp_path / "bot.db") as conn:  # touched since: the call start counts
+        conn.execute("UPDATE outbox SET updated_at = ?", (T0 - 1.0,))
     waits = requeue(store, now=T0, settle_for=20.0)
     assert waits == [15.0, 0.0]
     rows = {r.id: r for r in store.rows_in_state("pending")}
