@@ -16,6 +16,7 @@ from bot.slack.command_text import (
     Command,
     CommandError,
     Datasets,
+    Digest,
     Help,
     ListSubs,
     Mute,
@@ -545,7 +546,8 @@ def test_any_text_gives_a_command_or_a_command_error(text: str) -> None:
             | Train
             | Cancel
             | Datasets
-            | Help,
+            | Help
+            | Digest,
         )
 
 
