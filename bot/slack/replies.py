@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import Block
 
 from bot.core.models import Snapshot
-from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
+from bot.errors import MathFiAuthError, MathFiError, MathFiRequestError, TrainingJobNotFound
 from bot.slack.card import (
     Message,
     clip,
@@ -193,6 +193,8 @@ def mathfi_problem(err: MathFiError, key: str) -> str:
             "MathFi refused the bot's credentials, so nothing was done. "
             "Ask whoever runs the bot to check MATHFI_USERNAME and MATHFI_PASSWORD."
         )
+    if isinstance(err, MathFiRequestError):  # it answered: not "cannot be reached"
+        return f"MathFi refused the request about `{key}` (HTTP {err.status}), so nothing was done."
     return "MathFi cannot be reached right now, so nothing was done. Try again in a minute."
 
 
