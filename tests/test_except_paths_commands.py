@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ from tests.test_actions_slack import (
     confirmation,
     people,
     send,
+    service_with,
     starts,
     thread_texts,
     watched_running_job,
@@ -241,3 +243,53 @@ async def test_a_start_cut_short_while_mathfi_works_is_recorded_unknown(env: Env
     again = await click(env, ACTION_START_TRAINING, token)
     assert "the outcome is unknown: the bot failed" in again["text"]
     assert env.sim.stats.requests[START] == 1 and not env.responses(url)
+
+
+# --------------------------------------------------------------------- after MathFi acted
+async def test_a_training_started_where_the_channel_is_full_is_started_and_told(
+    env: Env, tmp_path: Path
+) -> None:
+    people(env)
+    dataset = env.sim.create_dataset("oilplant")
+    async with service_with(env, tmp_path, subscription_limit=1) as full:
+        await ask(full, f"subscribe {env.sim.start_training(dataset)}")
+        _, token = await confirmation(full, f"train {dataset}")
+        answer = await click(full, ACTION_START_TRAINING, token)
+        (row,) = await full.service.store.recent_actions()
+        job = row.result_job_key
+        assert row.state == "done" and job is not None
+        assert answer["text"] == (
+            f"⚠️ Training `{job}` started, but this channel already watches as many jobs as "
+            f"allowed: `/mathfi subscribe {job}` after an unsubscribe."
+        )
+        assert await full.service.store.get_subscription(channel_id=CHANNEL, job_key=job) is None
+        await send(full)
+        said = [m for m in full.sink.top_level(CHANNEL) if "Started by" in m.text]
+        assert len(said) == 1 and said[0].text.startswith("▶️ Started by <@U0ALICE>")
+        assert said[0].metadata["event_payload"]["job_key"] == job
+        assert starts(full) == 1
+
+
+async def test_a_cancel_done_whose_card_cannot_be_redrawn_does_not_say_nothing_changed(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MathFi cancelled the job; the stored snapshot (a hand edit, a bug) cannot be read
+    to redraw its card. The person must not read "nothing was changed"."""
+    people(env)
+    job = await watched_running_job(env)
+    raw = sqlite3.connect(env.service.settings.database_path)
+    with raw:
+        raw.execute("UPDATE jobs SET snapshot_json = '{\"no\": 1}' WHERE job_key = ?", (job,))
+    raw.close()
+    with caplog.at_level(logging.ERROR):
+        answer = await click(env, ACTION_CANCEL_JOB, job)
+    assert "nothing was changed" not in answer["text"]
+    assert answer["text"] == (
+        "⚠️ Something went wrong on our side, and MathFi may have acted: check the job on "
+        "the MathFi dashboard before you try again."
+    )
+    assert any(r.exc_info for r in caplog.records)  # the traceback, with the reference
+    row = await only_action(env)
+    assert (row.state, cancels(env)) == ("done", 1)
+    again = await click(env, ACTION_CANCEL_JOB, job)
+    assert again["text"] == f"🚫 Already done: <@U0ALICE> cancelled job `{job}`."
