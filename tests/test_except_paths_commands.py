@@ -42,6 +42,7 @@ from tests.test_actions_slack import (
     thread_texts,
     watched_running_job,
 )
+from tests.test_commands import listeners_running
 from tests.test_failure_paths_commands import Commands, database_held
 
 TRAINING = "/api/v1/training"
@@ -213,15 +214,6 @@ async def test_a_bot_built_without_acting_says_so(env: Env) -> None:
 
 
 # --------------------------------------------------------------------- a click cut short
-def bolt_tasks() -> set[asyncio.Task[object]]:
-    """The listeners bolt runs after its ack (process_before_response=False)."""
-    return {
-        task
-        for task in asyncio.all_tasks()
-        if not task.done() and "slack_bolt" in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
-    }
-
-
 async def test_a_start_cut_short_while_mathfi_works_is_recorded_unknown(env: Env) -> None:
     """The service stopped while MathFi was starting the training (asyncio cancels the
     tasks left at exit): the row must not stay `requested`, holding the click's key with
@@ -230,12 +222,12 @@ async def test_a_start_cut_short_while_mathfi_works_is_recorded_unknown(env: Env
     dataset = env.sim.create_dataset("oilplant")
     _, token = await confirmation(env, f"train {dataset}")
     env.sim.add_fault(
-        Fault(kind="latency", seconds=30.0, method="POST", path_prefix=TRAINING, count=1)
+        Fault(kind="latency", seconds=3.0, method="POST", path_prefix=TRAINING, count=1)
     )
     url = env.sink.new_response_url()
     assert await env.button(ACTION_START_TRAINING, token, response_url=url) == 200
     await wait_for(lambda: env.sim.stats.requests[START] == 1)
-    (listener,) = bolt_tasks()
+    (listener,) = listeners_running()
     listener.cancel()
     await asyncio.wait({listener}, timeout=5.0)
     row = await only_action(env)
