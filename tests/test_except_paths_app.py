@@ -50,6 +50,10 @@ async def sink() -> AsyncIterator[SlackSink]:
     ("fault", "line"),
     [
         (
+            SlackFault(kind="hang", method="auth.test", count=1, seconds=1.5),
+            "Slack unreachable at start",
+        ),
+        (
             SlackFault(kind="status", method="auth.test", count=1, status=503),
             "Slack auth.test failed (fatal_error); will try again on the first command",
         ),

@@ -5,6 +5,7 @@ listener; plus Socket Mode's handler and its token probe (which `mathfi-bot chec
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -54,7 +55,10 @@ class SlackFront:
         """auth.test: which team the bot belongs to (commands from others are refused), and
         its own user and bot ids (reconciliation adopts only messages they posted)."""
         try:
-            answer = await self.slack.auth_test()
+            # slack_sdk applies its `timeout` only to sessions it creates itself: enforce
+            # SLACK_TIMEOUT here, or a silent Slack holds the start for the session's 30 s.
+            async with asyncio.timeout(self.slack.timeout):
+                answer = await self.slack.auth_test()
         except SlackApiError as err:
             error = err.response.get("error") if err.response.status_code < 500 else None
             if error in REFUSED_TOKEN:
