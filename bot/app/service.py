@@ -185,7 +185,9 @@ class Service:
         self.accepting = False
         deadline = time.monotonic() + grace
         if self._socket is not None:
-            await _quietly(self._socket.close_async())  # type: ignore[no-untyped-call]
+            # Never raises: slack_sdk's SocketModeClient.close and aiohttp's WebSocket close
+            # under it catch every error of a broken connection themselves.
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
         started = hasattr(self, "sender")  # False when start() failed early
         if started:
             self.poller.stop()
@@ -229,13 +231,6 @@ def forecast_rules(settings: Settings) -> ForecastRules:
         stall_delta=settings.mathfi_stall_delta,
         time_budget=settings.mathfi_time_budget,
     )
-
-
-async def _quietly(awaitable: Awaitable[Any]) -> None:
-    try:
-        await awaitable
-    except Exception as err:  # shutdown must go on
-        log.debug("ignored during shutdown: %s", err)
 
 
 async def _within(awaitable: Awaitable[Any], seconds: float) -> None:
