@@ -15,8 +15,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.engine.loop import PeriodicLoop
 from bot.metrics import Metrics
-from store import AsyncStore, StoreUnavailable
+from store import AsyncStore
 from store.records import Pruned
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class RetentionConfig:
     max_batches: int = 10_000  # per kind and round: a bound, never reached in practice
 
 
-class Retention:
+class Retention(PeriodicLoop):
     def __init__(
         self,
         store: AsyncStore,
@@ -40,25 +41,19 @@ class Retention:
         metrics: Metrics,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        super().__init__(
+            what="retention round",
+            log=log,
+            every=config.every,
+            first_after=config.first_after,
+            sleep=sleep,
+        )
         self._store = store
         self._config = config
         self._metrics = metrics
-        self._sleep = sleep
-        self._stopping = asyncio.Event()
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        wait = self._config.first_after
-        while not await self._stopped_within(wait):
-            try:
-                await self.round()
-            except StoreUnavailable as err:  # locked or read-only: next round tries again
-                log.warning("retention round skipped: the database refused (%s)", err)
-            except Exception:  # the one broad except of this loop
-                log.exception("retention round failed; continuing")
-            wait = self._config.every
+    async def _round(self) -> object:  # the loop's rounds (bot.engine.loop)
+        return await self.round()
 
     async def round(self) -> tuple[int, int]:
         """One pass: (outbox rows deleted, jobs forgotten); updates the size gauge."""
@@ -95,11 +90,3 @@ class Retention:
                 break
             await asyncio.sleep(0)  # let the loop's other work reach the store's thread
         return total
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        sleeper.cancel()
-        stopper.cancel()
-        return self._stopping.is_set()
