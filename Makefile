@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock test test-fast lint typecheck pytest coverage mutation demo run clean
+.PHONY: install lock test test-fast lint typecheck pytest coverage mutation soak demo run clean
 
 # Dependencies come from the hashed lock files (pip-tools), never straight from PyPI's newest:
 # requirements.lock (runtime, used by the Dockerfile) and requirements-dev.lock (runtime + dev,
@@ -72,6 +72,13 @@ test-fast: lint typecheck
 pytest: install
 	$(BIN)/pytest --long $(PARALLEL)
 	$(BIN)/pytest --long $(SERIAL)
+
+# Issue #20's flakiness check, on demand (not in `make test`): the whole suite (`make pytest`)
+# RUNS times in a row beside HOGS busy processes; one JSON line per run, exit 1 on a failure.
+RUNS ?= 5
+HOGS ?= 1
+soak: install
+	$(BIN)/python -m tests.soak --runs $(RUNS) --hogs $(HOGS) --make $(MAKE)
 
 coverage: install
 	@rm -f .coverage .coverage.*

@@ -2,7 +2,7 @@
 
 BotError
 ├── ConfigError                 a setting is missing or invalid; names the variable
-│                               (bot/config.py, bot/app/service.py, bot/__main__.py)
+│                               (bot/config.py, bot/app/bolt.py, bot/__main__.py)
 ├── MathFiError                 talking to MathFi failed (only bot/mathfi/ raises these);
 │   │                           `public_reason` is a short, safe line for a channel
 │   ├── MathFiUnavailable       connection failed, timeout, 5xx or 429, after the retries;

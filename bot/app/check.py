@@ -14,7 +14,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app.service import socket_mode_problem
+from bot.app.bolt import socket_mode_problem
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, MathFiAuthError, MathFiError
 from bot.mathfi.client import MathFiClient

@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.core.digest import DIGEST_JOB, DIGEST_KIND, DailyDigest, WatchedJob, build_digest
 from bot.core.forecast_state import read_state
 from bot.core.models import Snapshot
-from store import AsyncStore, DigestSetting, NewOutboxRow, Store, StoreUnavailable
+from bot.engine.loop import PeriodicLoop
+from store import AsyncStore, DigestSetting, NewOutboxRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def write_digest(store: Store, channel_id: str, day: str, *, now: float, lookbac
     return store.record_digest(channel_id=channel_id, day=day, row=row, now=now)
 
 
-class DigestLoop:
+class DigestLoop(PeriodicLoop):
     def __init__(
         self,
         store: AsyncStore,
@@ -99,25 +100,13 @@ class DigestLoop:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        super().__init__(what="digest round", log=log, every=config.every, sleep=sleep)
         self._store = store
         self._config = config
         self._clock = clock
-        self._sleep = sleep
-        self._stopping = asyncio.Event()
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.round()
-            except StoreUnavailable as err:  # locked or read-only: the next round tries again
-                log.warning("digest round skipped: the database refused (%s)", err)
-            except Exception:  # the one broad except of this loop
-                log.exception("digest round failed; continuing")
-            if await self._stopped_within(self._config.every):
-                return
+    async def _round(self) -> object:  # the loop's rounds (bot.engine.loop)
+        return await self.round()
 
     async def round(self) -> list[str]:
         """Queue every digest due now; the channels that got one written."""
@@ -139,11 +128,3 @@ class DigestLoop:
     def _writer(self, channel_id: str, day: str, now: float) -> Callable[[Store], bool]:
         lookback = self._config.lookback
         return lambda sync: write_digest(sync, channel_id, day, now=now, lookback=lookback)
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        sleeper.cancel()
-        stopper.cancel()
-        return self._stopping.is_set()

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from bot.core.notification import Notification
 from bot.core.oncall import bad_ending, raises_alert, repage
 from bot.core.priority import Priority
+from bot.engine.loop import PeriodicLoop
 from bot.metrics import Metrics
-from store import AsyncStore, NewAlert, NewOutboxRow, Store, StoreUnavailable
+from store import AsyncStore, NewAlert, NewOutboxRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def alert_of(notification: Notification, *, now: float) -> NewAlert | None:
     )
 
 
-class Oncall:
+class Oncall(PeriodicLoop):
     def __init__(
         self,
         store: AsyncStore,
@@ -59,27 +60,16 @@ class Oncall:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        super().__init__(what="on-call tick", log=log, every=config.every, sleep=sleep)
         self._store = store
         self._config = config
         self._metrics = metrics
         self._clock = clock
-        self._sleep = sleep
-        self._stopping = asyncio.Event()
         self.unacknowledged: int | None = None  # open alerts as of the last tick
         self.pages = 0  # re-pages queued by this process
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-            except StoreUnavailable as err:  # locked: the next tick tries again
-                log.warning("on-call tick skipped: the database refused (%s)", err)
-            except Exception:  # the one broad except of this loop
-                log.exception("on-call tick failed; continuing")
-            await self._idle(self._config.every)
+    async def _round(self) -> object:  # the loop's rounds (bot.engine.loop)
+        return await self.tick()
 
     async def tick(self) -> int:
         """Queue every re-page due now (one turn of the store's thread); returns how many."""
@@ -128,10 +118,3 @@ class Oncall:
             self.pages += queued
             log.info("on-call: paged %d unacknowledged alert(s) again", queued)
         return queued
-
-    async def _idle(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        sleeper.cancel()
-        stopper.cancel()

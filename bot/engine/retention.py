@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from bot.engine.loop import PeriodicLoop
 from bot.metrics import Metrics
-from store import AsyncStore, StoreUnavailable
+from store import AsyncStore
 from store.records import Pruned
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Round(NamedTuple):
     jobs: int  # unwatched jobs forgotten
 
 
-class Retention:
+class Retention(PeriodicLoop):
     def __init__(
         self,
         store: AsyncStore,
@@ -49,25 +50,19 @@ class Retention:
         metrics: Metrics,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        super().__init__(
+            what="retention round",
+            log=log,
+            every=config.every,
+            first_after=config.first_after,
+            sleep=sleep,
+        )
         self._store = store
         self._config = config
         self._metrics = metrics
-        self._sleep = sleep
-        self._stopping = asyncio.Event()
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        wait = self._config.first_after
-        while not await self._stopped_within(wait):
-            try:
-                await self.round()
-            except StoreUnavailable as err:  # locked or read-only: next round tries again
-                log.warning("retention round skipped: the database refused (%s)", err)
-            except Exception:  # the one broad except of this loop
-                log.exception("retention round failed; continuing")
-            wait = self._config.every
+    async def _round(self) -> object:  # the loop's rounds (bot.engine.loop)
+        return await self.round()
 
     async def round(self) -> Round:
         """One pass: what was deleted, compacted, forgotten; updates the size gauge."""
@@ -108,11 +103,3 @@ class Retention:
                 break
             await asyncio.sleep(0)  # let the loop's other work reach the store's thread
         return total
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        sleeper.cancel()
-        stopper.cancel()
-        return self._stopping.is_set()
