@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
 from functools import partial
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
 from bot.slack.api import SlackCaller
 from bot.slack.budget import Bucket, Budget, BudgetConfig
 from bot.slack.delivery import disable_channel
 from bot.slack.live_cards import LiveCards
-from simulator.slack import SlackFault
+from simulator.slack import SlackFault, SlackSink, start_in_background
 from store import Card
 from tests.conftest import Env, ManualClock
 from tests.test_sender import drain, tick, watch
@@ -169,3 +171,47 @@ async def test_an_edit_goes_first_to_a_card_no_queued_post_will_change(env: Env)
     picked = cards.due(now, [older, newer], posting=(), editing=(), queued={("C1", "J1")})
     assert picked == [newer]
     assert cards.due(now, [older, newer], posting=(), editing=()) == [older]
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncWebClient]:
+    """A client of the Slack sink alone (no service): the budget's own clock decides."""
+    sink = SlackSink()
+    runner, _ = await start_in_background(sink)
+    yield AsyncWebClient(token=sink.token, base_url=sink.api_url)
+    await runner.cleanup()
+
+
+async def test_slackcaller_takes_each_methods_own_token(client: AsyncWebClient) -> None:
+    """One chat.update a second: the second edit waits a second, a chat.delete (its own
+    bucket) and a post (no workspace bucket) do not wait for it."""
+    clock = ManualClock(1000.0)
+    sleeps = Sleeps(clock)
+    budget = Budget(BudgetConfig(update_per_minute=60.0), clock=clock, sleep=sleeps)
+    slack = SlackCaller(client, metrics=Metrics(), budget=budget)
+    posted = [(await slack.call("chat.postMessage", channel="C1", text=t))["ts"] for t in "ab"]
+    await slack.call("chat.update", channel="C1", ts=posted[0], text="a2")
+    assert sleeps.waits == []
+    await slack.call("chat.update", channel="C1", ts=posted[0], text="a3")
+    assert sleeps.waits == [1.0]
+    await slack.call("chat.delete", channel="C1", ts=posted[1])
+    assert sleeps.waits == [1.0] and budget.bucket("chat.update").granted == 2  # type: ignore[union-attr]
+
+
+async def test_slackcaller_spaces_granted_calls_by_their_methods_bucket(
+    client: AsyncWebClient,
+) -> None:
+    """Two edits granted a second apart, the first sent half a second late (a slow render):
+    `call_granted` still sends the second a whole second after it."""
+    clock = ManualClock(1000.0)
+    sleeps = Sleeps(clock)
+    budget = Budget(BudgetConfig(update_per_minute=60.0), clock=clock, sleep=sleeps)
+    slack = SlackCaller(client, metrics=Metrics(), budget=budget)
+    ts = (await slack.call("chat.postMessage", channel="C1", text="a"))["ts"]
+    await slack.acquire("chat.update")
+    await slack.acquire("chat.update")
+    assert sleeps.waits == [1.0]
+    clock.advance(0.5)
+    await slack.call_granted("chat.update", channel="C1", ts=ts, text="a2")
+    await slack.call_granted("chat.update", channel="C1", ts=ts, text="a3")
+    assert sleeps.waits == [1.0, 1.0]
