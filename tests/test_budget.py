@@ -55,6 +55,66 @@ async def test_a_bucket_spaces_calls_and_a_pause_holds_every_caller() -> None:
         Bucket(0.0)
 
 
+async def test_a_bucket_of_two_calls_a_second_with_a_burst_of_three() -> None:
+    """A half-second interval: three calls at once, then one every half second; `space`
+    spreads three sent calls over three intervals (1.5 s)."""
+    clock = ManualClock(0.0)
+    sleeps = Sleeps(clock)
+    bucket = Bucket(2.0, burst=3, clock=clock, sleep=sleeps)
+    assert bucket.available() == 3
+    for _ in range(4):
+        await bucket.acquire()
+    assert (sleeps.waits, bucket.available()) == ([0.5], 0)
+    clock.advance(0.5)
+    assert bucket.available() == 1
+    for _ in range(4):
+        await bucket.space()
+    assert sleeps.waits == [0.5, 1.5]
+
+
+async def test_a_clock_that_does_not_move_holds_a_caller_three_waits_at_most() -> None:
+    """A pause whose end the clock never reaches: the caller waits its slot three times,
+    then goes (it must not be held for ever)."""
+    clock = ManualClock(0.0)
+    waits: list[float] = []
+
+    async def stuck(seconds: float) -> None:
+        waits.append(seconds)
+
+    bucket = Bucket(1.0, clock=clock, sleep=stuck)
+    bucket.pause(5.0)
+    await bucket.acquire()
+    assert (waits, bucket.granted) == ([5.0, 6.0, 7.0], 1)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0)])
+def test_a_bucket_needs_a_positive_rate_and_a_burst(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError, match=r"^a bucket needs rate > 0 and burst >= 1$"):
+        Bucket(rate, burst=burst)
+
+
+async def test_each_limited_method_has_its_configured_rate_and_burst() -> None:
+    """chat.update: its rate, one at a time; chat.delete and the lookups: their own rates,
+    in bursts of `lookup_burst` (the two lookup methods share one bucket)."""
+    clock = ManualClock(0.0)
+    sleeps = Sleeps(clock)
+    config = BudgetConfig(
+        update_per_minute=20.0, history_per_minute=30.0, delete_per_minute=15.0, lookup_burst=2
+    )
+    budget = Budget(config, clock=clock, sleep=sleeps)
+    assert [budget.available(m) for m in METHODS] == [1, 2, 2, 2]
+    for method, wait in zip(METHODS, (3.0, 4.0, 2.0), strict=False):
+        for _ in range(3):
+            await budget.acquire(method)
+        assert sleeps.waits[-1] == wait, method
+    await budget.acquire("conversations.replies")  # the history's bucket: no token left
+    assert sleeps.waits[-1] == 2.0
+    assert budget.available("conversations.replies") == 0
+
+
+METHODS = ("chat.update", "chat.delete", "conversations.history", "conversations.replies")
+
+
 async def test_a_granted_call_goes_one_interval_after_the_last_one_sent() -> None:
     """Two slots granted 1 s apart; the first call's render was slow (it goes 0.5 s late):
     the second still goes a whole second after it, not 0.5 s."""

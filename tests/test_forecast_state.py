@@ -68,56 +68,59 @@ def test_on_mathfis_own_window_it_is_forecast_job() -> None:
     assert got != forecast_job(points, snap, now=NOW, rules=RULES, started_at=T0)
 
 
-def test_a_compressed_window_is_the_same_job_played_faster() -> None:
+@pytest.mark.parametrize(("scale", "started_at"), [(FAST, T0 - 120), (2.0, T0 - 120), (FAST, None)])
+def test_another_window_is_the_same_job_played_faster_or_slower(
+    scale: float, started_at: float | None
+) -> None:
     """The job of a 30 s window, its points ten times closer: the same verdict, best and
     projections as MathFi's 300 s job, its ETAs, stops and stall ten times sooner and its
-    rates ten times higher. Started 120 s (12 s) before the first point: the budget counts
-    from then."""
+    rates ten times higher; a 600 s window likewise, twice slower. Started 120 s before the
+    first point: the budget counts from then (else from the first point)."""
     points, snap = history(JOB, until=690), snapshot(list(JOB), target=0.8)
     budget = 3600.0  # counted from 120 s before the first point: B stops 2,790 s from now
-    slow = forecast_job(
-        points, snap, now=NOW, rules=replace(RULES, time_budget=budget), started_at=T0 - 120
+    base = forecast_job(
+        points, snap, now=NOW, rules=replace(RULES, time_budget=budget), started_at=started_at
     )
-    fast = forecast_now(
-        compressed(points, FAST),
+    scaled = forecast_now(
+        compressed(points, scale),
         snap,
-        now=NOW * FAST,
-        rules=rules_for(stall_window=30.0, stall_delta=0.02, time_budget=budget * FAST),
+        now=NOW * scale,
+        rules=rules_for(stall_window=300.0 * scale, stall_delta=0.02, time_budget=budget * scale),
         previous=None,
-        started_at=(T0 - 120) * FAST,
+        started_at=None if started_at is None else started_at * scale,
     )
-    # the slow job is what the test expects of the fast one
-    assert slow.eta is not None and slow.eta_low is not None and slow.eta_high is not None
-    assert slow.stall_warning is not None and slow.stall_warning.seconds_left == 62.5
-    assert [a.stopped_by for a in slow.algorithms] == ["stall", "budget", "budget"]
-    assert slow.algorithms[1].stops_in == 3600.0 - 120.0 - 690.0
+    # the job on MathFi's own window is what the test expects of the scaled one
+    assert base.eta is not None and base.eta_low is not None and base.eta_high is not None
+    assert base.stall_warning is not None and base.stall_warning.seconds_left == 62.5
+    assert [a.stopped_by for a in base.algorithms] == ["stall", "budget", "budget"]
+    assert base.algorithms[1].stops_in == 3600.0 - 690.0 + (0.0 if started_at is None else -120.0)
     approx = pytest.approx
-    assert (fast.verdict, fast.target, fast.eta_algorithm) == (
-        slow.verdict,
-        slow.target,
-        slow.eta_algorithm,
+    assert (scaled.verdict, scaled.target, scaled.eta_algorithm) == (
+        base.verdict,
+        base.target,
+        base.eta_algorithm,
     )
-    assert (fast.best_projected, fast.best_algorithm, fast.hopeful_margin) == (
-        approx(slow.best_projected),
-        slow.best_algorithm,
-        approx(slow.hopeful_margin),
+    assert (scaled.best_projected, scaled.best_algorithm, scaled.hopeful_margin) == (
+        approx(base.best_projected),
+        base.best_algorithm,
+        approx(base.hopeful_margin),
     )
-    assert (fast.eta, fast.eta_low, fast.eta_high) == (
-        approx(slow.eta * FAST),
-        approx(slow.eta_low * FAST),
-        approx(slow.eta_high * FAST),
+    assert (scaled.eta, scaled.eta_low, scaled.eta_high) == (
+        approx(base.eta * scale),
+        approx(base.eta_low * scale),
+        approx(base.eta_high * scale),
     )
-    for quick, steady in zip(fast.algorithms, slow.algorithms, strict=True):
+    for quick, steady in zip(scaled.algorithms, base.algorithms, strict=True):
         assert (quick.algorithm, quick.stopped_by) == (steady.algorithm, steady.stopped_by)
         assert (quick.best, quick.projected) == (approx(steady.best), approx(steady.projected))
-        assert quick.rate == approx(steady.rate / FAST)
-        assert quick.stops_in == approx((steady.stops_in or 0.0) * FAST)
-        assert quick.eta == (None if steady.eta is None else approx(steady.eta * FAST))
-    assert fast.stall_warning == StallWarning(
+        assert quick.rate == approx(steady.rate / scale)
+        assert quick.stops_in == approx((steady.stops_in or 0.0) * scale)
+        assert quick.eta == (None if steady.eta is None else approx(steady.eta * scale))
+    assert scaled.stall_warning == StallWarning(
         "A",
-        approx(62.5 * FAST),
-        approx(slow.stall_warning.gain_so_far),
-        slow.stall_warning.needed,
+        approx(62.5 * scale),
+        approx(base.stall_warning.gain_so_far),
+        base.stall_warning.needed,
     )
 
 
@@ -135,6 +138,16 @@ def test_a_compressed_job_reads_the_last_poll() -> None:
     hopeful = JobForecast(Verdict.ON_TRACK, 0.8, hopeful_margin=0.1)
     second = forecast_now(compressed(points, FAST), snap, previous=hopeful, **kwargs)  # type: ignore[arg-type]
     assert second.verdict is Verdict.ON_TRACK
+
+
+def test_a_compressed_job_without_enough_history_has_no_forecast_yet() -> None:
+    points = compressed(history(JOB, until=120), FAST)
+    rules = rules_for(stall_window=30.0, stall_delta=0.02, time_budget=360.0)
+    got = forecast_now(
+        points, snapshot(list(JOB), target=0.8), now=T0 * FAST + 12.0, rules=rules,
+        previous=None, started_at=None,
+    )  # fmt: skip
+    assert got == JobForecast(Verdict.NOT_ENOUGH_HISTORY, 0.8)
 
 
 def algorithm(name: str, rate: float) -> AlgorithmForecast:

@@ -4,6 +4,7 @@ progress only for a final row (issue #20: the module under mutation testing)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -146,19 +147,28 @@ async def row(store: AsyncStore, key: str) -> OutboxRow:
 async def test_a_final_row_claims_its_jobs_queued_progress(
     store: AsyncStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first, broken, second = (
+    """The carried rows read as notifications, oldest first; one written before the
+    payload's schema is filled in from its row; one that cannot be read is left out, and
+    said why."""
+    first, broken, legacy, second = (
         note(best(0.7), key="p1"),
         note(best(0.0), key="p2"),
-        note(best(0.71), key="p3"),
+        note(best(0.705), key="p3"),
+        note(best(0.71), key="p4"),
     )
     final = note(job("FAILED"), key="end")
-    await queue(store, first, broken, second, final, payloads={"p2": "[]"})
+    old_payload = json.dumps({"version": 1, "mention": None, "events": [best(0.705).model_dump()]})
+    payloads = {"p2": '{"events": []}', "p3": old_payload}
+    await queue(store, first, broken, legacy, second, final, payloads=payloads)
     carrier = await row(store, "end")
     with caplog.at_level(logging.WARNING, logger="bot.slack.sender"):
         carried = await claim(store, carrier, final, now=1000.0)
-    assert carried == [first, second]
+    assert carried == [first, legacy, second]
     broken_id = (await row(store, "p2")).id
-    assert f"outbox row {broken_id} carried by a final reply cannot be read" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        f"outbox row {broken_id} carried by a final reply cannot be read: "
+        "outbox payload of a 'new_best' row has no events"
+    ]
     claimed = await store.get_outbox_row(carrier.id)
     assert claimed is not None
     assert (claimed.state, claimed.attempts, claimed.call_started_at) == ("sending", 1, 1000.0)
