@@ -275,13 +275,14 @@ async def test_an_alert_whose_row_cannot_be_read_any_more_drops_only_the_edit(
 ) -> None:
     key, edit = await acknowledged(env)
     raw = sqlite3.connect(env.service.settings.database_path)
-    with raw:  # a payload this version cannot read (a hand edit, another version's row)
-        raw.execute("UPDATE outbox SET payload = '[]' WHERE id = ?", (alert_row(env, key),))
+    with raw:  # what this version cannot draw (a hand edit, another version's row)
+        raw.execute("UPDATE outbox SET payload = ? WHERE id = ?", ("[]", alert_row(env, key)))
     raw.close()
     with caplog.at_level(logging.ERROR, logger="bot.slack.sender"):
         await send(env)
     dead = await outbox(env, edit)
-    assert dead.state == "dead" and (dead.last_error or "").startswith("unrenderable: ")
-    assert f"outbox row {edit} cannot be rendered, dropping it" in caplog.text
+    why = "outbox payload is not a JSON object"
+    assert (dead.state, dead.last_error) == ("dead", f"unrenderable: {why}")
+    assert f"outbox row {edit} cannot be rendered, dropping it: {why}" in caplog.messages
     assert not edits_of(env, thread(env, key)[0].ts)
     assert thread(env, key)[-1].text.startswith("✅ Acknowledged by <@U0ALICE>")
