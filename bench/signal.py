@@ -201,7 +201,13 @@ def settled(store: Store, keys: Sequence[str]) -> bool:
 
 
 def version(store: Store, key: str) -> int:
-    """The job's version in the store: it moves when a poll sees a change."""
+    """The job's version in the store once everything queued is sent (-1 before): it moves
+    when a poll sees a change. The script takes its next step only then, so each step is
+    told in a reply of its own, as it is when a job moves at MathFi's pace: on a loaded
+    machine the sender would otherwise find two steps queued and merge them into one."""
+    counts = store.outbox_counts()
+    if counts.get("pending") or counts.get("sending"):
+        return -1
     job = store.get_job(key)
     return -1 if job is None else job.version
 

@@ -1,13 +1,14 @@
 """Repeated whole-suite runs under a CPU hog (issue #20: "5 repeated runs of the whole
 suite under a CPU hog with 0 failures").
 
-    python -m tests.soak [--runs 5] [--hogs 1] [--make make]
+    python -m tests.soak [--runs 5] [--hogs 1] [--make make] [--logs DIR]
 
 Starts `--hogs` busy-looping processes (each one takes a core from the tests, at the
 tests' own priority) and runs `make pytest` (both parts of `make test`, `--long`
-included, pytest-randomly reordering every run) `--runs` times. One JSON line per run
-(the exit code, the wall time, the pytest summary lines, the random seed, the failed
-test ids), then a summary line; exits 1 when any run failed. The hogs stop when the
+included, pytest-randomly reordering every run) `--runs` times, the serial part even when
+the parallel part failed (`make -i`). One JSON line per run (the exit code, the wall time,
+the pytest summary lines, the random seeds, the failed test ids, the run's whole output
+in `--logs`), then a summary line; exits 1 when any run failed. The hogs stop when the
 script ends, however it ends.
 """
 
@@ -19,8 +20,10 @@ import multiprocessing
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 _SUMMARY = re.compile(r"^=+ (.*(passed|failed|error).*) in [\d.]+s")
 _SEED = re.compile(r"Using --randomly-seed=(\d+)")
@@ -43,12 +46,23 @@ def parse(output: str) -> dict[str, object]:
     }
 
 
+def failed(rc: int, result: dict[str, object], parts: int = 2) -> bool:
+    """A run failed unless make succeeded and both parts summed up without a failure."""
+    summaries = result["summaries"]
+    assert isinstance(summaries, list)
+    bad = any("failed" in s or "error" in s for s in summaries)
+    return rc != 0 or bad or len(summaries) != parts or bool(result["failed"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--hogs", type=int, default=1, help="busy processes (default 1)")
     parser.add_argument("--make", default="make")
+    parser.add_argument("--logs", type=Path, default=None, help="where each run's output goes")
     args = parser.parse_args(argv)
+    logs: Path = args.logs or Path(tempfile.mkdtemp(prefix="soak-"))
+    logs.mkdir(parents=True, exist_ok=True)
     hogs = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(args.hogs)]
     for hog in hogs:
         hog.start()
@@ -57,15 +71,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in range(1, args.runs + 1):
             started = time.monotonic()
             done = subprocess.run(
-                [args.make, "--no-print-directory", "pytest"],
+                [args.make, "-i", "--no-print-directory", "pytest"],
                 capture_output=True,
                 text=True,
                 check=False,
             )
-            result = parse(done.stdout + done.stderr)
-            failures += done.returncode != 0
-            line = {"run": run, "rc": done.returncode, "seconds": round(time.monotonic() - started)}
-            print(json.dumps(line | result), flush=True)
+            output = done.stdout + done.stderr
+            log = logs / f"run-{run}.log"
+            log.write_text(output)
+            result = parse(output)
+            bad = failed(done.returncode, result)
+            failures += bad
+            line = {"run": run, "ok": not bad, "seconds": round(time.monotonic() - started)}
+            print(json.dumps(line | result | {"log": str(log)}), flush=True)
     finally:
         for hog in hogs:
             hog.terminate()

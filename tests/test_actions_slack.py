@@ -377,3 +377,83 @@ async def test_datasets_are_paged_newest_first(env: Env) -> None:
     second = await ask(env, "datasets 2")
     assert "set-02" in text_of(second) and "set-01" in text_of(second)
     assert "set-12" not in text_of(second)
+
+
+# --------------------------------------------------------------------- refusals and stale clicks
+async def test_a_guests_cancel_and_retrain_are_refused_and_told_in_the_jobs_thread(
+    env: Env,
+) -> None:
+    people(env, U0GUEST="guest")
+    job = await watched_running_job(env)
+    reply = await ask(env, f"cancel {job}", user="U0GUEST")
+    assert "Guests cannot" in reply["text"] and button(reply, ACTION_CONFIRM_CANCEL) is None
+    retrain = await click(env, ACTION_RETRAIN, job, user="U0GUEST")
+    assert "Guests cannot" in retrain["text"] and button(retrain, ACTION_START_TRAINING) is None
+    await send(env)
+    refused = [line for line in thread_texts(env) if "U0GUEST" in line]
+    assert len(refused) == 2 and all("Guests cannot" in line for line in refused), refused
+    rows = await env.service.store.recent_actions()
+    assert sorted(r.kind for r in rows) == ["cancel", "retrain"]
+    assert {r.state for r in rows} == {"refused"} and cancels(env) == 0 and starts(env) == 0
+
+
+async def test_a_stale_or_foreign_cancel_confirmation_does_nothing(env: Env) -> None:
+    people(env)
+    job = await watched_running_job(env)
+    _, token = await confirmation(env, f"cancel {job}")
+    foreign = await click(env, ACTION_CONFIRM_CANCEL, token, user="U0BOB")
+    assert foreign["text"] == ("⚠️ This confirmation was shown to somebody else; nothing was done.")
+    env.clock.advance(15 * 60 + 1)  # the confirmation expired
+    stale = await click(env, ACTION_CONFIRM_CANCEL, token)
+    assert "This confirmation has expired" in stale["text"]
+    assert cancels(env) == 0 and not await env.service.store.recent_actions()
+
+
+async def test_retrain_of_a_job_that_reached_nothing_proposes_a_new_training(env: Env) -> None:
+    people(env)
+    dataset = env.sim.create_dataset("oilplant")
+    job = env.sim.script_job(
+        [payload("NOT_COMPLETED", {})], training={"datasetKey": dataset, "scalingFactor": 23}
+    )
+    reply = await click(env, ACTION_RETRAIN, job)
+    assert reply["text"] == (
+        f"⚠️ Job `{job}` reached no performance to retrain at (best none). Start a new "
+        f"training with `/mathfi train {dataset} --target …` instead."
+    )
+    assert button(reply, ACTION_START_TRAINING) is None
+
+
+async def test_a_retrain_mathfi_refuses_is_told_in_the_old_jobs_thread(env: Env) -> None:
+    people(env)
+    dataset = env.sim.create_dataset("oilplant")
+    old = env.sim.script_job(
+        [payload("NOT_COMPLETED", {"BSEV01": 0.768}, statuses={"BSEV01": "NOT_COMPLETED"})],
+        training={"datasetKey": dataset, "scalingFactor": 23},
+    )
+    await ask(env, f"subscribe {old}")
+    await env.cycle()
+    proposal = await click(env, ACTION_RETRAIN, old)
+    token = button(proposal, ACTION_START_TRAINING)
+    assert token is not None
+    env.sim.add_fault(Fault(kind="status", status=503, method="POST", path_prefix="/api/v1"))
+    answer = await click(env, ACTION_START_TRAINING, str(token["value"]))
+    assert "Outcome unknown" in answer["text"]  # a 5xx on a POST: MathFi may have acted
+    await send(env)
+    told = [line for line in thread_texts(env) if "U0ALICE" in line]
+    assert len(told) == 1 and "retrain" in told[0], told
+
+
+async def test_a_cancel_of_a_job_no_card_shows_or_two_channels_watch(env: Env) -> None:
+    people(env)
+    unwatched = env.sim.start_training(env.sim.create_dataset("other-plant"))
+    answer = await click(env, ACTION_CANCEL_JOB, unwatched)  # e.g. from an old card
+    assert "is cancelled" in answer["text"]
+    watched = await watched_running_job(env)
+    await ask(env, f"subscribe {watched}", channel="C0OTHER")
+    await env.cycle()
+    assert "is cancelled" in (await click(env, ACTION_CANCEL_JOB, watched))["text"]
+    await send(env)
+    for channel in (CHANNEL, "C0OTHER"):  # every channel watching it is told who
+        lines = [m.text for m in env.sink.channels[channel] if m.thread_ts]
+        assert sum("Cancelled by <@U0ALICE>" in line for line in lines) == 1, (channel, lines)
+    assert cancels(env) == 2

@@ -21,7 +21,7 @@ from bot.slack.personal_render import (
     ACTION_NOTIFY_ME,
     render_home,
 )
-from bot.slack.render import ACTION_UNSUBSCRIBE
+from bot.slack.render import ACTION_REFRESH, ACTION_UNSUBSCRIBE
 from simulator.slack_directory import SinkUser
 from store import HomeItem, Subscription
 from tests.conftest import TEAM, Env, sign, wait_for
@@ -209,6 +209,45 @@ async def test_subscribe_typed_in_the_bots_dm_is_personal_and_dm_commands_act_on
     assert sub is not None and not sub.active
 
 
+@pytest.mark.parametrize(
+    ("channel", "place"),
+    [(DM_ALICE, "this DM"), ("D0OTHER", "this DM"), ("C0TEST", "this channel")],
+)
+async def test_replies_name_a_dm_as_a_dm_and_a_channel_as_a_channel(
+    people: Env, channel: str, place: str
+) -> None:
+    """In the bot's DM (personal subscriptions), in another DM and in a channel."""
+    env = people
+    key = env.sim.script_job(LIFECYCLE)
+    env.sink.open_im(ALICE)
+    capital = place[0].upper() + place[1:]
+    empty = await answer(env, "list", channel=channel)
+    assert empty.startswith(
+        f"{capital} watches no training job. Start with `/mathfi subscribe <key>`.\n"
+    )
+    assert f"{capital} is not watching `{key}`." in await answer(
+        env, f"mute {key} 1h", channel=channel
+    )
+    assert await answer(env, "unsubscribe all", channel=channel) == (
+        f"{capital} was not watching any job."
+    )
+    await answer(env, f"subscribe {key}", channel=channel)
+    listed = await answer(env, "list", channel=channel)
+    assert listed.startswith(f"{capital} watches 1 training job(s):"), listed
+    assert f"{capital} is not watching `{KEY}`." in await answer(
+        env, f"unsubscribe {KEY}", channel=channel
+    )
+    assert await answer(env, f"unsubscribe {key}", channel=channel) == (
+        f"Stopped watching `{key}` in {place}."
+    )
+    await answer(env, f"subscribe {key}", channel=channel)
+    assert await answer(env, "unsubscribe all", channel=channel) == (
+        f"Stopped watching 1 job(s) in {place}."
+    )
+    refreshed = await click(env, ACTION_REFRESH, key, user=ALICE, channel=channel)
+    assert refreshed is not None and f"{capital} is not watching `{key}`." in refreshed
+
+
 async def test_mention_is_refused_on_a_personal_subscription(people: Env) -> None:
     env = people
     key = env.sim.script_job(LIFECYCLE)
@@ -227,7 +266,7 @@ async def test_a_subscribe_in_another_dm_stays_a_channel_subscription(people: En
     env = people
     key = env.sim.script_job(LIFECYCLE)
     reply = await answer(env, f"subscribe {key}", channel="D0OTHER")
-    assert "Now watching" in reply
+    assert f"Now watching `{key}` in this DM" in reply and "card is posted in this DM" in reply
     assert await env.service.store.subscription_owner(channel_id="D0OTHER", job_key=key) is None
 
 

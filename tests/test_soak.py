@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.soak import parse
+from tests.soak import failed, parse
 
 OUTPUT = """\
 Using --randomly-seed=1234
@@ -25,3 +25,11 @@ def test_parse_reads_summaries_seeds_and_failures() -> None:
 
 def test_parse_of_a_clean_run_has_no_failures() -> None:
     assert parse("=== 3 passed in 1.00s ===\n")["failed"] == []
+
+
+def test_a_run_fails_on_a_failed_test_a_missing_part_or_a_make_error() -> None:
+    clean = parse("=== 3 passed in 1.00s ===\n=== 11 passed in 2.00s ===\n")
+    assert not failed(0, clean)
+    assert failed(2, clean)  # make itself failed
+    assert failed(0, parse(OUTPUT))  # a failed test and an error
+    assert failed(0, parse("=== 3 passed in 1.00s ===\n"))  # the serial part never ran

@@ -60,10 +60,14 @@ def reply_body(message: Message) -> dict[str, Any]:
     return body
 
 
-def internal_error(where: str) -> Message:
+NOTHING_CHANGED = "Something went wrong on our side; nothing was changed."
+
+
+def internal_error(where: str, *, said: str = NOTHING_CHANGED) -> Message:
+    """A bug of ours: logged with a reference that the person is shown with `said`."""
     ref = secrets.token_hex(4)
     log.exception("%s failed (reference %s)", where, ref)
-    return render_error("Something went wrong on our side; nothing was changed.", reference=ref)
+    return render_error(said, reference=ref)
 
 
 async def settled(

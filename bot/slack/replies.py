@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import Block
 
 from bot.core.models import Snapshot
-from bot.errors import MathFiAuthError, MathFiError, TrainingJobNotFound
+from bot.errors import MathFiAuthError, MathFiError, MathFiRequestError, TrainingJobNotFound
 from bot.slack.card import (
     Message,
     clip,
@@ -32,6 +32,14 @@ def plain(text: str) -> Message:
     return Message(text=text, blocks=[])
 
 
+def here(channel_id: str, *, start: bool = False) -> str:
+    """How a reply names where its command was typed: "this DM" in a direct message (the
+    person's own with the bot, where their personal subscriptions live, or any other),
+    else "this channel"; capitalised with `start`."""
+    place = "this DM" if channel_id.startswith("D") else "this channel"
+    return place[:1].upper() + place[1:] if start else place
+
+
 def _options(sub: Subscription) -> str:
     parts = [
         f"min +{sub.min_improvement:g}",
@@ -44,6 +52,7 @@ def _options(sub: Subscription) -> str:
 
 
 def subscribed(sub: Subscription, snapshot: Snapshot, *, created: bool, command: str) -> Message:
+    place = here(sub.channel_id)
     best = snapshot.best()
     state = f"{status_text(snapshot.status)}"
     if best is not None:
@@ -51,10 +60,10 @@ def subscribed(sub: Subscription, snapshot: Snapshot, *, created: bool, command:
     if snapshot.target_performance is not None:
         state += f" of target {perf(snapshot.target_performance)}"
     if created:
-        head = f"👀 Now watching {code(sub.job_key)} in this channel: {state}."
-        tail = "The job card is posted in the channel; updates go to its thread."
+        head = f"👀 Now watching {code(sub.job_key)} in {place}: {state}."
+        tail = f"The job card is posted in {place}; updates go to its thread."
     else:
-        head = f"This channel already watches {code(sub.job_key)}: {state}."
+        head = f"{here(sub.channel_id, start=True)} already watches {code(sub.job_key)}: {state}."
         tail = "Options updated."
     if snapshot.terminal:
         tail += " The job has finished, so there will be no further updates."
@@ -71,12 +80,15 @@ def subscription_list(
     page: int = 1,
     alerts: Sequence[Alert] = (),
     note: str | None = None,
+    channel_id: str = "",
 ) -> Message:
     """One page of the channel's subscriptions: as many as fit in one message (LIST_BUDGET),
     the next ones on `list 2`, `list 3`, …; each page says where the rest are. Jobs with
     an unacknowledged on-call alert (`alerts`) come first, and say so. `note` (the
-    channel's digest setting) ends every page."""
-    message = _subscription_list(views, now=now, command=command, page=page, alerts=alerts)
+    channel's digest setting) ends every page. `channel_id` names the place (`here`)."""
+    message = _subscription_list(
+        views, now=now, command=command, page=page, alerts=alerts, place=here(channel_id)
+    )
     if note is None:
         return message
     text = f"{cut(message.text, 2900 - len(note))}\n{note}"  # the note is never cut off
@@ -90,25 +102,27 @@ def _subscription_list(
     command: str,
     page: int,
     alerts: Sequence[Alert],
+    place: str,
 ) -> Message:
+    capital = place[:1].upper() + place[1:]
     notes = _alert_notes(alerts, now=now)
     views = sorted(views, key=lambda v: list(notes).index(v.subscription.job_key)
                    if v.subscription.job_key in notes else len(notes))  # fmt: skip
     if not views:
-        text = f"This channel watches no training job. Start with `{command} subscribe <key>`."
+        text = f"{capital} watches no training job. Start with `{command} subscribe <key>`."
         return to_message(text, [section(text)])
     pages = _pages(_list_lines(views, now=now, command=command, notes=notes))
     if page > len(pages):
         text = (
-            f"There is no page {page}: this channel's {len(views)} subscription(s) fit on "
+            f"There is no page {page}: {place}'s {len(views)} subscription(s) fit on "
             f"{plural(len(pages), 'page')}. See `{command} list`."
         )
         return to_message(text, [section(text)])
     chunks, first, count = pages[page - 1]
-    head = f"This channel watches {len(views)} training job(s):"
+    head = f"{capital} watches {len(views)} training job(s):"
     if len(pages) > 1:
         head = (
-            f"This channel watches {len(views)} training job(s); page {page} of {len(pages)} "
+            f"{capital} watches {len(views)} training job(s); page {page} of {len(pages)} "
             f"(#{first + 1}–#{first + count}):"
         )
     blocks: list[Block] = [section(head), *(section(chunk) for chunk in chunks)]
@@ -193,14 +207,16 @@ def mathfi_problem(err: MathFiError, key: str) -> str:
             "MathFi refused the bot's credentials, so nothing was done. "
             "Ask whoever runs the bot to check MATHFI_USERNAME and MATHFI_PASSWORD."
         )
+    if isinstance(err, MathFiRequestError):  # it answered: not "cannot be reached"
+        return f"MathFi refused the request about `{key}` (HTTP {err.status}), so nothing was done."
     return "MathFi cannot be reached right now, so nothing was done. Try again in a minute."
 
 
-def limit_reached(err: SubscriptionLimitReached, *, command: str) -> Message:
+def limit_reached(err: SubscriptionLimitReached, *, command: str, channel_id: str = "") -> Message:
     """Which limit refused the subscription, and what to do about it."""
     if err.scope == "channel":
         return render_error(
-            f"This channel already watches {err.limit} jobs, the most allowed "
+            f"{here(channel_id, start=True)} already watches {err.limit} jobs, the most allowed "
             f"(SUBSCRIPTION_LIMIT); nothing was changed. Unsubscribe from finished ones "
             f"first (`{command} list`)."
         )

@@ -2,7 +2,11 @@
 
 Another process holds `BEGIN EXCLUSIVE` on the service's database for 5 s while the test
 hammers `/healthz` and signed `list`, `help` and `subscribe` commands: each answers within
-100 ms (p99 over the window). Once the lock goes, every notification queued meanwhile is
+100 ms (p99 over the window). On a loaded machine (`make soak` runs the suite beside a CPU
+hog) the limit is 3 x the p99 of the same requests measured just before the lock, never
+more than 500 ms: a loop that waits on the lock answers in 1-1.5 s, so the test still
+fails when SQLite blocks the event loop, but not because another process took the core.
+Once the lock goes, every notification queued meanwhile is
 delivered exactly once, the subscribe made under the lock took effect, and every command
 that acked "working on it" got its real answer.
 """
@@ -26,7 +30,9 @@ from tests.reliability.timeline import climb
 pytestmark = pytest.mark.reliability
 
 LOCK_SECONDS = 5.0
-P99_LIMIT = 0.100
+P99_LIMIT = 0.100  # on a calm machine
+P99_CEILING = 0.500  # on a loaded one: still half of what a blocked loop gives
+BASELINE_SECONDS = 1.5
 OTHER = "C0LOCKED"
 
 
@@ -72,6 +78,16 @@ async def test_healthz_and_command_acks_stay_fast_while_another_process_locks_th
         await eventually(lambda: len(h.outbox()) == 2, timeout=10, what="a queued row")
         before = h.job(key)
 
+        # The same requests before the lock: what this machine gives right now.
+        calm_until = time.monotonic() + BASELINE_SECONDS
+        calm = await asyncio.gather(
+            hammer(h.health, until=calm_until, gap=0.01),
+            hammer(lambda: h.command("list", ack_only=True), until=calm_until, gap=0.02),
+            hammer(lambda: h.command("help", ack_only=True), until=calm_until, gap=0.02),
+        )
+        baseline = max(p99(took) for took, _ in calm)
+        limit = min(P99_CEILING, max(P99_LIMIT, 3 * baseline))
+
         locker = sqlite3.connect(h.db_path, timeout=10, isolation_level=None)
         try:
             locker.execute("BEGIN EXCLUSIVE")
@@ -108,10 +124,11 @@ async def test_healthz_and_command_acks_stay_fast_while_another_process_locks_th
             "help": (len(help_t), p99(help_t)),
             "subscribe": (len(sub_t), p99(sub_t)),
         }
-        print("\nunder a 5 s lock (requests, p99 s):", figures)
+        print(f"\nbefore the lock p99 {baseline:.3f} s, limit {limit:.3f} s")
+        print("under a 5 s lock (requests, p99 s):", figures)
         for name, (count, slowest) in figures.items():
             assert count >= 10, (name, count)
-            assert slowest <= P99_LIMIT, f"{name}: p99 {slowest * 1000:.0f} ms"
+            assert slowest <= limit, f"{name}: p99 {slowest * 1000:.0f} ms > {limit * 1000:.0f}"
         # A probe's answer is reused for a second: after that, the lock shows.
         late = [(code, body["database"]) for code, body in health[len(health) // 2 :]]
         assert {state for _, state in late} <= {"busy", "unavailable"}, late

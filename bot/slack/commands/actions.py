@@ -55,6 +55,12 @@ from store import StoreUnavailable
 log = logging.getLogger("bot.actions")
 
 NOT_SET_UP = "Acting from Slack is not set up in this bot."
+# A bug after the click: MathFi may have acted (the row is done or unknown), so never
+# "nothing was changed".
+MAY_HAVE_ACTED = (
+    "Something went wrong on our side, and MathFi may have acted: check the job on the "
+    "MathFi dashboard before you try again."
+)
 STALE = (
     "This confirmation has expired (after 15 minutes, or the bot restarted), so nothing was "
     "done. Ask again."
@@ -287,7 +293,7 @@ def register_actions(app: AsyncApp, ctx: CommandContext) -> None:
                 log.error("database unavailable during an action: %s", err)
                 message = render_error("The bot's database is unavailable right now.")
             except Exception:
-                message = internal_error("action button")
+                message = internal_error("action button", said=MAY_HAVE_ACTED)
             await respond(replace_original=replace, **reply_body(message))
 
         return on_click

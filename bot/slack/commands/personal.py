@@ -120,7 +120,7 @@ async def _follow(
         sub, created, active = await patiently(lambda: ctx.store.run(follow), sleep=ctx.sleep)
     except SubscriptionLimitReached as err:
         audit(actor, dm, f"refused: {err}")
-        return replies.limit_reached(err, command=ctx.command)
+        return replies.limit_reached(err, command=ctx.command, channel_id=dm)
     assert sub is not None
     ctx.metrics.active_subscriptions.set(active)
     audit(actor, dm, f"{'followed' if created else 'already follows'} {key} personally")

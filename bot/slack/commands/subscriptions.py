@@ -144,7 +144,7 @@ async def run_subscribe(
         )
     except SubscriptionLimitReached as err:
         audit(actor, channel_id, f"refused: {err}")
-        return replies.limit_reached(err, command=ctx.command)
+        return replies.limit_reached(err, command=ctx.command, channel_id=channel_id)
     ctx.metrics.active_subscriptions.set(active)
     if created or before is None:
         audit(actor, channel_id, f"subscribed to {cmd.key}")
@@ -190,22 +190,24 @@ async def run_local(
             page=cmd.page,
             alerts=alerts,
             note=digest_note(digest, command=ctx.command),
+            channel_id=channel_id,
         )
+    place, capital = replies.here(channel_id), replies.here(channel_id, start=True)
     if isinstance(cmd, Unsubscribe):
         count = int(answer)
         if cmd.all:
             return replies.plain(
-                f"Stopped watching {count} job(s) in this channel."
+                f"Stopped watching {count} job(s) in {place}."
                 if count
-                else "This channel was not watching any job."
+                else f"{capital} was not watching any job."
             )
         if count:
-            return replies.plain(f"Stopped watching `{cmd.key}` in this channel.")
-        return render_error(f"This channel is not watching `{cmd.key}`.", usage=usage(ctx, "list"))
+            return replies.plain(f"Stopped watching `{cmd.key}` in {place}.")
+        return render_error(f"{capital} is not watching `{cmd.key}`.", usage=usage(ctx, "list"))
     if isinstance(cmd, Mute | Unmute):
         if not answer:
             return render_error(
-                f"This channel is not watching `{cmd.key}`.", usage=usage(ctx, "subscribe")
+                f"{capital} is not watching `{cmd.key}`.", usage=usage(ctx, "subscribe")
             )
         until = now + cmd.seconds if isinstance(cmd, Mute) else None
         return replies.muted(cmd.key, until=until, now=now)
@@ -273,6 +275,7 @@ async def run_refresh(ctx: CommandContext, key: str, *, channel_id: str) -> Mess
         return True
 
     if not await patiently(lambda: ctx.store.run(refresh), sleep=ctx.sleep):
-        return render_error(f"This channel is not watching `{key}`.", usage=usage(ctx, "subscribe"))
+        place = replies.here(channel_id, start=True)
+        return render_error(f"{place} is not watching `{key}`.", usage=usage(ctx, "subscribe"))
     await ctx.watch(key)
     return replies.plain(f"Refreshing `{key}`…")
