@@ -2,7 +2,7 @@
 thread; and what a failed attempt means for the row (retry when, give up, or disable the
 channel). The `Sender` (`bot.slack.sender`) decides which rows go when.
 
-(About 330 lines, kept whole: every kind of row shares the same lookup-before-post, pacing
+(About 320 lines, kept whole: every kind of row shares the same lookup-before-post, pacing
 and failure rules, which must not drift apart; the kinds' own rendering lives elsewhere,
 and the post of a line that is not a job's reply in `bot.slack.note_post`.)
 """
