@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from bot.core.arrival import Arrival, Reading, first_passage, read
 from bot.core.models import RUNNING, Snapshot
-from bot.core.projection import BestCurve, Trend, stall_in
+from bot.core.projection import Basis, BestCurve, Trend, stall_in
 
 MIN_POINTS = 4
 RETRY_STEP = 0.05
@@ -147,33 +148,37 @@ def forecast_job(
     if target is None or not ready:
         return JobForecast(Verdict.NOT_ENOUGH_HISTORY, target)
     start = started_at if started_at is not None else min(c.first_at for c in curves.values())
+    # the fits of the best (trend) and of the raw values (first passage) share their points
+    span = rules.fit_span
+    bases = {name: c.basis(now, span, min_points=MIN_POINTS) for name, c in ready.items()}
     trends = {
-        name: curve.trend(now, rules.fit_span, quiet=rules.stall_window, min_points=MIN_POINTS)
+        name: curve.trend(
+            now, rules.fit_span, quiet=rules.stall_window, min_points=MIN_POINTS, basis=bases[name]
+        )
         for name, curve in ready.items()
     }
     seen = now - min(c.first_at for c in ready.values())
     spread = 1.0 + rules.optimism * (2.0 - min(1.0, seen / rules.fit_span))
-    scenarios = [
+    forecasts, hopeful_reading = (
         [
             _project(name, ready[name], trend.scaled(factor), now, start, target, rules)
             for name, trend in trends.items()
         ]
-        for factor in (1.0, spread, 1.0 / spread)
-    ]
-    forecasts = scenarios[0]
+        for factor in (1.0, spread)
+    )
     best = max(forecasts, key=lambda f: f.projected)
-    hopeful = max(f.projected for f in scenarios[1])
-    first = _first_arrival(forecasts)
+    hopeful = max(f.projected for f in hopeful_reading)
+    arrival = first_passage({f.algorithm: _reading(f, ready, bases) for f in forecasts}, target)
     return JobForecast(
         verdict=verdict_after(
             best.projected - target, hopeful - target, *_earlier(previous, rules)
         ),
         target=target,
         algorithms=tuple(forecasts),
-        eta=first.eta if first else None,
-        eta_low=_eta(_first_arrival(scenarios[1])) if first else None,
-        eta_high=_eta(_first_arrival(scenarios[2])) if first else None,
-        eta_algorithm=first.algorithm if first else None,
+        eta=arrival.median if arrival else None,
+        eta_low=min(arrival.early, arrival.median / spread) if arrival else None,
+        eta_high=_late(arrival, spread),
+        eta_algorithm=arrival.algorithm if arrival else None,
         best_projected=best.projected,
         best_algorithm=best.algorithm,
         stall_warning=_stall_warning(forecasts, ready, now, rules),
@@ -191,13 +196,24 @@ def _earlier(
     return kept, rules, previous.hopeful_margin
 
 
-def _first_arrival(forecasts: list[AlgorithmForecast]) -> AlgorithmForecast | None:
-    arriving = [f for f in forecasts if f.eta is not None]
-    return min(arriving, key=lambda f: f.eta or 0.0) if arriving else None
+def _reading(
+    forecast: AlgorithmForecast, curves: dict[str, BestCurve], bases: dict[str, Basis]
+) -> Reading:
+    """An algorithm's raw values read for the first passage, stopping where it is projected
+    to stop."""
+    basis = bases[forecast.algorithm]
+    values = curves[forecast.algorithm].values[basis.start :]
+    return read(values, basis, stops_in=forecast.stops_in or 0.0, best=forecast.best)
 
 
-def _eta(forecast: AlgorithmForecast | None) -> float | None:
-    return forecast.eta if forecast else None
+def _late(arrival: Arrival | None, spread: float) -> float | None:
+    """The range's late end: the later of the first passage's last quartile and the ETA x
+    `spread` (the quartiles alone held the actual arrival a third of the time, not half:
+    they know the noise, not how wrong the fitted shape may be); None when the last
+    quartile is never reached."""
+    if arrival is None or arrival.late is None:
+        return None
+    return max(arrival.late, arrival.median * spread)
 
 
 def _enough(curve: BestCurve, now: float, rules: ForecastRules) -> bool:
