@@ -2,8 +2,8 @@
 
 Call `forecast_job` once per poll with the job's stored history (store.Store.history, any
 objects with `algorithm`, `at`, `value`), the new Snapshot, `now`, the rules and the
-previous verdict. Cost: O(points + algorithms * 24), no I/O, no clock. docs/forecast.md
-has the method and the benchmark figures.
+previous verdict. Cost: O(points + algorithms * 24), a fraction of a millisecond, no I/O,
+no clock. docs/forecast.md has the method and the benchmark figures.
 
 - Minimum history: an algorithm is projected once it has MIN_POINTS points spanning at
   least `min_history` seconds (default 180 s: six polls at the default 30 s interval);
@@ -14,6 +14,10 @@ has the method and the benchmark figures.
   at-risk it is ON_TRACK again only when the margin is above +exit_margin.
 - Stall warning: the leading running algorithm (highest best) is projected to be stopped by
   the stall rule within `stall_horizon` seconds without reaching the target first.
+- ETA: the job's median first passage over the target (bot.core.arrival: the raw values'
+  weighted fits, every running algorithm, each until its projected stop), its range the
+  first passage's quartiles widened to at least the ETA x and / the hopeful spread. The
+  per-algorithm `eta` is its central trend's crossing (it decides the stall warning).
 """
 
 from __future__ import annotations
@@ -95,9 +99,9 @@ class JobForecast:
     verdict: Verdict
     target: float | None
     algorithms: tuple[AlgorithmForecast, ...] = ()
-    eta: float | None = None  # seconds from now (earliest projected arrival)
+    eta: float | None = None  # seconds from now: the median first passage of the job
     eta_low: float | None = None
-    eta_high: float | None = None  # None: the slow reading never arrives
+    eta_high: float | None = None  # None: a quarter of the chance or more never arrives
     eta_algorithm: str | None = None
     best_projected: float | None = None
     best_algorithm: str | None = None
