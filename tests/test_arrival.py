@@ -90,6 +90,13 @@ def test_sigma_is_the_best_fit_s_residual_over_the_points_less_three() -> None:
     assert got.sigma == pytest.approx(0.01 * math.sqrt(12 / 9), rel=0.05)
 
 
+def test_points_all_at_one_time_have_no_shape() -> None:
+    got = read([0.5, 0.6, 0.7, 0.6], Basis([30.0] * 4, 0, 60.0), stops_in=600.0, best=0.7)
+    assert got == Reading((), MIN_SIGMA, 600.0, 0.7)
+    assert first_passage({"A": got}, 0.8) is None
+    assert first_passage({"A": got}, 0.7) == Arrival(0.0, 0.0, 0.0, "A")
+
+
 def test_the_basis_may_start_later_than_the_first_point() -> None:
     ts = times(10)
     values = [0.5 + 0.0002 * t for t in ts]

@@ -14,8 +14,9 @@ one independent sample per SAMPLE_EVERY seconds with the fit's mean and sigma, a
 algorithm draws no more samples once it is projected to stop (`stops_in`). The ETA is the
 median first passage, S = 1/2; its range the quartiles (S = 3/4 and 1/4, the late one None
 when S stays above 1/4). The scan's step starts at SAMPLE_EVERY and grows by STEP_GROWTH
-each step; it ends at the last quartile or the last stop. Cost: about 10 fits of at most
-the stored points per algorithm and a scan of at most ~80 steps, a fraction of a millisecond.
+each step (~40 steps for an hour); it ends at the last quartile it can reach or the last
+stop. Cost: 10 least-squares fits per algorithm over the trend's points (the regressors are
+shared with the trend's fit, projection.Basis) and the scan: a fraction of a millisecond.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def read(values: Sequence[float], basis: Basis, *, stops_in: float, best: float)
         )
     ]
     least = min(sse for sse, _ in fitted)
+    if math.isinf(least):  # all at one time: no shape, so no arrival but by its best
+        return Reading((), MIN_SIGMA, stops_in, best)
     sigma = max(MIN_SIGMA, math.sqrt(least / max(1, len(values) - DOF)))
     weights = [math.exp((least - sse) / (2.0 * sigma * sigma)) for sse, _ in fitted]
     total = sum(weights)
