@@ -6,6 +6,7 @@ tests/test_forecast.py drives the same code through `forecast_job` on whole jobs
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -17,10 +18,11 @@ from bot.core.arrival import (
     Arrival,
     Reading,
     Shape,
+    _Track,
     first_passage,
     read,
 )
-from bot.core.projection import Basis
+from bot.core.projection import Basis, least_squares
 
 INF = math.inf
 # A flat shape one sigma under the target: each sample arrives with p = P(Z > 1), so the
@@ -190,3 +192,76 @@ def test_an_algorithm_already_stopped_draws_nothing() -> None:
     got = first_passage({"A": flat(0.79, 0.01, stops_in=0.0), "B": flat(0.79, 0.01)}, 0.8)
     assert got is not None and got.algorithm == "B"
     assert got.median == pytest.approx(at_hazard(math.log(2)), rel=0.03)
+
+
+def test_with_four_points_sigma_is_over_one_degree_of_freedom() -> None:
+    ts = times(4)
+    values = [0.5, 0.52, 0.5, 0.53]
+    got = read(values, Basis(ts, 0, ts[-1]), stops_in=600.0, best=0.53)
+    least = min(sse for sse, _, _ in least_squares(Basis(ts, 0, ts[-1]).columns, values))
+    assert least > MIN_SIGMA**2
+    assert got.sigma == pytest.approx(math.sqrt(least / (4 - DOF)))
+
+
+# At the target (just under it): p = 1/2 per sample, a hazard of ln 2 each.
+AT = 0.8 - 1e-9
+
+
+def test_the_scan_s_grid_and_its_straight_chords() -> None:
+    # Steps of 30 s, then 31.5 s (x 1.05): S = 1/2 at 30 s, 2^-2.05 at 61.5 s.
+    got = first_passage({"A": flat(AT, 0.01)}, 0.8)
+    assert got is not None
+    assert got.early == pytest.approx(15.0)  # halfway down the chord from 1 to 1/2
+    assert got.median == pytest.approx(30.0)
+    at_61 = 2**-2.05
+    assert got.late == pytest.approx(61.5 - 31.5 * (0.25 - at_61) / (0.5 - at_61))
+
+
+def test_the_last_step_ends_at_the_last_stop() -> None:
+    # the second step is cut to 30 s by the stop at 60 s: S falls just under 1/4 there
+    # (p just over 1/2; its best, below the target, says it has not arrived)
+    above = Reading(((1.0, Shape(0.8 + 1e-9, 0.0)),), 0.01, 60.0, best=0.79)
+    got = first_passage({"A": above}, 0.8)
+    assert got is not None and got.late == pytest.approx(60.0, abs=0.01)
+
+
+def test_an_algorithm_stops_drawing_at_its_stop_while_another_goes_on() -> None:
+    # A: one sample at p = 1/2, then stopped (S_A = 1/2 for good); B: one sigma under, on.
+    readings = {"A": flat(AT, 0.01, stops_in=30.0), "B": flat(0.79, 0.01)}
+    got = first_passage(readings, 0.8)
+    assert got is not None and got.algorithm == "A"
+    after_30 = 0.5 * math.exp(-H1)
+    assert got.early == pytest.approx(30 - 30 * (0.75 - after_30) / (1 - after_30))
+    assert got.median == pytest.approx(30 - 30 * (0.5 - after_30) / (1 - after_30))
+    assert got.late == pytest.approx(at_hazard(math.log(2)), rel=0.03)  # B halves it again
+
+
+def test_half_the_chance_at_the_target_and_half_never_has_no_median() -> None:
+    # S = 1/2 + e^-H / 2 only tends to 1/2 (and reaches it in floating point)
+    half = Reading(((0.5, Shape(AT, 0.0)), (0.5, Shape(0.5, 0.0))), 0.01, 3600.0, best=AT)
+    assert first_passage({"A": half}, 0.8) is None
+
+
+def test_the_named_algorithm_is_the_likeliest_first_at_the_median() -> None:
+    # "steady" (1.21 sigmas under: a hazard of 0.12 per sample) leads at the early quartile
+    # and again at the late one; "jump" (half its chance on a line crossing at 100 s, half
+    # never) is likelier at the median, which falls in the step of its crossing.
+    jump = Reading(((0.5, Shape(0.7, 0.001)), (0.5, Shape(0.5, 0.0))), MIN_SIGMA, 3600.0, 0.7)
+    got = first_passage({"steady": flat(0.8 - 0.0121, 0.01), "jump": jump}, 0.8)
+    assert got is not None and got.late is not None
+    assert got.early < 94.6 < got.median < 129.3 < got.late  # the steps around the crossing
+    assert got.algorithm == "jump"
+
+
+def test_a_track_keeps_the_shapes_that_may_arrive_before_its_stop() -> None:
+    sigma, target = 0.01, 0.8
+    edge = Shape(target - 6.0 * sigma, 0.0)  # exactly six sigmas under: kept
+    far = Shape(target - 6.01 * sigma, 0.0)
+    falling = Shape(target - 5.99 * sigma, -0.01)  # within six sigmas now only
+    reading = Reading(((0.5, edge), (0.3, far), (0.2, falling)), sigma, 600.0, best=0.7)
+    track = _Track("A", reading, target)
+    assert track.shapes == [(0.5, edge), (0.2, falling)]
+    assert track.idle == pytest.approx(0.3)
+    assert _Track("A", replace(reading, stops_in=0.5), target).shapes == track.shapes
+    stopped = _Track("A", replace(reading, stops_in=0.0), target)
+    assert (stopped.shapes, stopped.idle) == ([], 1.0)

@@ -77,21 +77,18 @@ class Arrival:
 
 def read(values: Sequence[float], basis: Basis, *, stops_in: float, best: float) -> Reading:
     """The weighted fits of an algorithm's raw values at the basis' points (at least 4)."""
+    taus = (math.inf, *TAUS)
     fitted = [
-        (sse, Shape(level, slope, tau))
-        for (sse, slope, level), tau in zip(
-            least_squares(basis.columns, values), (math.inf, *TAUS), strict=True
-        )
+        (sse, Shape(level, slope, taus[i]))
+        for i, (sse, slope, level) in enumerate(least_squares(basis.columns, values))
     ]
     least = min(sse for sse, _ in fitted)
     if math.isinf(least):  # all at one time: no shape, so no arrival but by its best
         return Reading((), MIN_SIGMA, stops_in, best)
     sigma = max(MIN_SIGMA, math.sqrt(least / max(1, len(values) - DOF)))
-    weights = [math.exp((least - sse) / (2.0 * sigma * sigma)) for sse, _ in fitted]
-    total = sum(weights)
-    kept = [
-        (w, shape) for w, (_, shape) in zip(weights, fitted, strict=True) if w >= MIN_WEIGHT * total
-    ]
+    scored = [(math.exp((least - sse) / (2.0 * sigma * sigma)), shape) for sse, shape in fitted]
+    total = sum(w for w, _ in scored)
+    kept = [(w, shape) for w, shape in scored if w >= MIN_WEIGHT * total]
     total = sum(w for w, _ in kept)
     return Reading(tuple((w / total, shape) for w, shape in kept), sigma, stops_in, best)
 
@@ -105,26 +102,28 @@ def first_passage(readings: Mapping[str, Reading], target: float) -> Arrival | N
     tracks = [_Track(name, r, target) for name, r in readings.items()]
     floor = math.prod(t.idle for t in tracks)  # the job's survival never falls below it
     wanted = sum(level > floor for level in _QUARTILES)
-    tracks = [t for t in tracks if t.shapes]
-    if wanted < 2 or not tracks:
+    if wanted < 2:  # (then some shape may arrive, so some track has shapes)
         return None
+    tracks = [t for t in tracks if t.shapes]
     horizon = max(t.stop for t in tracks)
     found: list[float] = []
-    first = ""
+    seen: list[list[float]] = []  # each algorithm's survival at each quartile found
     s, step, before = 0.0, SAMPLE_EVERY, 1.0
-    while s < horizon and len(found) < wanted:
+    while s < horizon:
         step = min(step, horizon - s)
         s += step
         survivals = [t.advance(s, step, target) for t in tracks]
         job = math.prod(survivals)
         while len(found) < wanted and job <= _QUARTILES[len(found)]:
             found.append(s - step * (_QUARTILES[len(found)] - job) / (before - job))
-            if len(found) == 2:
-                first = tracks[min(range(len(tracks)), key=survivals.__getitem__)].name
+            seen.append(survivals)
+        if len(found) == wanted:
+            break
         before = job
         step *= STEP_GROWTH
     if len(found) < 2:
         return None
+    first = tracks[min(range(len(tracks)), key=seen[1].__getitem__)].name
     return Arrival(found[0], found[1], found[2] if len(found) > 2 else None, first)
 
 
@@ -134,7 +133,7 @@ class _Track:
     the target before the stop; each shape is monotone, so its highest mean is now or at
     the stop)."""
 
-    __slots__ = ("hazards", "idle", "name", "shapes", "sigma", "stop", "survival")
+    __slots__ = ("hazards", "idle", "name", "shapes", "sigma", "stop")
 
     def __init__(self, name: str, reading: Reading, target: float) -> None:
         bar = target - _FAR * reading.sigma
@@ -147,19 +146,17 @@ class _Track:
         ]
         self.idle = max(0.0, 1.0 - sum(w for w, _ in self.shapes))
         self.hazards = [0.0] * len(self.shapes)
-        self.survival = 1.0
 
     def advance(self, s: float, step: float, target: float) -> float:
         """Add the samples of (s - step, s] drawn before the stop (at the mean of the
         step's end, or of the stop within it); the algorithm's survival at s."""
         until = min(s, self.stop)
         samples = (until - (s - step)) / SAMPLE_EVERY
-        if samples > 0:
-            survival = self.idle
-            for k, (weight, shape) in enumerate(self.shapes):
+        survival = self.idle
+        for k, (weight, shape) in enumerate(self.shapes):
+            if samples > 0:
                 z = (target - shape.mean(until)) / self.sigma
                 p = min(0.5 * math.erfc(z / _SQRT2), _ALMOST_SURE)
                 self.hazards[k] -= math.log1p(-p) * samples
-                survival += weight * math.exp(-self.hazards[k])
-            self.survival = survival
-        return self.survival
+            survival += weight * math.exp(-self.hazards[k])
+        return survival
