@@ -38,6 +38,7 @@ SCOPE = (
     "bot.core.duration.*",
     "bot.core.forecast.*",
     "bot.core.projection.*",
+    "bot.core.arrival.*",
     "bot.core.forecast_warnings.*",
     "bot.core.forecast_state.*",
     "bot.core.sparkline.*",
