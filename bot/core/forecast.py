@@ -9,11 +9,13 @@ has the method and the benchmark figures.
   least `min_history` seconds (default 180 s: six polls at the default 30 s interval);
   until one algorithm has, the verdict is NOT_ENOUGH_HISTORY.
 - Hysteresis: the margin is the best projected value minus the target. From on-track (or
-  no verdict yet) the job turns AT_RISK only when the margin is below -enter_margin (in two
-  polls in a row when `previous` is the last JobForecast); from
-  at-risk it is ON_TRACK again only when the margin is above +exit_margin.
+  no verdict yet) the job turns AT_RISK only when the hopeful margin is below -enter_margin
+  and, when `previous` is the last JobForecast, the poll before agreed (its hopeful margin
+  below -enter_margin too, or its central margin below -clear_margin); from at-risk it is
+  ON_TRACK again only when the margin is above +exit_margin.
 - Stall warning: the leading running algorithm (highest best) is projected to be stopped by
-  the stall rule within `stall_horizon` seconds without reaching the target first.
+  the stall rule within `stall_horizon` seconds without reaching the target first, and is
+  still so when the delta is lowered by `stall_noise` x the noise of its best (best_noise).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from bot.core.forecast_noise import best_noise
 from bot.core.models import RUNNING, Snapshot
 from bot.core.projection import BestCurve, Trend, stall_in
 
@@ -64,6 +67,8 @@ class ForecastRules:
     fit_span: float = 600.0  # seconds of history the trend is fitted on
     stall_tolerance: float = 0.85  # the projection stalls below delta * this (noise)
     optimism: float = 0.3  # the hopeful reading's rate: x (1 + 2 * this) early, (1 + this) later
+    clear_margin: float = 0.12  # a central miss by more stands for the first of the two polls
+    stall_noise: float = 1.0  # a stall warning's stall must hold with delta - this x best_noise
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,19 +181,20 @@ def forecast_job(
         eta_algorithm=first.algorithm if first else None,
         best_projected=best.projected,
         best_algorithm=best.algorithm,
-        stall_warning=_stall_warning(forecasts, ready, now, rules),
+        stall_warning=_stall_warning(forecasts, ready, trends, now, start, rules),
         hopeful_margin=hopeful - target,
     )
 
 
 def _earlier(
     previous: Verdict | JobForecast | None, rules: ForecastRules
-) -> tuple[Verdict | None, ForecastRules, float | None]:
-    """(the verdict to keep, rules, the hopeful margin the last poll read; -inf: not asked)."""
+) -> tuple[Verdict | None, ForecastRules, float | None, float | None]:
+    """(the verdict to keep, rules, the hopeful and central margins the last poll read;
+    -inf and None: not asked)."""
     if not isinstance(previous, JobForecast):
-        return previous, rules, -math.inf
+        return previous, rules, -math.inf, None
     kept = previous.verdict if previous.verdict in (Verdict.ON_TRACK, Verdict.AT_RISK) else None
-    return kept, rules, previous.hopeful_margin
+    return kept, rules, previous.hopeful_margin, previous.margin
 
 
 def _first_arrival(forecasts: list[AlgorithmForecast]) -> AlgorithmForecast | None:
@@ -237,28 +243,55 @@ def verdict_after(
     previous: Verdict | None,
     rules: ForecastRules,
     earlier_hopeful: float | None = -math.inf,
+    earlier_margin: float | None = None,
 ) -> Verdict:
     """Hysteresis: at risk once even the hopeful reading misses by more than enter_margin,
     in this poll and in the one before (`earlier_hopeful`: that poll's hopeful margin, None
-    if it had none; -inf when unknown, which waives the second poll); back on track once
-    the central reading clears the target by more than exit_margin."""
+    if it had none; -inf when unknown, which waives the second poll). The poll before also
+    agrees when its central reading missed by more than clear_margin (`earlier_margin`): a
+    clear miss whose hopeful reading was lifted by one poll's rate need not wait a poll more.
+    Back on track once the central reading clears the target by more than exit_margin."""
     if previous is Verdict.AT_RISK:
         return Verdict.ON_TRACK if margin > rules.exit_margin else Verdict.AT_RISK
     agreed = earlier_hopeful is not None and earlier_hopeful < -rules.enter_margin
-    return Verdict.AT_RISK if hopeful < -rules.enter_margin and agreed else Verdict.ON_TRACK
+    clear = earlier_margin is not None and earlier_margin < -rules.clear_margin
+    return (
+        Verdict.AT_RISK if hopeful < -rules.enter_margin and (agreed or clear) else Verdict.ON_TRACK
+    )
 
 
 def _stall_warning(
     forecasts: list[AlgorithmForecast],
     curves: dict[str, BestCurve],
+    trends: dict[str, Trend],
     now: float,
+    start: float,
     rules: ForecastRules,
 ) -> StallWarning | None:
+    """The leader's stall within stall_horizon, if it is clear: still projected with the
+    delta lowered by stall_noise x the noise of its best (a climber at about the delta is
+    as likely to survive the window as not; its noise decides, not the projection)."""
     leader = max(forecasts, key=lambda f: f.best)
     if leader.stopped_by != "stall" or leader.stops_in is None or leader.eta is not None:
         return None
     if leader.stops_in > rules.stall_horizon:
         return None
     curve = curves[leader.algorithm]
+    window = rules.stall_window
+    lowered = rules.stall_delta * rules.stall_tolerance
+    lowered -= rules.stall_noise * best_noise(curve, now, window)
+    if lowered <= 0:  # the noise alone spans the delta: no stall is clear
+        return None
+    clear = stall_in(
+        curve,
+        trends[leader.algorithm],
+        now=now,
+        window=window,
+        delta=lowered,
+        earliest=start + window,
+        horizon=rules.stall_horizon,
+    )
+    if clear is None:
+        return None
     gain = curve.at(now) - curve.at(now - rules.stall_window)
     return StallWarning(leader.algorithm, leader.stops_in, gain, rules.stall_delta)
