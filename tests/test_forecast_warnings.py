@@ -1,5 +1,6 @@
 """The warnings' rules of issue #12 (W8): a clear central miss stands for the first of the
-two polls, and a stall warning only for a stall that its best's noise does not explain."""
+two polls, the hopeful reading hopes about the best's noise too, and a stall warning only
+for a stall that its best's noise does not explain."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ NOW = 1_000.0
 @pytest.mark.parametrize(
     ("hopeful", "earlier_hopeful", "earlier_margin", "expected"),
     [
-        (-0.05, 0.03, -0.15, Verdict.AT_RISK),  # the poll before missed clearly, centrally
-        (-0.05, 0.03, -0.12, Verdict.ON_TRACK),  # exactly -clear_margin is not below it
+        (-0.05, 0.03, -0.1, Verdict.AT_RISK),  # the poll before missed clearly, centrally
+        (-0.05, 0.03, -0.08, Verdict.ON_TRACK),  # exactly -clear_margin is not below it
         (-0.05, 0.03, -0.05, Verdict.ON_TRACK),  # a small central miss still waits a poll
         (-0.05, 0.03, None, Verdict.ON_TRACK),  # the poll before had no reading
         (-0.005, 0.03, -0.3, Verdict.ON_TRACK),  # this poll's hopeful reading must miss
@@ -51,6 +52,7 @@ def test_forecast_job_passes_the_last_poll_s_central_margin() -> None:
         kwargs = {"rules": RULES, "previous": previous, "started_at": T0}
         return forecast_job(points, snap, now=T0 + 600, **kwargs).verdict  # type: ignore[arg-type]
 
+    assert RULES.clear_margin == 0.08
     assert after(0.85 - 0.2) is Verdict.AT_RISK  # its central reading missed by 0.2
     assert after(0.85 - 0.05) is Verdict.ON_TRACK  # by 0.05: wait for a second hopeful miss
 
@@ -134,3 +136,36 @@ def test_noise_as_large_as_the_delta_leaves_no_clear_stall() -> None:
     climber = noisy_line(0.5, 0.0, 0.004, 1)  # no climb at all, only noise
     at = next(a for a in range(600, 1500, 30) if warned(climber, a, RULES))
     assert not warned(climber, at, loud)
+
+
+# --------------------------------------------------------------------- the hopeful reading
+def reading(curve: Curve, at: float, rules: ForecastRules) -> JobForecast:
+    points, snap = history({"A": curve}, until=at), snapshot(["A"], target=0.75)
+    return forecast_job(points, snap, now=T0 + at, rules=rules, started_at=T0)
+
+
+@pytest.mark.parametrize(("seed", "at"), [(0, 720), (2, 1050), (4, 690)])
+def test_a_noisy_climber_at_the_delta_is_not_called_at_risk_on_its_noise(
+    seed: int, at: float
+) -> None:
+    climber = noisy_line(0.5, 0.024, 0.004, seed)  # 0.024 per window: it survives, mostly
+    plain = reading(climber, at, replace(RULES, stall_noise=0.0))
+    assert plain.verdict is Verdict.AT_RISK  # a hopeful reading deaf to noise stalls it
+    got = reading(climber, at, RULES)
+    assert got.verdict is Verdict.ON_TRACK
+    assert got.margin == plain.margin  # the central reading is untouched
+    assert got.hopeful_margin is not None and plain.hopeful_margin is not None
+    assert got.hopeful_margin > plain.hopeful_margin
+
+
+@pytest.mark.parametrize(
+    ("curve", "at"), [(noisy_line(0.5, 0.024, 0.004, 0), 720), (saturating(0.5, 0.7, 150), 600)]
+)
+def test_the_hopeful_delta_is_lowered_no_further_than_hopeful_floor(
+    curve: Curve, at: float
+) -> None:
+    loud = reading(curve, at, replace(RULES, stall_noise=100.0))
+    floored = replace(RULES, stall_noise=0.0, stall_tolerance=RULES.stall_tolerance * 0.75)
+    assert RULES.hopeful_floor == 0.75
+    assert loud.hopeful_margin == reading(curve, at, floored).hopeful_margin
+    assert loud.margin == reading(curve, at, RULES).margin

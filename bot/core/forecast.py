@@ -8,11 +8,11 @@ has the method and the benchmark figures.
 - Minimum history: an algorithm is projected once it has MIN_POINTS points spanning at
   least `min_history` seconds (default 180 s: six polls at the default 30 s interval);
   until one algorithm has, the verdict is NOT_ENOUGH_HISTORY.
-- Hysteresis: the margin is the best projected value minus the target. From on-track (or
-  no verdict yet) the job turns AT_RISK only when the hopeful margin is below -enter_margin
-  and, when `previous` is the last JobForecast, the poll before agreed (its hopeful margin
-  below -enter_margin too, or its central margin below -clear_margin); from at-risk it is
-  ON_TRACK again only when the margin is above +exit_margin.
+- Hysteresis: margin = best projected - target; the hopeful reading takes rate x spread
+  and a stall delta lowered by the best's noise (_noisy). From on-track the job turns
+  AT_RISK only when the hopeful margin is below -enter_margin and the poll before agreed
+  (its hopeful margin below -enter_margin too, or its central one below -clear_margin; not
+  asked when `previous` is a bare verdict); back ON_TRACK once the margin > +exit_margin.
 - Stall warning: the leading running algorithm (highest best) is projected to be stopped by
   the stall rule within `stall_horizon` seconds without reaching the target first, and is
   still so when the delta is lowered by `stall_noise` x the noise of its best (best_noise).
@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -67,8 +67,9 @@ class ForecastRules:
     fit_span: float = 600.0  # seconds of history the trend is fitted on
     stall_tolerance: float = 0.85  # the projection stalls below delta * this (noise)
     optimism: float = 0.3  # the hopeful reading's rate: x (1 + 2 * this) early, (1 + this) later
-    clear_margin: float = 0.12  # a central miss by more stands for the first of the two polls
-    stall_noise: float = 1.0  # a stall warning's stall must hold with delta - this x best_noise
+    clear_margin: float = 0.08  # a central miss by more stands for the first of the two polls
+    stall_noise: float = 1.0  # the stall warning's and the hopeful delta: - this x best_noise
+    hopeful_floor: float = 0.75  # ... the hopeful one down to this share of it, no lower
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,11 @@ def forecast_job(
     ]
     forecasts = scenarios[0]
     best = max(forecasts, key=lambda f: f.projected)
-    hopeful = max(f.projected for f in scenarios[1])
+    lifted = {n: _noisy(c, now, rules, rules.hopeful_floor) for n, c in ready.items()}
+    hopeful = max(  # the verdict's: hopeful about the rate and about the best's noise
+        _project(n, c, trends[n].scaled(spread), now, start, target, lifted[n]).projected
+        for n, c in ready.items()
+    )
     first = _first_arrival(forecasts)
     return JobForecast(
         verdict=verdict_after(
@@ -181,7 +186,7 @@ def forecast_job(
         eta_algorithm=first.algorithm if first else None,
         best_projected=best.projected,
         best_algorithm=best.algorithm,
-        stall_warning=_stall_warning(forecasts, ready, trends, now, start, rules),
+        stall_warning=_stall_warning(forecasts, ready, trends, now, start, target, rules),
         hopeful_margin=hopeful - target,
     )
 
@@ -195,6 +200,14 @@ def _earlier(
         return previous, rules, -math.inf, None
     kept = previous.verdict if previous.verdict in (Verdict.ON_TRACK, Verdict.AT_RISK) else None
     return kept, rules, previous.hopeful_margin, previous.margin
+
+
+def _noisy(curve: BestCurve, now: float, rules: ForecastRules, floor: float) -> ForecastRules:
+    """`rules` with the stall delta lowered by stall_noise x best_noise, to floor x it at
+    most: a climber at about the delta keeps or loses a window by its noise."""
+    noise = rules.stall_noise * best_noise(curve, now, rules.stall_window) / rules.stall_delta
+    tolerance = max(floor * rules.stall_tolerance, rules.stall_tolerance - noise)
+    return replace(rules, stall_tolerance=tolerance)
 
 
 def _first_arrival(forecasts: list[AlgorithmForecast]) -> AlgorithmForecast | None:
@@ -266,32 +279,22 @@ def _stall_warning(
     trends: dict[str, Trend],
     now: float,
     start: float,
+    target: float,
     rules: ForecastRules,
 ) -> StallWarning | None:
-    """The leader's stall within stall_horizon, if it is clear: still projected with the
-    delta lowered by stall_noise x the noise of its best (a climber at about the delta is
-    as likely to survive the window as not; its noise decides, not the projection)."""
+    """The leader's stall within stall_horizon, if clear: still so with _noisy's delta."""
     leader = max(forecasts, key=lambda f: f.best)
     if leader.stopped_by != "stall" or leader.stops_in is None or leader.eta is not None:
         return None
     if leader.stops_in > rules.stall_horizon:
         return None
-    curve = curves[leader.algorithm]
-    window = rules.stall_window
-    lowered = rules.stall_delta * rules.stall_tolerance
-    lowered -= rules.stall_noise * best_noise(curve, now, window)
-    if lowered <= 0:  # the noise alone spans the delta: no stall is clear
+    curve, noisy = curves[leader.algorithm], _noisy(curves[leader.algorithm], now, rules, 0.0)
+    if noisy.stall_tolerance <= 0:  # the noise alone spans the delta: no stall is clear
         return None
-    clear = stall_in(
-        curve,
-        trends[leader.algorithm],
-        now=now,
-        window=window,
-        delta=lowered,
-        earliest=start + window,
-        horizon=rules.stall_horizon,
-    )
-    if clear is None:
+    clear = _project(leader.algorithm, curve, trends[leader.algorithm], now, start, target, noisy)
+    if clear.stopped_by != "stall" or clear.eta is not None:
+        return None
+    if clear.stops_in is None or clear.stops_in > rules.stall_horizon:
         return None
     gain = curve.at(now) - curve.at(now - rules.stall_window)
     return StallWarning(leader.algorithm, leader.stops_in, gain, rules.stall_delta)
