@@ -40,6 +40,7 @@ SCOPE = (
     "bot.core.projection.*",
     "bot.core.arrival.*",
     "bot.core.forecast_warnings.*",
+    "bot.core.forecast_noise.*",
     "bot.core.forecast_state.*",
     "bot.core.sparkline.*",
     "bot.core.broadcast.*",
