@@ -324,3 +324,13 @@ def test_a_trend_reads_the_same_from_a_shared_basis_or_its_own() -> None:
     narrower = curve.basis(900.0, 300.0, min_points=4)  # starts too late: not used
     assert curve.trend(900.0, 600.0, quiet=300.0, basis=narrower) == own
     assert own.tau == 330.0
+
+
+def test_a_sparse_history_over_many_hours_fits_without_overflow() -> None:
+    # Four points over 12 h (a long MATHFI_TIME_BUDGET and a quiet algorithm): e^(-x/45)
+    # at x = -43,200 s overflows a float; the bends are then clamped, the line still fits.
+    points = [(0.0, 0.50), (14_400.0, 0.60), (28_800.0, 0.70), (43_200.0, 0.80)]
+    curve = BestCurve(points)
+    trend = curve.trend(43_200.0, 600.0, quiet=300.0, min_points=4)
+    assert math.isinf(trend.tau)
+    assert trend.rate == pytest.approx(0.1 / 14_400.0)

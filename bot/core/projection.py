@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from operator import mul
 
+_MAX_EXPONENT = 700.0  # e^700 ~ 1e304, just inside a float
 TAUS = (45.0, 70.0, 100.0, 150.0, 220.0, 330.0, 500.0, 750.0, 1100.0)
 # A curve is read as bending (exponential) only when that fits clearly better than a line:
 # noise on a steady climb must not make it look like it levels off.
@@ -155,7 +156,14 @@ class Basis:
         xs = [t - now for t in times[start:]]
         exp = math.exp
         self.start = start
-        self.columns = [xs, *([exp(-x / tau) for x in xs] for tau in TAUS)]
+        # e^(-x/tau) overflows a float beyond ~709: points more than ~9 h old for the
+        # shortest tau (a sparse history under a long time budget). Clamped, such a column
+        # is flat where it overflowed and its bend loses to the line.
+        if xs and -xs[0] / TAUS[0] > _MAX_EXPONENT:
+            bends = [[exp(min(-x / tau, _MAX_EXPONENT)) for x in xs] for tau in TAUS]
+        else:  # the usual case, without a min() per point
+            bends = [[exp(-x / tau) for x in xs] for tau in TAUS]
+        self.columns = [xs, *bends]
 
 
 def least_squares(
