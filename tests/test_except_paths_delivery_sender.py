@@ -60,7 +60,7 @@ async def test_a_card_edit_that_breaks_is_logged_and_the_other_channels_go_on(
     with caplog.at_level(logging.ERROR, logger="bot.slack.sender"):
         await tick(env)
     (failed,) = [r for r in caplog.records if r.name == "bot.slack.sender"]
-    assert failed.getMessage() == "delivery to C1 failed unexpectedly"
+    assert failed.getMessage() == f"card of {broken} in C1 cannot be drawn; left as it is"
     assert failed.exc_info is not None  # the traceback is in the log
     assert note_ids(env, "C2") == [row]  # the same tick's post elsewhere went
     assert [c.edits for c in cards(env, "C1")] == [0]
@@ -198,3 +198,24 @@ async def test_a_final_reply_carries_a_row_it_cannot_read_and_says_the_rest(
     assert (bad.carried_by, bad.slack_ts) == (final, reply.ts)  # sent with it, not posted
     assert (await outbox(env, running)).carried_by == final
     assert f"outbox row {bad.id} carried by a final reply cannot be read" in caplog.text
+
+
+async def test_a_card_that_cannot_be_drawn_does_not_hold_up_the_other_cards(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The broken card takes chat.update's token and then fails to render: left dirty, it
+    # was picked again on every tick and no other card of the workspace was ever edited.
+    broken, fine = await watch(env, "C1"), await watch(env, "C2")
+    await drain(env)
+    write(env, "UPDATE jobs SET snapshot_json = '{\"no\": 1}' WHERE job_key = ?", broken)
+    await env.service.store.mark_card_dirty(channel_id="C1", job_key=broken)
+    await env.service.store.mark_card_dirty(channel_id="C2", job_key=fine)
+    with caplog.at_level(logging.ERROR):
+        for _ in range(6):
+            env.clock.advance(1.5)
+            await tick(env)
+    assert [c.edits for c in cards(env, "C2")] == [1]
+    assert [c.edits for c in cards(env, "C1")] == [0]
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(logged) == 1 and broken in logged[0].getMessage()
+    assert logged[0].exc_info is not None
