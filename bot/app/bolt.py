@@ -112,6 +112,7 @@ def build_bolt(
     forecast: ForecastRules,
     watch: Callable[[str], Awaitable[None]],
     home: HomePublisher,
+    acting: commands.ActionTools,
     clock: Callable[[], float],
 ) -> AsyncApp:
     """The bolt app with every command and button registered on the service's parts."""
@@ -125,8 +126,6 @@ def build_bolt(
         )
     app.middleware(front.same_team_only)
     app.error(on_bolt_error)
-    # one ACTIONS check (and one cache of Slack's answers) for every button that acts
-    permissions = PermissionCheck(s.actions_policy, front.slack)
     commands.register(
         app,
         commands.CommandContext(
@@ -140,19 +139,32 @@ def build_bolt(
             poll_interval=s.poll_interval,
             forecast=forecast,
             watch=watch,
-            permissions=permissions,
+            permissions=acting.permissions,
             clock=clock,
-            # acting from Slack: who may act (ACTIONS), the runner, the confirmations shown
-            acting=commands.ActionTools(
-                runner=ActionRunner(store, mathfi, permissions),
-                mathfi=mathfi,
-                permissions=permissions,
-                confirmations=Confirmations(clock=clock),
-            ),
+            acting=acting,
             personal=home,
         ),
     )
     return app
+
+
+def action_tools(
+    settings: Settings,
+    slack: AsyncWebClient,
+    *,
+    store: AsyncStore,
+    mathfi: MathFiClient,
+    clock: Callable[[], float],
+) -> commands.ActionTools:
+    """Acting from Slack: who may act (ACTIONS; one check, and one cache of Slack's answers,
+    for every button that acts), the runner, the confirmations shown, the clicks running."""
+    permissions = PermissionCheck(settings.actions_policy, slack)
+    return commands.ActionTools(
+        runner=ActionRunner(store, mathfi, permissions),
+        mathfi=mathfi,
+        permissions=permissions,
+        confirmations=Confirmations(clock=clock),
+    )
 
 
 async def on_bolt_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
