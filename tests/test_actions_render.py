@@ -536,8 +536,10 @@ def test_the_cards_cancel_button() -> None:
 def test_the_card_offers_cancel_while_the_job_can_still_be_stopped(
     status: str, shown: bool
 ) -> None:
-    got = [b.to_dict() for b in card_buttons(Snapshot(job_key=JOB, status=status))]
+    got = [b.to_dict() for b in card_buttons(Snapshot(job_key=JOB, status=status), acting=True)]
     assert got == ([cancel_button(JOB).to_dict()] if shown else [])
+    # ACTIONS=off: a button that could only refuse is not offered
+    assert card_buttons(Snapshot(job_key=JOB, status=status), acting=False) == []
 
 
 def status_event(new: str) -> Event:

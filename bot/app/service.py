@@ -119,6 +119,7 @@ class Service:
             budget=BudgetConfig(
                 update_per_minute=s.slack_update_rate, history_per_minute=s.slack_history_rate
             ),
+            acting=s.actions_policy.mode != "off",  # buttons that could only refuse: none
         )
         self.home = HomePublisher(
             self.store,

@@ -285,9 +285,12 @@ def origin_line(user_id: str, *, retrain_of: str | None) -> str:
     return line + (f" · retrain of {code(retrain_of)}" if retrain_of else "")
 
 
-def card_buttons(snapshot: Snapshot) -> list[ButtonElement]:
-    """The card's action buttons: Cancel while the job is PENDING or RUNNING."""
-    return [cancel_button(snapshot.job_key)] if snapshot.status in (PENDING, RUNNING) else []
+def card_buttons(snapshot: Snapshot, *, acting: bool) -> list[ButtonElement]:
+    """The card's action buttons: Cancel while the job is PENDING or RUNNING, when acting
+    from Slack is on (`acting`: ACTIONS is not `off`; who may click is asked on the click)."""
+    if not acting or snapshot.status not in (PENDING, RUNNING):
+        return []
+    return [cancel_button(snapshot.job_key)]
 
 
 def retrain_actions(events: Sequence[Event]) -> ActionsBlock | None:

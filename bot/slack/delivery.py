@@ -201,6 +201,7 @@ class Delivery:
             snapshot=snapshot or Snapshot(job_key=row.job_key, status="UNKNOWN"),
             mention=notification.mention,
             broadcast=broadcast,
+            acting=self._cards.acting,
         )
         message = with_carried(message, carried)  # the job's progress queued before its end
         if raises_alert(notification):  # on-call: the alert carries its Acknowledge button

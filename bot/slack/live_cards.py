@@ -53,7 +53,9 @@ class LiveCards:
         pace: float,
         clock: Callable[[], float],
         disable: Callable[[str, str], Awaitable[None]],
+        acting: bool = True,  # ACTIONS is not off: a card (and a miss) offers its buttons
     ) -> None:
+        self.acting = acting
         self._store = store
         self._slack = slack
         self._metrics = metrics
@@ -209,7 +211,7 @@ class LiveCards:
             forecast=read_state(record.forecast_json).last if record else None,
             # a channel's card can be followed; a DM's is its owner's already (#15)
             buttons=[
-                *card_buttons(snapshot),
+                *card_buttons(snapshot, acting=self.acting),
                 *([notify_me_button(job_key)] if owner is None else []),
             ],
         )
