@@ -7,14 +7,19 @@ of `--channels` channels; a job runs 2 to 8 hours and is written `--polls-per-jo
 watcher one poll in `--notify-every`, the final status to all); the sender delivers every
 row (sending, then sent, one transaction each, as the service does) and cleans the dirty
 cards; each subscription ends 12 h to 3 days after its job ended. Every simulated hour the
-pruning runs as the service runs it: `prune_outbox` batches until none is left,
-`prune_jobs` batches, then `vacuum` steps.
+pruning runs as the service's retention round runs it: `prune_outbox` batches until none
+is left, `compact_jobs` batches (jobs finished for the outbox retention; `--no-compact`:
+the round before it existed), `prune_jobs` batches, then `vacuum` steps; its wall and CPU
+time are measured (it runs on the store's thread in the service).
 
 Output: one JSON line per simulated day (`"record": "day"`: the file's size, the WAL's,
-the database's pages and free pages, the rows of each table, what was pruned that day),
-then one verdict line (`"record": "verdict"`): `level` is true when the file grew by less
-than 5 % of its size over the last 10 days. `python -m bench.retention` (30 days, 1,000
-jobs a day) runs in about a minute; `--days 2 --jobs-per-day 20` in a second.
+the database's pages and free pages, the rows of each table, what was pruned that day, the
+round's slowest and mean wall and CPU time that day), then one verdict line (`"record":
+"verdict"`): `level` is true when the file grew by less than 5 % of its size over the
+last 10 days. `python -m bench.retention` (30 days, 1,000 jobs a day) runs in about two
+minutes; `--days 2 --jobs-per-day 20` in a second.
+
+(Over 300 lines, kept whole: one simulated deployment, its retention round and its report.)
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Job:
 @dataclass
 class Totals:
     outbox_pruned: int = 0
+    jobs_compacted: int = 0
     jobs_pruned: int = 0
     pages_vacuumed: int = 0
     notifications: int = 0
@@ -98,6 +104,7 @@ class Deployment:
         self.arrivals = 0.0
         self.count = 0
         self.totals = Totals()
+        self.rounds: list[tuple[float, float]] = []  # (wall, CPU) seconds of each hour's round
 
     def hour(self) -> None:
         """One simulated hour: arrivals, polls in four rounds, deliveries, unsubscribes."""
@@ -222,11 +229,22 @@ class Deployment:
             self.store.unsubscribe(channel_id=channel, job_key=key)
 
     def prune(self) -> None:
-        """What the service's prune task does, every hour: batches until none is left."""
+        """What the service's retention round does, every hour: batches until none is
+        left (timed: wall and CPU)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.prune_batches()
+        self.rounds.append((time.perf_counter() - wall, time.process_time() - cpu))
+
+    def prune_batches(self) -> None:
         store, args, totals = self.store, self.args, self.totals
         while True:
             batch = store.prune_outbox(retention=args.outbox_retention)
             totals.outbox_pruned += batch.count
+            if not batch.more:
+                break
+        while args.compact:
+            batch = store.compact_jobs(after=args.outbox_retention)
+            totals.jobs_compacted += batch.count
             if not batch.more:
                 break
         while True:
@@ -247,9 +265,12 @@ def day_record(day: int, deployment: Deployment, path: Path, started: float) -> 
     wal = path.with_name(path.name + "-wal")
     counts = {
         table: store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        for table in ("jobs", "subscriptions", "performance_history", "outbox", "cards")
-    }
+        for table in (
+            "jobs", "subscriptions", "performance_history", "outbox", "cards", "job_archive"
+        )
+    }  # fmt: skip
     totals = deployment.totals
+    rounds, deployment.rounds = deployment.rounds, []
     return {
         "record": "day",
         "day": day,
@@ -262,10 +283,20 @@ def day_record(day: int, deployment: Deployment, path: Path, started: float) -> 
         "polls": totals.polls,
         "notifications": totals.notifications,
         "outbox_pruned": totals.outbox_pruned,
+        "jobs_compacted": totals.jobs_compacted,
         "jobs_pruned": totals.jobs_pruned,
         "pages_vacuumed": totals.pages_vacuumed,
+        "round_wall_ms": _max_mean([wall for wall, _ in rounds]),
+        "round_cpu_ms": _max_mean([cpu for _, cpu in rounds]),
         "elapsed_s": round(time.perf_counter() - started, 2),
     }
+
+
+def _max_mean(seconds: list[float]) -> dict[str, float]:
+    if not seconds:
+        return {"max": 0.0, "mean": 0.0}
+    mean = sum(seconds) / len(seconds)
+    return {"max": round(max(seconds) * 1e3, 1), "mean": round(mean * 1e3, 1)}
 
 
 def verdict(days: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
@@ -278,11 +309,14 @@ def verdict(days: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
         "jobs_per_day": args.jobs_per_day,
         "outbox_retention_s": args.outbox_retention,
         "job_retention_s": args.job_retention,
+        "compact": args.compact,
         "final_file_mb": round(sizes[-1] / 1e6, 1),
         "max_file_mb": round(max(sizes) / 1e6, 1),
         "growth_over_window": None if growth is None else round(growth, 4),
         "window_days": window,
         "level": growth is not None and window == LEVEL_WINDOW and growth < LEVEL_GROWTH,
+        "round_wall_ms_max": max(day["round_wall_ms"]["max"] for day in days),
+        "round_cpu_ms_max": max(day["round_cpu_ms"]["max"] for day in days),
     }
 
 
@@ -315,6 +349,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--outbox-retention", type=duration_seconds, default="7d")
     parser.add_argument("--job-retention", type=duration_seconds, default="30d")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-compact", dest="compact", action="store_false",
+        help="leave finished jobs whole until the job retention (the round before issue 16's "
+        "compaction)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 

@@ -179,6 +179,7 @@ class AsyncStore:
     mark_unwatched_shown = _on_thread(Store.mark_unwatched_shown)
 
     prune_outbox = _on_thread(Store.prune_outbox)
+    compact_jobs = _on_thread(Store.compact_jobs)
     prune_jobs = _on_thread(Store.prune_jobs)
     vacuum = _on_thread(Store.vacuum)
     database_size = _on_thread(Store.database_size)

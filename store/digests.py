@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from store.compact import restore_record
 from store.connection import StoreConnection
 from store.outbox import insert_outbox
 from store.records import DigestJob, DigestSetting, JobRecord, NewOutboxRow
@@ -84,7 +85,8 @@ class DigestStore(StoreConnection):
                 "AND s.disabled_reason IS NULL ORDER BY s.created_at, s.id",
                 (channel_id,),
             ).fetchall()
-        return [DigestJob(job=JobRecord.from_row(row[:-1]), watched_since=row[-1]) for row in rows]
+            jobs = [(restore_record(conn, JobRecord.from_row(row[:-1])), row[-1]) for row in rows]
+        return [DigestJob(job=job, watched_since=since) for job, since in jobs]
 
     def record_digest(
         self, *, channel_id: str, day: str, row: NewOutboxRow | None, now: float | None = None

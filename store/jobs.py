@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from store.alerts import insert_alerts
+from store.compact import archived_points, merge, restore_record
 from store.connection import StoreConnection
 from store.outbox import insert_outbox
 from store.personal import touch_homes_of_job
@@ -71,7 +72,7 @@ class JobStore(StoreConnection):
             row = conn.execute(
                 f"SELECT {JobRecord.COLUMNS} FROM jobs WHERE job_key = ?", (job_key,)
             ).fetchone()
-        return None if row is None else JobRecord.from_row(row)
+            return None if row is None else restore_record(conn, JobRecord.from_row(row))
 
     def jobs_to_watch(self) -> list[JobRecord]:
         """Jobs not terminal with at least one delivering subscription, soonest due first."""
@@ -81,7 +82,7 @@ class JobStore(StoreConnection):
                 "(SELECT 1 FROM subscriptions s WHERE s.job_key = j.job_key AND s.active = 1 "
                 "AND s.disabled_reason IS NULL) ORDER BY next_poll_at, job_key"
             ).fetchall()
-        return [JobRecord.from_row(row) for row in rows]
+            return [restore_record(conn, JobRecord.from_row(row)) for row in rows]
 
     def watched_keys(self) -> dict[str, float]:
         """`jobs_to_watch` without the snapshots: job key -> next_poll_at.
@@ -216,7 +217,8 @@ class JobStore(StoreConnection):
         self, job_key: str, *, algorithm: str | None = None, since: float | None = None
     ) -> list[HistoryPoint]:
         """Performance points of a job, oldest first (about the newest `history_keep` of
-        each algorithm: older ones are pruned as the job is polled)."""
+        each algorithm: older ones are pruned as the job is polled; a finished job keeps
+        the newest few in its archive, store/compact.py)."""
         where, params = "job_key = ?", list[str | float]([job_key])
         if algorithm is not None:
             where, params = where + " AND algorithm = ?", [*params, algorithm]
@@ -228,4 +230,10 @@ class JobStore(StoreConnection):
                 "ORDER BY at, rowid",
                 params,
             ).fetchall()
-        return [HistoryPoint(*row) for row in rows]
+            archived = [
+                point
+                for point in archived_points(conn, job_key)
+                if (algorithm is None or point.algorithm == algorithm)
+                and (since is None or point.at >= since)
+            ]
+        return merge(archived, [HistoryPoint(*row) for row in rows])

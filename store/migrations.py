@@ -404,6 +404,24 @@ def m011_outbox_priority(db: Database) -> None:
     db.execute("CREATE INDEX outbox_carried_by ON outbox (carried_by) WHERE carried_by IS NOT NULL")
 
 
+def m012_finished_jobs(db: Database) -> None:
+    """Issue #16: a finished job keeps less once nothing more can be sent about it.
+
+    `job_archive`: one row per compacted job, `data` its last snapshot and the newest
+    points of its history (what its card draws) as deflated JSON (`store/compact.py`);
+    the job's row then has an empty `snapshot_json`. `jobs_to_compact`: the finished jobs
+    not compacted yet, by when they last changed (the retention round's question).
+    """
+    db.execute(
+        "CREATE TABLE job_archive (job_key TEXT PRIMARY KEY REFERENCES jobs (job_key), "
+        "data BLOB NOT NULL)"
+    )
+    db.execute(
+        "CREATE INDEX jobs_to_compact ON jobs (updated_at) "
+        "WHERE terminal = 1 AND snapshot_json != ''"
+    )
+
+
 MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (1, m001_initial),
     (2, m002_retention),
@@ -416,6 +434,7 @@ MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (9, m009_broadcast_and_digests),
     (10, m010_personal),
     (11, m011_outbox_priority),
+    (12, m012_finished_jobs),
 )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from store.compact import restore
 from store.connection import StoreConnection
 from store.records import Subscription
 
@@ -107,6 +108,20 @@ def set_owner(
     )
 
 
+def _home_item(conn: sqlite3.Connection, row: tuple[Any, ...]) -> HomeItem:
+    sub, snapshot_json = Subscription.from_row(row[:_WIDTH]), row[_WIDTH + 4]
+    return HomeItem(
+        subscription=sub,
+        personal=row[_WIDTH] is not None,
+        status=row[_WIDTH + 1],
+        best_performance=row[_WIDTH + 2],
+        best_algorithm=row[_WIDTH + 3],
+        # a finished job's snapshot may be in its archive (store/compact.py)
+        snapshot_json=None if snapshot_json is None else restore(conn, sub.job_key, snapshot_json),
+        forecast_json=row[_WIDTH + 5],
+    )
+
+
 class PersonalStore(StoreConnection):
     def subscription_owner(self, *, channel_id: str, job_key: str) -> str | None:
         """Whose personal subscription this is (None: a channel's, or none)."""
@@ -148,18 +163,7 @@ class PersonalStore(StoreConnection):
                 "ORDER BY s.created_at DESC, s.id DESC",
                 (user_id, user_id),
             ).fetchall()
-        return [
-            HomeItem(
-                subscription=Subscription.from_row(row[:_WIDTH]),
-                personal=row[_WIDTH] is not None,
-                status=row[_WIDTH + 1],
-                best_performance=row[_WIDTH + 2],
-                best_algorithm=row[_WIDTH + 3],
-                snapshot_json=row[_WIDTH + 4],
-                forecast_json=row[_WIDTH + 5],
-            )
-            for row in rows
-        ]
+            return [_home_item(conn, row) for row in rows]
 
     def home_opened(self, *, user_id: str, team_id: str | None, now: float | None = None) -> None:
         """The person opened the Home tab: from now on their view is kept current."""

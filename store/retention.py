@@ -2,6 +2,11 @@
 
 - Sent and dead outbox rows older than the outbox retention (7 days in the service):
   `prune_outbox`. Pending and sending rows are never pruned, whatever their age.
+- Finished jobs, once terminal for the outbox retention (nothing more is sent about them):
+  `compact_jobs` keeps their snapshot and the few history points their card draws in one
+  small archive row, and drops their other history rows (store/compact.py: what every
+  reader still gets). A compacted job costs ~2 KB with its subscriptions and cards
+  instead of ~16 KB until the job retention forgets it.
 - Jobs nobody has watched for the job retention (30 days): no active subscription (a
   disabled one counts as active: `list` still shows it), no subscription ended since, no
   change since, and no unsent outbox row. Such a job goes whole with its history, its
@@ -20,14 +25,25 @@ from __future__ import annotations
 
 import sqlite3
 
+from store.compact import compact_job
 from store.connection import StoreConnection
 from store.records import DatabaseSize, Pruned
 
 OUTBOX_BATCH = 500  # outbox rows per transaction (payloads are ~1 KB)
 JOB_BATCH = 100  # jobs per transaction (each with up to ~200 history points)
+COMPACT_BATCH = 50  # jobs per transaction (each: read and delete ~100-250 history rows)
 VACUUM_PAGES = 2048  # pages given back per call (8 MB at 4 KB pages)
 
 _OLD_OUTBOX = "SELECT id FROM outbox WHERE state IN ('sent', 'dead') AND updated_at < ? LIMIT ?"
+# Terminal jobs not compacted yet (the partial index `jobs_to_compact`, migration 12)
+# whose last change is older than the cutoff and that have nothing left to send. ('' is
+# `store.compact.COMPACTED`, written out: the planner matches the index's WHERE by text.)
+_FINISHED_JOBS = (
+    "SELECT j.job_key FROM jobs j WHERE j.terminal = 1 AND j.snapshot_json != '' "
+    "AND j.updated_at < :cutoff AND NOT EXISTS (SELECT 1 FROM outbox o "
+    "WHERE o.job_key = j.job_key AND o.state IN ('pending', 'sending')) "
+    "ORDER BY j.updated_at LIMIT :limit"
+)
 # Candidates from the subscriptions (small rows): jobs whose every subscription ended
 # before the cutoff; then the job's own last change, and no unsent row of it.
 _UNWATCHED_JOBS = (
@@ -43,6 +59,7 @@ _UNWATCHED_JOBS = (
 _FORGET_JOB = (
     "DELETE FROM alerts WHERE job_key = ?",
     "DELETE FROM performance_history WHERE job_key = ?",
+    "DELETE FROM job_archive WHERE job_key = ?",
     "DELETE FROM cards WHERE job_key = ?",
     "DELETE FROM subscriptions WHERE job_key = ?",
     "DELETE FROM outbox WHERE job_key = ?",
@@ -61,6 +78,21 @@ class RetentionStore(StoreConnection):
             ids = [row[0] for row in conn.execute(_OLD_OUTBOX, (cutoff, limit + 1))]
             conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids[:limit]])
         return Pruned(count=min(len(ids), limit), more=len(ids) > limit)
+
+    def compact_jobs(
+        self, *, after: float, limit: int = COMPACT_BATCH, now: float | None = None
+    ) -> Pruned:
+        """Compact up to `limit` jobs terminal (and unchanged) for more than `after`
+        seconds with no unsent row (store/compact.py), oldest first."""
+        cutoff = self._now(now) - after
+        with self._write() as conn:
+            keys = [
+                row[0]
+                for row in conn.execute(_FINISHED_JOBS, {"cutoff": cutoff, "limit": limit + 1})
+            ]
+            for key in keys[:limit]:
+                compact_job(conn, key)
+        return Pruned(count=min(len(keys), limit), more=len(keys) > limit)
 
     def prune_jobs(
         self, *, retention: float, limit: int = JOB_BATCH, now: float | None = None

@@ -38,7 +38,9 @@ SCOPE = (
     "bot.core.duration.*",
     "bot.core.forecast.*",
     "bot.core.projection.*",
+    "bot.core.arrival.*",
     "bot.core.forecast_warnings.*",
+    "bot.core.forecast_noise.*",
     "bot.core.forecast_state.*",
     "bot.core.sparkline.*",
     "bot.core.broadcast.*",
@@ -50,7 +52,11 @@ SCOPE = (
     "bot.slack.actions_render.*",
     "bot.slack.warning_text.*",
     # the sender's decisions: how a failure is classified, retried, given up, paced, which
-    # messages a lookup adopts, which cards are edited, when an interrupted row is looked up
+    # messages a lookup adopts, which cards are edited, when an interrupted row is looked up,
+    # how urgent a row is, what a final reply carries, the workspace's budget per method
+    "bot.core.priority.*",
+    "bot.slack.merge.*",
+    "bot.slack.budget.*",
     "bot.slack.api.*",
     "bot.errors.xǁSlackDeliveryErrorǁ*",
     "bot.slack.delivery.xǁDeliveryǁ_failed__*",

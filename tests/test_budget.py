@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
 from functools import partial
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
 from bot.slack.api import SlackCaller
 from bot.slack.budget import Bucket, Budget, BudgetConfig
 from bot.slack.delivery import disable_channel
 from bot.slack.live_cards import LiveCards
-from simulator.slack import SlackFault
+from simulator.slack import SlackFault, SlackSink, start_in_background
 from store import Card
 from tests.conftest import Env, ManualClock
 from tests.test_sender import drain, tick, watch
@@ -51,6 +53,66 @@ async def test_a_bucket_spaces_calls_and_a_pause_holds_every_caller() -> None:
     assert bucket.granted == 5
     with pytest.raises(ValueError):
         Bucket(0.0)
+
+
+async def test_a_bucket_of_two_calls_a_second_with_a_burst_of_three() -> None:
+    """A half-second interval: three calls at once, then one every half second; `space`
+    spreads three sent calls over three intervals (1.5 s)."""
+    clock = ManualClock(0.0)
+    sleeps = Sleeps(clock)
+    bucket = Bucket(2.0, burst=3, clock=clock, sleep=sleeps)
+    assert bucket.available() == 3
+    for _ in range(4):
+        await bucket.acquire()
+    assert (sleeps.waits, bucket.available()) == ([0.5], 0)
+    clock.advance(0.5)
+    assert bucket.available() == 1
+    for _ in range(4):
+        await bucket.space()
+    assert sleeps.waits == [0.5, 1.5]
+
+
+async def test_a_clock_that_does_not_move_holds_a_caller_three_waits_at_most() -> None:
+    """A pause whose end the clock never reaches: the caller waits its slot three times,
+    then goes (it must not be held for ever)."""
+    clock = ManualClock(0.0)
+    waits: list[float] = []
+
+    async def stuck(seconds: float) -> None:
+        waits.append(seconds)
+
+    bucket = Bucket(1.0, clock=clock, sleep=stuck)
+    bucket.pause(5.0)
+    await bucket.acquire()
+    assert (waits, bucket.granted) == ([5.0, 6.0, 7.0], 1)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0)])
+def test_a_bucket_needs_a_positive_rate_and_a_burst(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError, match=r"^a bucket needs rate > 0 and burst >= 1$"):
+        Bucket(rate, burst=burst)
+
+
+async def test_each_limited_method_has_its_configured_rate_and_burst() -> None:
+    """chat.update: its rate, one at a time; chat.delete and the lookups: their own rates,
+    in bursts of `lookup_burst` (the two lookup methods share one bucket)."""
+    clock = ManualClock(0.0)
+    sleeps = Sleeps(clock)
+    config = BudgetConfig(
+        update_per_minute=20.0, history_per_minute=30.0, delete_per_minute=15.0, lookup_burst=2
+    )
+    budget = Budget(config, clock=clock, sleep=sleeps)
+    assert [budget.available(m) for m in METHODS] == [1, 2, 2, 2]
+    for method, wait in zip(METHODS, (3.0, 4.0, 2.0), strict=False):
+        for _ in range(3):
+            await budget.acquire(method)
+        assert sleeps.waits[-1] == wait, method
+    await budget.acquire("conversations.replies")  # the history's bucket: no token left
+    assert sleeps.waits[-1] == 2.0
+    assert budget.available("conversations.replies") == 0
+
+
+METHODS = ("chat.update", "chat.delete", "conversations.history", "conversations.replies")
 
 
 async def test_a_granted_call_goes_one_interval_after_the_last_one_sent() -> None:
@@ -169,3 +231,47 @@ async def test_an_edit_goes_first_to_a_card_no_queued_post_will_change(env: Env)
     picked = cards.due(now, [older, newer], posting=(), editing=(), queued={("C1", "J1")})
     assert picked == [newer]
     assert cards.due(now, [older, newer], posting=(), editing=()) == [older]
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncWebClient]:
+    """A client of the Slack sink alone (no service): the budget's own clock decides."""
+    sink = SlackSink()
+    runner, _ = await start_in_background(sink)
+    yield AsyncWebClient(token=sink.token, base_url=sink.api_url)
+    await runner.cleanup()
+
+
+async def test_slackcaller_takes_each_methods_own_token(client: AsyncWebClient) -> None:
+    """One chat.update a second: the second edit waits a second, a chat.delete (its own
+    bucket) and a post (no workspace bucket) do not wait for it."""
+    clock = ManualClock(1000.0)
+    sleeps = Sleeps(clock)
+    budget = Budget(BudgetConfig(update_per_minute=60.0), clock=clock, sleep=sleeps)
+    slack = SlackCaller(client, metrics=Metrics(), budget=budget)
+    posted = [(await slack.call("chat.postMessage", channel="C1", text=t))["ts"] for t in "ab"]
+    await slack.call("chat.update", channel="C1", ts=posted[0], text="a2")
+    assert sleeps.waits == []
+    await slack.call("chat.update", channel="C1", ts=posted[0], text="a3")
+    assert sleeps.waits == [1.0]
+    await slack.call("chat.delete", channel="C1", ts=posted[1])
+    assert sleeps.waits == [1.0] and budget.bucket("chat.update").granted == 2  # type: ignore[union-attr]
+
+
+async def test_slackcaller_spaces_granted_calls_by_their_methods_bucket(
+    client: AsyncWebClient,
+) -> None:
+    """Two edits granted a second apart, the first sent half a second late (a slow render):
+    `call_granted` still sends the second a whole second after it."""
+    clock = ManualClock(1000.0)
+    sleeps = Sleeps(clock)
+    budget = Budget(BudgetConfig(update_per_minute=60.0), clock=clock, sleep=sleeps)
+    slack = SlackCaller(client, metrics=Metrics(), budget=budget)
+    ts = (await slack.call("chat.postMessage", channel="C1", text="a"))["ts"]
+    await slack.acquire("chat.update")
+    await slack.acquire("chat.update")
+    assert sleeps.waits == [1.0]
+    clock.advance(0.5)
+    await slack.call_granted("chat.update", channel="C1", ts=ts, text="a2")
+    await slack.call_granted("chat.update", channel="C1", ts=ts, text="a3")
+    assert sleeps.waits == [1.0, 1.0]

@@ -39,6 +39,8 @@ NOT_A_KEY = "is not a training job key (expected a UUID like " + KEY + ")"
 SUB = USAGE["subscribe"]
 TRAIN = USAGE["train"]
 NOT_A_DATASET = "is not a dataset key (expected a UUID like " + KEY + ")"
+DIGEST = USAGE["digest"]
+NOT_A_ZONE = "is not a time zone: use a name like Europe/Paris, America/New_York or UTC"
 
 
 def sub(
@@ -140,6 +142,17 @@ VALID: list[tuple[str, Command]] = [
     ("datasets", Datasets()),
     ("DATASETS 3", Datasets(page=3)),
     ("datasets 1000", Datasets(page=1000)),
+    # a personal subscription (a flag: no value), the broadcast mode
+    (f"subscribe {KEY} --dm", Subscribe(KEY, None, None, None, dm=True)),
+    (
+        f"subscribe {KEY} --DM --broadcast Failures",
+        Subscribe(KEY, None, None, None, broadcast="failures", dm=True),
+    ),
+    # digest
+    ("digest daily 09:00", Digest(daily_at="09:00")),
+    ("DIGEST daily 9h05 --tz europe/paris", Digest(daily_at="09:05", tz="Europe/Paris")),
+    ("digest daily 7.30 --tz=utc", Digest(daily_at="07:30", tz="UTC")),
+    ("digest OFF", Digest(daily_at=None)),
 ]
 
 
@@ -347,6 +360,31 @@ INVALID: list[tuple[str, str, str | None]] = [
     ("datasets 1001", "`1001` is not a page number (e.g. `datasets 2`).", USAGE["datasets"]),
     ("datasets 1 2", "Unexpected argument `2`.", USAGE["datasets"]),
     ("datasets --state COMPLETED", "`datasets` takes no options: `--state`.", USAGE["datasets"]),
+    (f"subscribe {KEY} --dm=yes", "`--dm` takes no value.", SUB),
+    (f"subscribe {KEY} --dm --dm", "`--dm` is given more than once.", SUB),
+    (
+        f"subscribe {KEY} --broadcast loud",
+        "`--broadcast` must be final, failures or none, not `loud`.",
+        SUB,
+    ),
+    *[
+        (text, "Say `digest daily 09:00` (optionally `--tz Europe/Paris`) or `digest off`.", DIGEST)
+        for text in ("digest", "digest weekly 09:00", "digest --tz UTC")
+    ],
+    ("digest off --tz UTC", "`digest off` takes no options.", DIGEST),
+    ("digest daily", "Missing the time of day (e.g. 09:00).", DIGEST),
+    ("digest daily 09:00 10:00", "Unexpected argument `10:00`.", DIGEST),
+    (
+        "digest daily 25:00",
+        "`25:00` is not a time of day: use HH:MM on the 24-hour clock (e.g. 09:00).",
+        DIGEST,
+    ),
+    ("digest daily 09:00 --tz Mars/Base", f"`Mars/Base` {NOT_A_ZONE}.", DIGEST),
+    (
+        "digest daily 09:00 --tz europe/pari",
+        f"`europe/pari` {NOT_A_ZONE}. Did you mean `Europe/Paris`?",
+        DIGEST,
+    ),
 ]
 
 

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from bot.core.projection import BestCurve, Trend, stall_in
+from bot.core.projection import TAUS, Basis, BestCurve, Trend, least_squares, stall_in
 
 INF = math.inf
 
@@ -278,3 +278,59 @@ def test_a_bend_stalls_when_its_gain_over_one_window_falls_below_delta(rate: flo
     assert trend.gain(got) - trend.gain(got - 300.0) == pytest.approx(0.02)
     assert stall(CLIMB, trend, now=300.0, horizon=got) == got  # the horizon is inclusive
     assert stall(CLIMB, trend, now=300.0, horizon=got - 1.0) is None
+
+
+# --------------------------------------------------------------------- shared fits
+def test_least_squares_per_column_error_slope_and_level() -> None:
+    ys = [0.5, 0.6, 0.7, 0.9]
+    exact, shifted, none = least_squares(
+        [[0.0, 1.0, 2.0, 4.0], [1.0, 2.0, 3.0, 4.0], [2.0] * 4], ys
+    )
+    assert exact == (pytest.approx(0.0, abs=1e-12), pytest.approx(0.1), pytest.approx(0.5))
+    # y on 1, 2, 3, 4: Sxx 5, Sxy 0.65, Syy 0.0875: slope 0.13, level 0.675 - 0.13 * 2.5,
+    # error 0.0875 - 0.13 * 0.65
+    assert shifted == (pytest.approx(0.003), pytest.approx(0.13), pytest.approx(0.35))
+    assert none == (INF, 0.0, pytest.approx(0.675))  # no spread: no slope, the mean
+
+
+def test_a_basis_holds_x_and_each_bend_from_its_start_on() -> None:
+    basis = Basis([0.0, 30.0, 60.0, 90.0], 1, 90.0)
+    assert basis.start == 1
+    line, *bends = basis.columns
+    assert line == [-60.0, -30.0, 0.0]
+    assert len(bends) == len(TAUS)
+    assert bends[0] == pytest.approx([math.exp(60 / TAUS[0]), math.exp(30 / TAUS[0]), 1.0])
+    assert bends[-1][0] == pytest.approx(math.exp(60 / TAUS[-1]))
+
+
+def test_the_curve_keeps_its_values_and_finds_where_a_span_starts() -> None:
+    curve = BestCurve([(0.0, 0.5), (30.0, 0.6), (60.0, 0.55), (90.0, 0.58)])
+    assert curve.values == [0.5, 0.6, 0.55, 0.58]
+    assert curve.bests == [0.5, 0.6, 0.6, 0.6]
+    assert curve.since(30.0, min_points=1) == 1
+    assert curve.since(31.0, min_points=1) == 2
+    assert curve.since(31.0, min_points=3) == 1  # at least the last three
+    assert curve.since(-99.0, min_points=9) == 0
+    assert curve.basis(90.0, 40.0, min_points=1).start == 2
+
+
+def test_a_trend_reads_the_same_from_a_shared_basis_or_its_own() -> None:
+    points = saturating_points(0.2, 330.0, until=900.0, decimals=4)
+    curve = BestCurve(points)
+    own = curve.trend(900.0, 600.0, quiet=300.0)
+    wider = curve.basis(900.0, 900.0, min_points=4)  # starts earlier: its tail is used
+    assert wider.start < curve.since(300.0, min_points=4)
+    assert curve.trend(900.0, 600.0, quiet=300.0, basis=wider) == own
+    narrower = curve.basis(900.0, 300.0, min_points=4)  # starts too late: not used
+    assert curve.trend(900.0, 600.0, quiet=300.0, basis=narrower) == own
+    assert own.tau == 330.0
+
+
+def test_a_sparse_history_over_many_hours_fits_without_overflow() -> None:
+    # Four points over 12 h (a long MATHFI_TIME_BUDGET and a quiet algorithm): e^(-x/45)
+    # at x = -43,200 s overflows a float; the bends are then clamped, the line still fits.
+    points = [(0.0, 0.50), (14_400.0, 0.60), (28_800.0, 0.70), (43_200.0, 0.80)]
+    curve = BestCurve(points)
+    trend = curve.trend(43_200.0, 600.0, quiet=300.0, min_points=4)
+    assert math.isinf(trend.tau)
+    assert trend.rate == pytest.approx(0.1 / 14_400.0)

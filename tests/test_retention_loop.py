@@ -13,6 +13,7 @@ from bot.engine.retention import Retention, RetentionConfig
 from bot.metrics import Metrics
 from store import AsyncStore, Store
 from tests.test_retention import DAY, WEEK, sent
+from tests.test_retention_compact import history_rows, run_job
 from tests.test_store import ManualClock
 
 
@@ -40,12 +41,42 @@ async def test_a_round_prunes_old_sent_rows_in_batches_and_sets_the_size(
             metrics=metrics,
         )
         with caplog.at_level(logging.INFO, logger="bot.engine.retention"):
-            rows, _ = await retention.round()
+            rows = (await retention.round()).rows
         assert rows == 1200
         assert not await store.rows_in_state("sent")
         assert gauge(metrics) == (await store.database_size()).bytes > 0
         assert "deleted 1200 sent notifications" in caplog.text
-        assert await retention.round() == (0, 0)  # nothing left: nothing said
+        assert await retention.round() == (0, 0, 0)  # nothing left: nothing said
+    finally:
+        await store.close()
+
+
+async def test_a_round_compacts_jobs_finished_for_the_outbox_retention_in_batches(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock()
+    path = tmp_path / "bot.db"
+    setup = Store(path, clock=clock)
+    for n in range(120):  # more than two batches of 50
+        run_job(setup, clock, f"J{n:03d}", polls=3)
+    clock.now += WEEK
+    run_job(setup, clock, "LATE", polls=3)  # the others finished a week and a bit ago
+    before = setup.history("J000")
+    setup.close()
+    store = await AsyncStore.open(path, clock=clock)
+    try:
+        retention = Retention(
+            store,
+            config=RetentionConfig(outbox_retention=WEEK, job_retention=30 * DAY),
+            metrics=Metrics(),
+        )
+        with caplog.at_level(logging.INFO, logger="bot.engine.retention"):
+            done = await retention.round()
+        assert done.compacted == 120  # "LATE" finished less than a week ago
+        assert "compacted 120 finished jobs" in caplog.text
+        assert await store.history("J000") == before
+        assert await store.run(lambda db: history_rows(db, "J119")) == 0  # in the archive
+        assert await store.run(lambda db: history_rows(db, "LATE")) == 7  # left whole
     finally:
         await store.close()
 

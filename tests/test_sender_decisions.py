@@ -7,16 +7,22 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from bot.metrics import Metrics
+from bot.slack.api import SlackCaller
+from bot.slack.budget import Budget, BudgetConfig
+from bot.slack.delivery import disable_channel
+from bot.slack.live_cards import LiveCards
 from bot.slack.reconcile import reconciling, requeue, settle
 from bot.slack.sender import Sender, SenderConfig
+from simulator.slack import SlackFault
 from store import NewOutboxRow, Store
 from tests.conftest import Env
-from tests.test_sender import best, enqueue, tick, watch
+from tests.test_sender import best, drain, enqueue, outbox, tick, watch
 
 T0 = 1_800_000_000.0
 
@@ -108,3 +114,63 @@ async def test_a_pace_under_a_second_is_kept(env: Env) -> None:
         made = await tick(env, sender)
         posted += [env.clock() - start for m, _ in made if m == "chat.postMessage"]
     assert posted == [0.25, 0.5]
+
+
+async def test_a_failed_post_pauses_its_channel_for_the_retry_delay(env: Env) -> None:
+    """A post refused with Retry-After 5 s holds its channel for those 5 s, not the 1 s
+    pace: a late-copy look of another sent row of that channel falling due inside the
+    delay (at 3 s) waits for its end (the failed row itself waits anyway, by its next
+    attempt; `Delivery._failed`'s pause only shows on such a look)."""
+    key = await watch(env, "C1")
+    await drain(env)
+    env.clock.advance(1.0)
+    sent = await enqueue(env, "C1", best(key, 0.70))
+    await drain(env)
+    env.clock.advance(1.0)
+    failed_at = env.clock()
+    await env.service.store.set_verify_at(sent, at=failed_at + 3.0)
+    env.sink.add_fault(
+        SlackFault(kind="ratelimit", method="chat.postMessage", count=1, retry_after=5)
+    )
+    refused = await enqueue(env, "C1", best(key, 0.71))
+    assert [m for m, _ in await tick(env) if m != "chat.update"] == ["chat.postMessage"]
+    assert (await outbox(env, refused)).last_error == "not_posted: ratelimited"
+    made: list[tuple[float, str]] = []
+    for _ in range(14):
+        env.clock.advance(0.5)
+        made += [(env.clock() - failed_at, m) for m, _ in await tick(env) if m != "chat.update"]
+    # the delay's end: the refused row goes again, then the look, a pace later
+    assert made == [(5.0, "chat.postMessage"), (6.0, "conversations.replies")]
+
+
+def live_cards(env: Env, budget: Budget, *, pace: float = 1.0) -> LiveCards:
+    return LiveCards(
+        env.service.store,
+        SlackCaller(env.service.slack, metrics=Metrics(), budget=budget),
+        metrics=Metrics(),
+        pace=pace,
+        clock=env.clock,
+        disable=partial(disable_channel, env.service.store),
+    )
+
+
+async def test_an_edited_card_waits_its_channels_edit_pace(env: Env) -> None:
+    """An edit pace (5 s) longer than the `chat.update` budget's spacing (0.1 s): after an
+    edit the channel's card is not edited again before the pace has passed."""
+    key = await watch(env, "C1")
+    await drain(env)
+    store = env.service.store
+    budget = Budget(BudgetConfig(update_per_minute=600.0), clock=env.clock)
+    cards = live_cards(env, budget, pace=5.0)
+    before = await store.get_card(channel_id="C1", job_key=key)
+    assert before is not None
+    await cards.refresh(before)
+    assert cards.edits == 1
+    await store.mark_card_dirty(channel_id="C1", job_key=key)
+    dirty = await store.dirty_cards()
+    assert [c.job_key for c in dirty] == [key]
+    env.clock.advance(4.9)
+    assert budget.available("chat.update") == 1
+    assert cards.due(env.clock(), dirty, posting=(), editing=()) == []
+    env.clock.advance(0.1)
+    assert cards.due(env.clock(), dirty, posting=(), editing=()) == dirty

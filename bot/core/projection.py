@@ -21,8 +21,11 @@ import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import mul
 
-_TAUS = (45.0, 70.0, 100.0, 150.0, 220.0, 330.0, 500.0, 750.0, 1100.0)
+_MAX_EXPONENT = 700.0  # e^700 ~ 1e304, just inside a float
+TAUS = (45.0, 70.0, 100.0, 150.0, 220.0, 330.0, 500.0, 750.0, 1100.0)
 # A curve is read as bending (exponential) only when that fits clearly better than a line:
 # noise on a steady climb must not make it look like it levels off.
 _BEND_GAIN = 0.6
@@ -30,6 +33,9 @@ _BEND_GAIN = 0.6
 # rise): the creep of a noisy plateau's running best is not progress.
 RISE = 0.005
 _SCAN_STEPS = 24  # checks of the stall rule within the next window (every window / 24)
+# A regressor whose spread is below this share of its mean square has none (all xs equal:
+# one-pass sums leave rounding dust, not zero).
+_NO_SPREAD = 1e-12
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,19 +80,17 @@ class Trend:
 
 
 class BestCurve:
-    """The best-so-far step function of an algorithm's points."""
+    """The best-so-far step function of an algorithm's points (and the values themselves)."""
 
     def __init__(self, points: Sequence[tuple[float, float]]) -> None:
-        self.times: list[float] = []
-        self.bests: list[float] = []
+        self.times = [at for at, _ in points]
+        self.values = [value for _, value in points]
+        self.bests = list(accumulate(self.values, max))
         self.last_rise = -math.inf  # when the best last went up by RISE or more
-        best = counted = -math.inf
-        for at, value in points:
-            best = max(best, value)
+        counted = -math.inf
+        for at, best in zip(self.times, self.bests, strict=True):
             if best >= counted + RISE:
                 counted, self.last_rise = best, at
-            self.times.append(at)
-            self.bests.append(best)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -97,39 +101,92 @@ class BestCurve:
 
     def at(self, when: float) -> float:
         """B(when); before the first point, the first value."""
-        index = bisect.bisect_right(self.times, when) - 1
-        return self.bests[max(index, 0)]
+        index = bisect.bisect_right(self.times, when)
+        return self.bests[index - 1 if index else 0]
 
-    def trend(self, now: float, span: float, *, quiet: float, min_points: int = 4) -> Trend:
+    def since(self, when: float, *, min_points: int) -> int:
+        """The index of the first point at or after `when`, or of the last `min_points`."""
+        return max(0, min(bisect.bisect_left(self.times, when), len(self) - min_points))
+
+    def basis(self, now: float, span: float, *, min_points: int) -> Basis:
+        """The fits' regressors at the points of the last `span` seconds (at least
+        `min_points`)."""
+        return Basis(self.times, self.since(now - span, min_points=min_points), now)
+
+    def trend(
+        self,
+        now: float,
+        span: float,
+        *,
+        quiet: float,
+        min_points: int = 4,
+        basis: Basis | None = None,
+    ) -> Trend:
         """Least-squares fit of the last `span` seconds of B (at least `min_points` points,
         plus B(now) at now): a straight line, or H - A e^(-t/tau) for each tau of a grid;
         the smallest squared error wins. Its rate is then scaled by 1 - (time since the best
         last rose by RISE) / `quiet`: a fit across a jump must not outlive the flat stretch
-        after it."""
-        first = min(bisect.bisect_left(self.times, now - span), len(self) - min_points)
-        xs = [t - now for t in self.times[max(first, 0) :]] + [0.0]
-        ys = [*self.bests[max(first, 0) :], self.at(now)]
-        best = _fit(xs, ys, math.inf)
-        for tau in _TAUS:
-            fitted = _fit([math.exp(-x / tau) for x in xs], ys, tau)
-            if fitted[0] < best[0] * (_BEND_GAIN if math.isinf(best[1].tau) else 1.0):
-                best = fitted
+        after it. `basis`: regressors already computed at `now` from an earlier point on
+        (else they are computed here)."""
+        first = self.since(now - span, min_points=min_points)
+        if basis is None or basis.start > first:
+            basis = Basis(self.times, first, now)
+        skip = first - basis.start
+        line, *bends = basis.columns
+        columns = [[*line[skip:], 0.0], *([*column[skip:], 1.0] for column in bends)]
+        ys = [*self.bests[first:], self.at(now)]
+        best = (math.inf, Trend(0.0))
+        for (sse, slope, _), tau in zip(least_squares(columns, ys), (math.inf, *TAUS), strict=True):
+            # For the exponential, u = e^(-x/tau) and dy/dt at x = 0 is -slope / tau.
+            trend = Trend(max(slope if math.isinf(tau) else -slope / tau, 0.0), tau)
+            if sse < best[0] * (_BEND_GAIN if math.isinf(best[1].tau) else 1.0):
+                best = (sse, trend)
         silence = max(0.0, now - self.last_rise)
         return best[1].scaled(max(0.0, 1.0 - silence / quiet))
 
 
-def _fit(xs: Sequence[float], ys: Sequence[float], tau: float) -> tuple[float, Trend]:
-    """Least squares y = a + b x: (squared error, the trend it implies at x = 0)."""
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx <= 0:
-        return math.inf, Trend(0.0, tau)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    sse = sum((y - my - b * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=True))
-    # For the exponential, x = e^(-t/tau) and dy/dt at t = 0 is -b / tau.
-    rate = b if math.isinf(tau) else -b / tau
-    return sse, Trend(max(rate, 0.0), tau)
+class Basis:
+    """The fits' regressors at a curve's points from index `start` on, x = time - now: x
+    for the line, then e^(-x/tau) for each tau of TAUS. Computed once per poll and shared by
+    the fit of the running best and that of the raw values (arrival.py)."""
+
+    __slots__ = ("columns", "start")
+
+    def __init__(self, times: Sequence[float], start: int, now: float) -> None:
+        xs = [t - now for t in times[start:]]
+        exp = math.exp
+        self.start = start
+        # e^(-x/tau) overflows a float beyond ~709: points more than ~9 h old for the
+        # shortest tau (a sparse history under a long time budget). Clamped, such a column
+        # is flat where it overflowed and its bend loses to the line.
+        if xs and -xs[0] / TAUS[0] > _MAX_EXPONENT:
+            bends = [[exp(min(-x / tau, _MAX_EXPONENT)) for x in xs] for tau in TAUS]
+        else:  # the usual case, without a min() per point
+            bends = [[exp(-x / tau) for x in xs] for tau in TAUS]
+        self.columns = [xs, *bends]
+
+
+def least_squares(
+    columns: Sequence[Sequence[float]], ys: Sequence[float]
+) -> list[tuple[float, float, float]]:
+    """Least squares y = level + slope * u for each regressor column u: (squared error,
+    slope, level) per column. A column without spread (all its us equal) gives an infinite
+    error, a zero slope and the mean as level."""
+    n = len(ys)
+    mean_y = sum(ys) / n
+    centred = [y - mean_y for y in ys]
+    syy = sum(map(mul, centred, centred))
+    out = []
+    for us in columns:
+        total = sum(us)
+        suu = sum(map(mul, us, us)) - total * total / n
+        if suu <= _NO_SPREAD * total * total / n:
+            out.append((math.inf, 0.0, mean_y))
+            continue
+        slope = sum(map(mul, us, centred)) / suu
+        sse = max(0.0, syy - slope * slope * suu)
+        out.append((sse, slope, mean_y - slope * total / n))
+    return out
 
 
 def stall_in(

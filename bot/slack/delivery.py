@@ -2,8 +2,9 @@
 thread; and what a failed attempt means for the row (retry when, give up, or disable the
 channel). The `Sender` (`bot.slack.sender`) decides which rows go when.
 
-(About 370 lines, kept whole: every kind of row shares the same lookup-before-post, pacing
-and failure rules, which must not drift apart; the kinds' own rendering lives elsewhere.)
+(About 320 lines, kept whole: every kind of row shares the same lookup-before-post, pacing
+and failure rules, which must not drift apart; the kinds' own rendering lives elsewhere,
+and the post of a line that is not a job's reply in `bot.slack.note_post`.)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from bot.core.broadcast import broadcasts
 from bot.core.digest import DIGEST_KIND, DailyDigest
@@ -22,11 +24,18 @@ from bot.core.oncall import ONCALL_KINDS, raises_alert
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.metrics import Metrics
 from bot.slack.actions_render import render_action_line
-from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason, metadata
+from bot.slack.api import CARD_EVENT, NOTE_EVENT, SlackCaller, disable_reason
 from bot.slack.audit_render import render_subscription_change
 from bot.slack.digest_render import render_digest
 from bot.slack.live_cards import LiveCards
 from bot.slack.merge import claim, with_carried
+from bot.slack.note_post import (
+    NOT_POSTED,
+    NotePoster,
+    drop_unrenderable,
+    may_have_posted,
+    post_message,
+)
 from bot.slack.oncall_delivery import OncallDelivery
 from bot.slack.oncall_render import with_ack_button
 from bot.slack.reconcile import already_posted, look_for_late_copies, settle
@@ -35,9 +44,6 @@ from store import AsyncStore, OutboxRow, Store
 
 # The sender's logger: these lines read as before the sender was split.
 log = logging.getLogger("bot.slack.sender")
-
-# A row whose last attempt certainly did not reach Slack needs no lookup before a retry.
-NOT_POSTED = "not_posted: "
 
 
 @dataclass(frozen=True)
@@ -72,15 +78,14 @@ class Delivery:
         self._rng = rng
         self._channel_ready: dict[str, float] = {}
         self.posts = 0
-        self._oncall = OncallDelivery(
+        self._notes = NotePoster(
             store,
             slack,
-            cards,
             metrics=metrics,
             failed=lambda row, err, unknown: self._failed(row, err, posted_unknown=unknown),
             posted=self._posted,
-            not_posted=NOT_POSTED,
         )
+        self._oncall = OncallDelivery(store, slack, cards, metrics=metrics, notes=self._notes)
 
     def _posted(self, channel: str) -> None:
         self.posts += 1
@@ -104,7 +109,7 @@ class Delivery:
         if row.kind in ONCALL_KINDS:  # a re-page, an acknowledgement (bot.slack.oncall_delivery)
             await self._oncall.deliver(row)
             return
-        unknown = bool(row.attempts) and not (row.last_error or "").startswith(NOT_POSTED)
+        unknown = may_have_posted(row)
         if unknown:
             try:
                 if await already_posted(self._store, self._slack, row):
@@ -136,10 +141,7 @@ class Delivery:
             await self._failed(row, err, posted_unknown=err.posted_unknown)
             return
         except ValueError as err:  # bad payload or event (pydantic's errors are ValueErrors)
-            # Raised before this row's message went out: left pending or in `sending`, the
-            # row would block its channel for good. It can never be sent: drop it.
-            log.error("outbox row %s cannot be rendered, dropping it: %s", row.id, err)
-            await self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
+            await drop_unrenderable(self._store, row, err)  # raised before it went out
             return
         # Posted again after an unknown outcome: the earlier call may still land late.
         verify_at = started + self.settle if unknown else None
@@ -207,16 +209,8 @@ class Delivery:
         if raises_alert(notification):  # on-call: the alert carries its Acknowledge button
             message = with_ack_button(message, row.id)
         try:
-            answer = await self._slack.call(
-                "chat.postMessage",
-                channel=row.channel_id,
-                thread_ts=card_ts,
-                reply_broadcast=broadcast,
-                text=message.text,
-                blocks=message.blocks,
-                metadata=metadata(NOTE_EVENT, row),
-                unfurl_links=False,
-                unfurl_media=False,
+            ts = await post_message(
+                self._slack, row, message, NOTE_EVENT, thread_ts=card_ts, reply_broadcast=broadcast
             )
         except SlackDeliveryError as err:
             if err.error == "thread_not_found":  # somebody deleted the card
@@ -230,7 +224,7 @@ class Delivery:
         self.posts += 1
         self._paced(row.channel_id)
         await self._store.mark_card_dirty(channel_id=row.channel_id, job_key=row.job_key)
-        return str(answer["ts"]), started
+        return ts, started
 
     async def _deliver_change(
         self,
@@ -241,69 +235,18 @@ class Delivery:
     ) -> None:
         """Who changed the channel's subscription: a line in the job's thread when the
         channel has its card, else in the channel (never a new card: the subscription may
-        be gone). Looked up first, like any row, when an earlier attempt may have landed.
-        `render` and `in_thread=False`: another message for the channel (the digest)."""
-        render = render or _change_message
+        be gone). Looked up first, like any row, when an earlier attempt may have landed
+        (`NotePoster.post`, as the on-call lines are). `render` and `in_thread=False`:
+        another message for the channel (the digest)."""
+        make = render or _change_message
         card_ts = await self._cards.posted_ts(row.channel_id, row.job_key) if in_thread else None
-        where = {"channel": row.channel_id} | ({"ts": card_ts} if card_ts else {})
-        method = "conversations.replies" if card_ts else "conversations.history"
-        if row.attempts and not (row.last_error or "").startswith(NOT_POSTED):
-            try:
-                found = await self._slack.find_message(row, NOTE_EVENT, method, **where)
-            except SlackDeliveryError as err:
-                if err.transient:  # still unknown: look again next time
-                    await self._failed(row, err, posted_unknown=True)
-                    return
-                log.warning(
-                    "cannot check whether outbox row %s reached Slack (%s); posting it",
-                    row.id,
-                    err.error,
-                )
-                found = None
-            if found is not None:
-                await self._store.mark_sent(row.id, ts=found)
-                return
-        try:
-            message = render(row)
-            await self._store.mark_sending(row.id)
-            answer = await self._slack.call(
-                "chat.postMessage",
-                channel=row.channel_id,
-                text=message.text,
-                blocks=message.blocks,
-                metadata=metadata(NOTE_EVENT, row),
-                unfurl_links=False,
-                unfurl_media=False,
-                **({"thread_ts": card_ts} if card_ts else {}),
-            )
-        except SlackDeliveryError as err:
-            if err.error == "thread_not_found":  # the card was deleted: post in the channel
-                await self._store.forget_card(channel_id=row.channel_id, job_key=row.job_key)
-            await self._failed(row, err, posted_unknown=err.posted_unknown)
-            return
-        except ValueError as err:
-            log.error("outbox row %s cannot be rendered, dropping it: %s", row.id, err)
-            await self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
-            return
-        self.posts += 1
-        self._paced(row.channel_id)
-        await self._store.mark_sent(row.id, ts=str(answer["ts"]))
-        self._metrics.messages_sent.labels(kind=row.kind).inc()
+        await self._notes.post(row, partial(make, row), card_ts=card_ts)
 
     async def _post_card(self, row: OutboxRow) -> str:
         message = await self._cards.message(row.channel_id, row.job_key)
-        answer = await self._slack.call(
-            "chat.postMessage",
-            channel=row.channel_id,
-            text=message.text,
-            blocks=message.blocks,
-            metadata=metadata(CARD_EVENT, row),
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        ts = await post_message(self._slack, row, message, CARD_EVENT)
         self.posts += 1
         self._paced(row.channel_id)
-        ts = str(answer["ts"])
         await self._store.save_card(channel_id=row.channel_id, job_key=row.job_key, ts=ts)
         return ts
 

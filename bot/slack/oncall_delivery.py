@@ -2,9 +2,10 @@
 the channel), the line that says who acknowledged, and the edit of the alert message.
 
 Called by `bot.slack.delivery.Delivery` for the rows whose kind is in
-`bot.core.oncall.ONCALL_KINDS`, with its failure handling (`failed`) and pacing (`posted`).
-A post whose last attempt had an unknown outcome is looked up first (its metadata names
-its row), as every post is: a re-page interrupted by a crash is posted once. The edit is
+`bot.core.oncall.ONCALL_KINDS`, with its failure handling (`failed`). The re-page and the
+acknowledgement line go through `bot.slack.note_post.NotePoster`, as a subscription
+change's line does: a post whose last attempt had an unknown outcome is looked up first
+(its metadata names its row), so a re-page interrupted by a crash is posted once. The edit is
 a `chat.update` of the alert's own message with the same content each time: repeating it
 is harmless, so it needs no lookup.
 """
@@ -12,21 +13,21 @@ is harmless, so it needs no lookup.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from functools import partial
 
 from bot.core.models import Snapshot
 from bot.core.notification import read_notification
 from bot.core.oncall import OncallNote, read_note
 from bot.errors import SlackDeliveryError
 from bot.metrics import Metrics
-from bot.slack.api import NOTE_EVENT, SlackCaller, metadata
+from bot.slack.api import SlackCaller
 from bot.slack.live_cards import LiveCards
+from bot.slack.note_post import NotePoster, drop_unrenderable
 from bot.slack.oncall_render import acked_line, acknowledged_alert, alert_reply, repage_message
 from store import AsyncStore, OutboxRow
 
 log = logging.getLogger("bot.slack.sender")
 
-Failed = Callable[[OutboxRow, SlackDeliveryError, bool], Awaitable[None]]  # row, error, unknown
 # Slack will not edit this message any more: the edit is dropped, the alert stays acked.
 _CANNOT_EDIT = frozenset(
     {"message_not_found", "cant_update_message", "edit_window_closed", "msg_too_long"}
@@ -41,22 +42,17 @@ class OncallDelivery:
         cards: LiveCards,
         *,
         metrics: Metrics,
-        failed: Failed,
-        posted: Callable[[str], None],
-        not_posted: str,
+        notes: NotePoster,
     ) -> None:
         self._store, self._slack, self._cards = store, slack, cards
         self._metrics = metrics
-        self._failed = failed
-        self._posted = posted  # a message went to the channel (pacing, counts)
-        self._not_posted = not_posted  # the prefix of an error that certainly did not post
+        self._notes = notes  # posts the re-page and the line, and fails their rows
 
     async def deliver(self, row: OutboxRow) -> None:
         try:
             note = read_note(row.payload)
         except ValueError as err:
-            log.error("outbox row %s cannot be rendered, dropping it: %s", row.id, err)
-            await self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
+            await drop_unrenderable(self._store, row, err)
             return
         if note.note == "edit":
             await self._edit(row, note)
@@ -65,46 +61,9 @@ class OncallDelivery:
 
     async def _post(self, row: OutboxRow, note: OncallNote) -> None:
         card_ts = await self._cards.posted_ts(row.channel_id, row.job_key)
-        where = {"channel": row.channel_id} | ({"ts": card_ts} if card_ts else {})
-        method = "conversations.replies" if card_ts else "conversations.history"
-        if row.attempts and not (row.last_error or "").startswith(self._not_posted):
-            try:
-                found = await self._slack.find_message(row, NOTE_EVENT, method, **where)
-            except SlackDeliveryError as err:
-                if err.transient:  # still unknown: look again next time
-                    await self._failed(row, err, True)
-                    return
-                log.warning(
-                    "cannot check whether outbox row %s reached Slack (%s); posting it",
-                    row.id,
-                    err.error,
-                )
-                found = None
-            if found is not None:
-                await self._store.mark_sent(row.id, ts=found)
-                return
-        message = repage_message(note) if note.note == "repage" else acked_line(note)
-        thread = {"thread_ts": card_ts, "reply_broadcast": note.note == "repage"} if card_ts else {}
-        try:
-            await self._store.mark_sending(row.id)
-            answer = await self._slack.call(
-                "chat.postMessage",
-                channel=row.channel_id,
-                text=message.text,
-                blocks=message.blocks,
-                metadata=metadata(NOTE_EVENT, row),
-                unfurl_links=False,
-                unfurl_media=False,
-                **thread,
-            )
-        except SlackDeliveryError as err:
-            if err.error == "thread_not_found":  # the card was deleted: post in the channel
-                await self._store.forget_card(channel_id=row.channel_id, job_key=row.job_key)
-            await self._failed(row, err, err.posted_unknown)
-            return
-        self._posted(row.channel_id)
-        await self._store.mark_sent(row.id, ts=str(answer["ts"]))
-        self._metrics.messages_sent.labels(kind=row.kind).inc()
+        repage = note.note == "repage"
+        render = partial(repage_message if repage else acked_line, note)
+        await self._notes.post(row, render, card_ts=card_ts, broadcast=repage)
 
     async def _edit(self, row: OutboxRow, note: OncallNote) -> None:
         """The alert message shows who acknowledged it, and when; its button goes."""
@@ -126,8 +85,7 @@ class OncallDelivery:
                 note,
             )
         except ValueError as err:
-            log.error("outbox row %s cannot be rendered, dropping it: %s", row.id, err)
-            await self._store.mark_dead(row.id, error=f"unrenderable: {err}"[:500])
+            await drop_unrenderable(self._store, row, err)
             return
         try:
             await self._store.mark_sending(row.id)
@@ -143,7 +101,7 @@ class OncallDelivery:
                 log.warning("cannot edit alert %s (%s); leaving it", alert.slack_ts, err.error)
                 await self._store.mark_dead(row.id, error=err.error)
                 return
-            await self._failed(row, err, False)  # an edit is safe to repeat: no lookup
+            await self._notes.failed(row, err, False)  # an edit is safe to repeat: no lookup
             return
         await self._store.mark_sent(row.id, ts=alert.slack_ts)
         self._metrics.messages_sent.labels(kind=row.kind).inc()
