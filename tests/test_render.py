@@ -1332,6 +1332,13 @@ def test_the_cards_buttons() -> None:
     }
 
 
+@pytest.mark.parametrize(("channel", "place"), [("D0ALICE", "this DM"), ("C0TEST", "this channel")])
+def test_the_cards_unsubscribe_asks_about_the_dm_or_the_channel(channel: str, place: str) -> None:
+    card = render_card(scored(), now=NOW, channel_id=channel)
+    unsubscribe = card.blocks[-1]["elements"][1]
+    assert unsubscribe["confirm"]["text"]["text"] == f"Stop watching `k` in {place}?"
+
+
 # ---- the card's building blocks at their edges ----------------------------------------
 @pytest.mark.parametrize(
     ("escaped", "limit", "shown"),

@@ -296,7 +296,7 @@ def _change_message(row: OutboxRow) -> Message:
     event = notification.events[0]
     if event.kind is EventKind.ACTION_TAKEN:  # who started / cancelled it
         return render_action_line(event)
-    return render_subscription_change(event)
+    return render_subscription_change(event, channel_id=row.channel_id)
 
 
 def _digest_message(row: OutboxRow) -> Message:

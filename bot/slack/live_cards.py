@@ -163,6 +163,7 @@ class LiveCards:
             since=since,
             by=card.unwatched_by,
             now=self._clock(),
+            channel_id=card.channel_id,
         )
 
     async def _disabled(self, channel: str, job_key: str) -> bool:
@@ -214,6 +215,7 @@ class LiveCards:
                 *card_buttons(snapshot, acting=self.acting),
                 *([notify_me_button(job_key)] if owner is None else []),
             ],
+            channel_id=channel,
         )
         people = (
             [context(followers_line(followers)).to_dict()] if owner is None and followers else []
@@ -230,7 +232,7 @@ class LiveCards:
             lines.append(
                 followed_line(sub.created_at)
                 if owner is not None
-                else watched_by(sub.created_by, since=sub.created_at)
+                else watched_by(sub.created_by, since=sub.created_at, channel_id=channel)
             )
         if not lines:
             return Message(text=card.text, blocks=[*card.blocks[:49], *people][:50])
