@@ -178,11 +178,12 @@ def _dataset_line(dataset: Dataset) -> str:
 # -- outcomes and the job's thread -------------------------------------------------------
 
 
-def started_line(user_id: str, params: StartParameters) -> str:
-    """The thread line under the new job's card."""
+def started_line(user_id: str, params: StartParameters, job_key: str) -> str:
+    """The line under the new job's card, or in the channel when it may not watch one more
+    job (no card): so it names the job."""
     line = (
-        f"▶️ Started by <@{clip(user_id, 30)}>: target {target_text(params.target)}, "
-        f"scaling factor {params.scaling_factor}"
+        f"▶️ Started by <@{clip(user_id, 30)}>: job {code(job_key)}, target "
+        f"{target_text(params.target)}, scaling factor {params.scaling_factor}"
     )
     if params.retrain_of:
         line += f", retraining {code(params.retrain_of)}"
@@ -266,7 +267,7 @@ def action_line(event: Event) -> str:
             scaling_factor=event.scaling_factor or 0,
             retrain_of=event.retrain_of,
         )
-        return started_line(user, params)
+        return started_line(user, params, event.job_key)
     if event.outcome == Result.REFUSED:
         return refused_line(user, kind, reason)
     if event.outcome == Result.UNKNOWN:
