@@ -217,6 +217,12 @@ class SlackSink:
             return fail("invalid_json")
         self.calls.append((method, {k: v for k, v in params.items() if k != "token"}))
         if method == "apps.connections.open":
+            # the app-level token's call: only a fault naming it applies (a hang: held)
+            fault = self._faults.take(method, None, named=True)
+            if fault is not None and fault.kind == "hang":
+                await self._sleep(fault.seconds)
+            elif fault is not None:
+                return fault.response()
             return web.json_response(
                 self.socket.open_connection(request.headers.get("Authorization"))
             )

@@ -77,10 +77,12 @@ class FaultBook:
     def clear(self) -> None:
         self._entries.clear()
 
-    def take(self, method: str, channel: Any) -> SlackFault | None:
+    def take(self, method: str, channel: Any, *, named: bool = False) -> SlackFault | None:
+        """The first fault for this call, one of its hits used up; with `named`, only a
+        fault that names `method` itself (not one on every method)."""
         for entry in self._entries:
             fault: SlackFault = entry[0]
-            if fault.matches(method, channel):
+            if fault.matches(method, channel) and (not named or fault.method == method):
                 if entry[1] is not None:
                     entry[1] -= 1
                     if entry[1] <= 0:

@@ -125,6 +125,28 @@ class ActionStore(StoreConnection):
             )
             return _by_id(conn, action_id)
 
+    def expire_requested(
+        self, *, before: float, answer: str, now: float | None = None
+    ) -> list[ActionRecord]:
+        """Actions left `requested` since before `before` (a bot stopped or died while MathFi
+        was asked) finish `unknown` with `answer`: MathFi may have acted, so they are never
+        sent again, and they stop saying "under way". Returns them as they now are."""
+        with self._write() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM actions WHERE state = 'requested' AND updated_at < ? "
+                    "ORDER BY id",
+                    (before,),
+                )
+            ]
+            conn.executemany(
+                "UPDATE actions SET state = 'unknown', answer = ?, updated_at = ? WHERE id = ?",
+                [(answer, self._now(now), action_id) for action_id in ids],
+            )
+            rows = [_by_id(conn, action_id) for action_id in ids]
+        return [row for row in rows if row is not None]
+
     def get_action(self, action_id: int) -> ActionRecord | None:
         with self._read() as conn:
             return _by_id(conn, action_id)

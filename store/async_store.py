@@ -186,6 +186,7 @@ class AsyncStore:
     begin_action = _on_thread(Store.begin_action)
     refuse_action = _on_thread(Store.refuse_action)
     finish_action = _on_thread(Store.finish_action)
+    expire_requested = _on_thread(Store.expire_requested)
     get_action = _on_thread(Store.get_action)
     recent_actions = _on_thread(Store.recent_actions)
     set_digest = _on_thread(Store.set_digest)

@@ -194,12 +194,13 @@ def test_a_huge_datasets_page_of_hostile_names_stays_within_block_kit() -> None:
     [
         (cancelled_line("U0ALICE"), "🚫 Cancelled by <@U0ALICE>"),
         (
-            started_line("U0ALICE", params()),
-            "▶️ Started by <@U0ALICE>: target 0.85, scaling factor 19",
+            started_line("U0ALICE", params(), "new-job"),
+            "▶️ Started by <@U0ALICE>: job `new-job`, target 0.85, scaling factor 19",
         ),
         (
-            started_line("U0BOB", params(target=0.8, retrain_of=JOB)),
-            f"▶️ Started by <@U0BOB>: target 0.8, scaling factor 19, retraining `{JOB}`",
+            started_line("U0BOB", params(target=0.8, retrain_of=JOB), "k" * 120),
+            f"▶️ Started by <@U0BOB>: job `{'k' * 99}…`, target 0.8, scaling factor 19, "
+            f"retraining `{JOB}`",
         ),
         (
             refused_line("U0GUEST", ActionKind.CANCEL, "Guests cannot <act>."),
@@ -437,9 +438,9 @@ U30 = cut_to("U", 30)
         (taken(Result.DONE, "cancel"), "🚫 Cancelled by <@U0ALICE>"),
         (
             taken(Result.DONE, "start", target_performance=0.85, scaling_factor=19),
-            "▶️ Started by <@U0ALICE>: target 0.85, scaling factor 19",
+            f"▶️ Started by <@U0ALICE>: job `{JOB}`, target 0.85, scaling factor 19",
         ),
-        (taken(Result.DONE), "▶️ Started by <@U0ALICE>: target 0, scaling factor 0"),
+        (taken(Result.DONE), f"▶️ Started by <@U0ALICE>: job `{JOB}`, target 0, scaling factor 0"),
         (
             taken(
                 Result.DONE,
@@ -448,7 +449,8 @@ U30 = cut_to("U", 30)
                 scaling_factor=3,
                 retrain_of="old-job",
             ),
-            "▶️ Started by <@U0ALICE>: target 0.8, scaling factor 3, retraining `old-job`",
+            f"▶️ Started by <@U0ALICE>: job `{JOB}`, target 0.8, scaling factor 3, retraining "
+            "`old-job`",
         ),
         (
             taken(Result.REFUSED, "cancel", reason="guests <cannot>"),
@@ -478,7 +480,7 @@ U30 = cut_to("U", 30)
         (taken(Result.DONE, "cancel", actor=LONG_USER), f"🚫 Cancelled by <@{U30}>"),
         (
             taken(Result.DONE, "start", actor=LONG_USER),
-            f"▶️ Started by <@{U30}>: target 0, scaling factor 0",
+            f"▶️ Started by <@{U30}>: job `{JOB}`, target 0, scaling factor 0",
         ),
         (
             taken(Result.REFUSED, "start", actor=LONG_USER),
@@ -536,8 +538,10 @@ def test_the_cards_cancel_button() -> None:
 def test_the_card_offers_cancel_while_the_job_can_still_be_stopped(
     status: str, shown: bool
 ) -> None:
-    got = [b.to_dict() for b in card_buttons(Snapshot(job_key=JOB, status=status))]
+    got = [b.to_dict() for b in card_buttons(Snapshot(job_key=JOB, status=status), acting=True)]
     assert got == ([cancel_button(JOB).to_dict()] if shown else [])
+    # ACTIONS=off: a button that could only refuse is not offered
+    assert card_buttons(Snapshot(job_key=JOB, status=status), acting=False) == []
 
 
 def status_event(new: str) -> Event:

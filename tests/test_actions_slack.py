@@ -263,6 +263,35 @@ async def test_actions_off_refuses_with_the_reason(env: Env, tmp_path: Path) -> 
     assert starts(env) == 0 and cancels(env) == 0
 
 
+async def test_actions_off_offers_no_cancel_on_the_card_and_no_retrain_after_a_miss(
+    env: Env, tmp_path: Path
+) -> None:
+    """Buttons that could only refuse are not shown; with acting on (the same steps in
+    `env`'s own service) the card offers Cancel and the miss Retrain."""
+    people(env)
+    script = [
+        payload("RUNNING", {"BSEV01": 0.70}),
+        payload("NOT_COMPLETED", {"BSEV01": 0.768}, statuses={"BSEV01": "NOT_COMPLETED"}),
+    ]
+    for actions, channel in (("off", "C0OFF"), ("everyone", "C0ON")):
+        async with service_with(env, tmp_path / actions, actions=actions) as bot:
+            job = env.sim.script_job(script)
+            await ask(bot, f"subscribe {job}", channel=channel)
+            await bot.cycle()
+            running = card(bot, channel)
+            cancel = button({"blocks": running.blocks}, ACTION_CANCEL_JOB)  # before the edit
+            assert "Mute" in str(running.blocks)  # the card's other buttons stay
+            env.sim.advance(job)
+            await bot.cycle(10.0)
+            await send(bot)
+            (final,) = [
+                m for m in env.sink.replies(channel, running.ts) if "NOT_COMPLETED" in m.text
+            ]
+            offered = actions != "off"
+            assert (cancel is not None) is offered
+            assert (button({"blocks": final.blocks}, ACTION_RETRAIN) is not None) is offered
+
+
 # --------------------------------------------------------------------- cancel
 async def watched_running_job(env: Env) -> str:
     dataset = env.sim.create_dataset("oilplant")

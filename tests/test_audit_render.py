@@ -125,6 +125,27 @@ def test_each_change_in_one_line(
     assert message.blocks == [{"type": "context", "elements": [{"type": "mrkdwn", "text": line}]}]
 
 
+@pytest.mark.parametrize(
+    ("channel", "place"), [("D0ALICE", "this DM"), ("C0TEST", "this channel"), ("", "this channel")]
+)
+def test_the_lines_name_the_dm_or_the_channel_they_are_posted_in(channel: str, place: str) -> None:
+    lines = {
+        ChangeAction.SUBSCRIBED: f"👀 <@U0ALICE> started watching this job in {place}",
+        ChangeAction.UNSUBSCRIBED: f"🔕 <@U0ALICE> stopped watching this job in {place}",
+        ChangeAction.UNSUBSCRIBED_ALL: f"🔕 <@U0ALICE> stopped watching 2 jobs in {place}",
+    }
+    for action, line in lines.items():
+        event = change(action, count=2)
+        assert change_text(event, channel_id=channel) == line
+        assert render_subscription_change(event, channel_id=channel).text == line
+    snapshot = Snapshot(job_key="job-1", status="RUNNING")
+    assert watched_by("U0BOB", since=AT, channel_id=channel) == (
+        f"👀 watched in {place} by <@U0BOB> since {DATE}"
+    )
+    card = render_unwatched_card(snapshot, since=AT, by="U0BOB", now=AT, channel_id=channel)
+    assert card.text.startswith(f"🔕 No longer watched in {place} since {DATE} by <@U0BOB>: ")
+
+
 def test_a_long_option_value_is_cut_at_100() -> None:
     event = change(
         ChangeAction.SUBSCRIBED, changes=(OptionChange(name="mention", old=None, new="m" * 150),)

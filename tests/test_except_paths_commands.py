@@ -257,7 +257,9 @@ async def test_a_training_started_where_the_channel_is_full_is_started_and_told(
         assert await full.service.store.get_subscription(channel_id=CHANNEL, job_key=job) is None
         await send(full)
         said = [m for m in full.sink.top_level(CHANNEL) if "Started by" in m.text]
-        assert len(said) == 1 and said[0].text.startswith("▶️ Started by <@U0ALICE>")
+        assert len(said) == 1 and said[0].text == (
+            f"▶️ Started by <@U0ALICE>: job `{job}`, target 0.8, scaling factor 19"
+        )  # in the channel (no card, no thread): the line names the job
         assert said[0].metadata["event_payload"]["job_key"] == job
         assert starts(full) == 1
 

@@ -1332,6 +1332,13 @@ def test_the_cards_buttons() -> None:
     }
 
 
+@pytest.mark.parametrize(("channel", "place"), [("D0ALICE", "this DM"), ("C0TEST", "this channel")])
+def test_the_cards_unsubscribe_asks_about_the_dm_or_the_channel(channel: str, place: str) -> None:
+    card = render_card(scored(), now=NOW, channel_id=channel)
+    unsubscribe = card.blocks[-1]["elements"][1]
+    assert unsubscribe["confirm"]["text"]["text"] == f"Stop watching `k` in {place}?"
+
+
 # ---- the card's building blocks at their edges ----------------------------------------
 @pytest.mark.parametrize(
     ("escaped", "limit", "shown"),
@@ -1478,6 +1485,19 @@ def test_a_miss_offers_the_retrain_button() -> None:
     missed = Event(kind=EventKind.JOB_STATUS, job_key="k", new_status="NOT_COMPLETED")
     message = render_notification([missed], snapshot=scored())
     assert [b["type"] for b in message.blocks] == ["section", "actions", "context"]
+    assert render_notification([missed], snapshot=scored(), acting=True) == message
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_a_miss_offers_no_retrain_when_acting_is_off(broadcast: bool) -> None:
+    missed = Event(kind=EventKind.JOB_STATUS, job_key="k", new_status="NOT_COMPLETED")
+    warned = Event(kind=EventKind.AT_RISK, job_key="k", target_performance=0.85, retry_at=0.75)
+    for events in ([missed], [warned]):
+        on = render_notification(events, snapshot=scored(), broadcast=broadcast)
+        off = render_notification(events, snapshot=scored(), broadcast=broadcast, acting=False)
+        assert [b for b in on.blocks if b["type"] != "actions"] == off.blocks
+        assert "actions" in [b["type"] for b in on.blocks]
+        assert off.text == on.text
 
 
 def test_a_finished_jobs_last_improvement_that_is_no_time_is_a_dash() -> None:

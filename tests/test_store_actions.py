@@ -104,6 +104,24 @@ def test_once_per_subject_holds_a_job_while_requested_done_or_unknown(store: Sto
     assert begin(store, "k5", kind="cancel", subject_key="J2", once_per_subject=True)[1]
 
 
+def test_expire_requested_ends_only_rows_requested_since_before_the_cutoff(
+    store: Store, clock: ManualClock
+) -> None:
+    old, _ = begin(store, "k-old", now=900.0)
+    edge, _ = begin(store, "k-edge", now=950.0)
+    young, _ = begin(store, "k-young", now=990.0)
+    done, _ = begin(store, "k-done", now=900.0)
+    store.finish_action(done.id, state="done", answer="ok", now=901.0)
+    expired = store.expire_requested(before=950.0, answer="outcome unknown: stopped")
+    assert [(row.id, row.state, row.answer, row.updated_at) for row in expired] == [
+        (old.id, "unknown", "outcome unknown: stopped", clock.now)
+    ]
+    states = {row.id: row.state for row in store.recent_actions()}
+    assert states == {old.id: "unknown", edge.id: "requested", young.id: "requested",
+                      done.id: "done"}  # fmt: skip
+    assert store.expire_requested(before=950.0, answer="again") == []  # once
+
+
 def test_a_failed_action_holds_nothing(store: Store) -> None:
     cancel = {"kind": "cancel", "subject_key": "J1", "once_per_subject": True}
     first, _ = begin(store, "k1", **cancel)

@@ -1,6 +1,7 @@
 """The service's Slack side: who the bot is (auth.test), and the bolt `AsyncApp` that slash
 commands and buttons come through, with its same-team guard and its answer to a bug in a
-listener; plus Socket Mode's handler and its token probe (which `mathfi-bot check` shares).
+listener; plus Socket Mode's handler and its token probe (which `mathfi-bot check` shares;
+both give up after SLACK_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -112,6 +114,7 @@ def build_bolt(
     forecast: ForecastRules,
     watch: Callable[[str], Awaitable[None]],
     home: HomePublisher,
+    acting: commands.ActionTools,
     clock: Callable[[], float],
 ) -> AsyncApp:
     """The bolt app with every command and button registered on the service's parts."""
@@ -125,8 +128,6 @@ def build_bolt(
         )
     app.middleware(front.same_team_only)
     app.error(on_bolt_error)
-    # one ACTIONS check (and one cache of Slack's answers) for every button that acts
-    permissions = PermissionCheck(s.actions_policy, front.slack)
     commands.register(
         app,
         commands.CommandContext(
@@ -140,19 +141,32 @@ def build_bolt(
             poll_interval=s.poll_interval,
             forecast=forecast,
             watch=watch,
-            permissions=permissions,
+            permissions=acting.permissions,
             clock=clock,
-            # acting from Slack: who may act (ACTIONS), the runner, the confirmations shown
-            acting=commands.ActionTools(
-                runner=ActionRunner(store, mathfi, permissions),
-                mathfi=mathfi,
-                permissions=permissions,
-                confirmations=Confirmations(clock=clock),
-            ),
+            acting=acting,
             personal=home,
         ),
     )
     return app
+
+
+def action_tools(
+    settings: Settings,
+    slack: AsyncWebClient,
+    *,
+    store: AsyncStore,
+    mathfi: MathFiClient,
+    clock: Callable[[], float],
+) -> commands.ActionTools:
+    """Acting from Slack: who may act (ACTIONS; one check, and one cache of Slack's answers,
+    for every button that acts), the runner, the confirmations shown, the clicks running."""
+    permissions = PermissionCheck(settings.actions_policy, slack)
+    return commands.ActionTools(
+        runner=ActionRunner(store, mathfi, permissions),
+        mathfi=mathfi,
+        permissions=permissions,
+        confirmations=Confirmations(clock=clock),
+    )
 
 
 async def on_bolt_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
@@ -180,27 +194,46 @@ async def socket_mode_handler(
     app: AsyncApp, app_token: str, slack: AsyncWebClient
 ) -> AsyncSocketModeHandler:
     """Socket Mode's handler, once one `apps.connections.open` has not refused the token:
-    a refused token is a configuration error (the SDK would retry it forever)."""
-    problem = await socket_mode_problem(app_token, slack)
-    if problem is not None:
-        raise ConfigError(f"SLACK_APP_TOKEN: {problem}; run `mathfi-bot check`")
+    a refused token is a configuration error (the SDK would retry it forever). When Slack
+    cannot be asked (SLACK_TIMEOUT without an answer included), the start goes on."""
+    verdict = await app_token_verdict(app_token, slack)
+    if verdict.problem is not None:
+        raise ConfigError(f"SLACK_APP_TOKEN: {verdict.problem}; run `mathfi-bot check`")
+    if verdict.unchecked is not None:
+        log.warning("SLACK_APP_TOKEN not checked: %s; connecting anyway", verdict.unchecked)
     return AsyncSocketModeHandler(app, app_token=app_token, web_client=slack)
 
 
-async def socket_mode_problem(app_token: str, slack: AsyncWebClient) -> str | None:
-    """None when Slack accepts the app-level token for Socket Mode, else what is wrong."""
+@dataclass(frozen=True)
+class AppTokenVerdict:
+    """Slack's word on SLACK_APP_TOKEN: accepted when neither field is set."""
+
+    problem: str | None = None  # Slack refused it (or it is no app-level token): what is wrong
+    unchecked: str | None = None  # Slack could not be asked: why (its trouble, not ours)
+
+
+async def app_token_verdict(app_token: str, slack: AsyncWebClient) -> AppTokenVerdict:
+    """One `apps.connections.open` with the app-level token, given up after `slack.timeout`
+    seconds (SLACK_TIMEOUT: slack_sdk ignores its own on a session it did not create)."""
     if not app_token.startswith("xapp-"):
-        return "not an app-level token (xapp-…)"
-    probe = AsyncWebClient(base_url=slack.base_url, session=slack.session, timeout=10)
+        return AppTokenVerdict(problem="not an app-level token (xapp-…)")
+    within = slack.timeout
+    probe = AsyncWebClient(  # once: no retry of a refused connection inside SLACK_TIMEOUT
+        base_url=slack.base_url, session=slack.session, timeout=within, retry_handlers=[]
+    )
     try:
-        await probe.apps_connections_open(app_token=app_token)
+        async with asyncio.timeout(within):
+            await probe.apps_connections_open(app_token=app_token)
     except SlackApiError as err:
-        if err.response.status_code >= 500 or err.response.status_code == 429:
-            return None  # Slack's trouble, not ours: the SDK keeps trying
-        return f"Slack refused it ({err.response.get('error')})"
-    except (aiohttp.ClientError, TimeoutError):
-        return None
-    return None
+        status = err.response.status_code
+        if status >= 500 or status == 429:  # Slack's trouble: the SDK keeps trying
+            return AppTokenVerdict(unchecked=f"Slack answered HTTP {status}")
+        return AppTokenVerdict(problem=f"Slack refused it ({err.response.get('error')})")
+    except TimeoutError:
+        return AppTokenVerdict(unchecked=f"Slack did not answer within {within} s (SLACK_TIMEOUT)")
+    except aiohttp.ClientError as err:
+        return AppTokenVerdict(unchecked=f"cannot reach Slack ({type(err).__name__})")
+    return AppTokenVerdict()
 
 
 @contextlib.contextmanager

@@ -1,10 +1,13 @@
 """`mathfi-bot check`: validate the settings and try every outside system once.
 
 Prints a checklist with ✓ / ✗ and, for each ✗, what to do. Exit code 1 when anything fails.
+Each Slack call gives up after SLACK_TIMEOUT (slack_sdk ignores its own timeout on a
+session it did not create, and this session's default is 5 minutes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,11 +17,13 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app.bolt import socket_mode_problem
+from bot.app.bolt import app_token_verdict
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, MathFiAuthError, MathFiError
 from bot.mathfi.client import MathFiClient
 from store import Store, StoreUnavailable
+
+UNREACHABLE_FIX = "Check SLACK_API_URL and the network (proxy, firewall)."
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,12 @@ async def check_slack(settings: Settings, session: aiohttp.ClientSession) -> Che
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         session=session,
-        timeout=10,
+        timeout=settings.slack_timeout,
+        retry_handlers=[],  # once, as every check
     )
     try:
-        answer = await client.auth_test()
+        async with asyncio.timeout(settings.slack_timeout):
+            answer = await client.auth_test()
     except SlackApiError as err:
         error = err.response.get("error")
         if error is None:  # not a Slack Web API answer at all
@@ -77,13 +84,15 @@ async def check_slack(settings: Settings, session: aiohttp.ClientSession) -> Che
             "Permissions page into SLACK_BOT_TOKEN; reinstall the app if it was "
             "revoked.",
         )
-    except (aiohttp.ClientError, TimeoutError) as err:
+    except TimeoutError:
         return Check(
             name,
             False,
-            f"cannot reach Slack ({type(err).__name__})",
-            "Check SLACK_API_URL and the network (proxy, firewall).",
+            f"Slack did not answer within {settings.slack_timeout} s (SLACK_TIMEOUT)",
+            UNREACHABLE_FIX,
         )
+    except aiohttp.ClientError as err:
+        return Check(name, False, f"cannot reach Slack ({type(err).__name__})", UNREACHABLE_FIX)
     return Check(
         name,
         True,
@@ -121,14 +130,20 @@ def check_database(settings: Settings) -> Check:
 async def check_socket_mode(settings: Settings, session: aiohttp.ClientSession) -> Check | None:
     if settings.slack_app_token is None:
         return None
-    slack = AsyncWebClient(base_url=settings.slack_api_url, session=session, timeout=10)
-    problem = await socket_mode_problem(settings.slack_app_token.get_secret_value(), slack)
-    if problem is None:
-        return Check("Socket Mode token", True, "Slack accepts SLACK_APP_TOKEN")
+    name = "Socket Mode token"
+    slack = AsyncWebClient(
+        base_url=settings.slack_api_url, session=session, timeout=settings.slack_timeout
+    )
+    verdict = await app_token_verdict(settings.slack_app_token.get_secret_value(), slack)
+    if verdict.unchecked is not None:
+        return Check(name, False, f"could not check SLACK_APP_TOKEN: {verdict.unchecked}",
+                     UNREACHABLE_FIX)  # fmt: skip
+    if verdict.problem is None:
+        return Check(name, True, "Slack accepts SLACK_APP_TOKEN")
     return Check(
-        "Socket Mode token",
+        name,
         False,
-        f"SLACK_APP_TOKEN is {problem}",
+        f"SLACK_APP_TOKEN is {verdict.problem}",
         "Create an app-level token with the connections:write scope (Basic "
         "Information → App-Level Tokens), or unset SLACK_APP_TOKEN to use HTTP.",
     )

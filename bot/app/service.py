@@ -23,7 +23,8 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app.bolt import SlackFront, build_bolt, socket_mode_handler
+from bot.app.bolt import SlackFront, action_tools, build_bolt, socket_mode_handler
+from bot.app.orphans import expire_orphaned_actions
 from bot.app.replay import ReplayGuard
 from bot.app.routes import Listeners, Routes
 from bot.app.startup import InstanceLock, InstanceLocked, check_writable
@@ -37,6 +38,7 @@ from bot.engine.retention import Retention, RetentionConfig
 from bot.mathfi.client import MathFiClient
 from bot.metrics import Metrics
 from bot.slack.api import SlackCaller
+from bot.slack.commands import ActionTools
 from bot.slack.home import HomePublisher
 from bot.slack.sender import BudgetConfig, Sender, SenderConfig
 from store import AsyncStore
@@ -75,6 +77,7 @@ class Service:
         self.replays: ReplayGuard
         self.poller: Poller
         self.sender: Sender
+        self.acting: ActionTools
         self.bolt: AsyncApp
         self._session: aiohttp.ClientSession
 
@@ -84,6 +87,9 @@ class Service:
         s = self.settings
         self.store = await AsyncStore.open(s.database_path, clock=self.clock)
         check_writable(s.database_path)  # a read-only file refuses the start, not /healthz
+        await expire_orphaned_actions(
+            self.store, self.metrics, now=self.clock(), mathfi_timeout=s.mathfi_timeout
+        )
         # A backstop: each client also sets its own, shorter, per-request timeout.
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self.mathfi = MathFiClient.from_settings(s, session=self._session)
@@ -113,6 +119,7 @@ class Service:
             budget=BudgetConfig(
                 update_per_minute=s.slack_update_rate, history_per_minute=s.slack_history_rate
             ),
+            acting=s.actions_policy.mode != "off",  # buttons that could only refuse: none
         )
         self.home = HomePublisher(
             self.store,
@@ -143,6 +150,9 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
         )
+        self.acting = action_tools(
+            s, self.slack, store=self.store, mathfi=self.mathfi, clock=self.clock
+        )
         self.bolt = build_bolt(
             self.front,
             s,
@@ -152,6 +162,7 @@ class Service:
             forecast=self._poller_config.forecast,
             watch=self.poller.watch,
             home=self.home,
+            acting=self.acting,
             clock=self.clock,
         )
         # Slack's timestamps are wall-clock time, whatever clock the loops run on.
@@ -196,14 +207,15 @@ class Service:
             self.digests.stop()
             self.oncall.stop()
             self.home.stop()
-            await _within(
+        await asyncio.gather(
+            _within(
                 asyncio.gather(*self._tasks, return_exceptions=True),
                 max(deadline - time.monotonic() - 4.0, 1.0),
-            )
-            if self._tasks:  # loops ran: send what is due while Slack answers
-                await _within(
-                    self.sender.flush(within=3.0), max(deadline - time.monotonic() - 1, 0.5)
-                )
+            ),
+            self._settle_clicks(deadline),
+        )
+        if started and self._tasks:  # loops ran: send what is due while Slack answers
+            await _within(self.sender.flush(within=3.0), max(deadline - time.monotonic() - 1, 0.5))
         for task in self._tasks:
             task.cancel()
         if hasattr(self, "mathfi"):
@@ -214,6 +226,12 @@ class Service:
         if hasattr(self, "store"):
             await self.store.close()
         log.info("stopped")
+
+    async def _settle_clicks(self, deadline: float) -> None:
+        """The clicks in progress finish, or are told 'outcome unknown', while the store is
+        open: none is left `requested` (which would hold its job's cancel or retrain)."""
+        if hasattr(self, "acting"):
+            await self.acting.settle(within=max(deadline - time.monotonic() - 6.0, 0.5))
 
     def web_app(self) -> web.Application:
         """The main listener: POST /slack/events, GET /healthz, GET /metrics (`bot.app.routes`)."""

@@ -1,4 +1,5 @@
 """The action runner: start, retrain or cancel a training exactly once, on the record.
+(A little over 300 lines: the runner and the words of each outcome it records stay together.)
 
 Service-independent: given the AsyncStore, the MathFi client and the permission check, one
 call runs
@@ -12,11 +13,14 @@ DUPLICATE without calling MathFi. A cancel and a retrain are once per job
 (`once_per_subject`): a second click by anyone finds the first. Nothing is retried here:
 the client never repeats a POST/PATCH that may have reached MathFi, and an unknown outcome
 is told as unknown. A cancel whose answer was lost is checked with one GET (a read): a job
-now CANCELLED was cancelled.
+now CANCELLED was cancelled. When the service stops, the MathFi calls still waited on are
+cut short (`cut_short`): each of those actions finishes `unknown`, told as such, before
+the store closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +43,9 @@ from bot.slack.permissions import Decision, Verdict
 from store import ActionRecord, AsyncStore
 
 log = logging.getLogger(__name__)
+
+# Why an action cut short by a stop is unknown: MathFi may have acted.
+STOPPED = "the bot stopped before MathFi answered"
 
 TERMINAL = frozenset({"COMPLETED", "TIMED_OUT", "NOT_COMPLETED", "CANCELLED", "FAILED"})
 
@@ -122,6 +129,14 @@ class ActionRunner:
         self, store: AsyncStore, mathfi: MathFiActions, permissions: PermissionChecker
     ) -> None:
         self._store, self._mathfi, self._permissions = store, mathfi, permissions
+        self._calls: set[asyncio.Task[_Finish]] = set()  # the MathFi calls waited on now
+
+    def cut_short(self) -> int:
+        """The service stops: every MathFi call still waited on is abandoned; its action
+        finishes `unknown` (MathFi may have acted) and its click is told so. How many."""
+        for call in self._calls:
+            call.cancel()
+        return len(self._calls)
 
     async def start(self, *, key: str, actor: Actor, params: StartParameters) -> ActionOutcome:
         """Start (or, with `params.retrain_of`, retrain) a training once per `key`."""
@@ -136,13 +151,7 @@ class ActionRunner:
                     performance_threshold=params.target,
                 )
             except (MathFiOutcomeUnknown, MathFiParseError) as err:
-                return _Finish(
-                    Result.UNKNOWN,
-                    f"outcome unknown: {err.public_reason}",
-                    f"MathFi did not say whether the training started ({err.public_reason}). "
-                    f"Check the MathFi dashboard for a training of dataset {params.dataset_key} "
-                    "started just now before starting it again.",
-                )
+                return _start_unknown(params.dataset_key, err.public_reason)
             except MathFiError as err:
                 return _failed(err, f"dataset {params.dataset_key}")
             return _Finish(
@@ -153,7 +162,10 @@ class ActionRunner:
             )
 
         once = kind is ActionKind.RETRAIN
-        return await self._run(kind, key, actor, subject, params.model_dump_json(), once, call)
+        stopped = _start_unknown(params.dataset_key, STOPPED)
+        return await self._run(
+            kind, key, actor, subject, params.model_dump_json(), once, call, stopped
+        )
 
     async def cancel(self, *, key: str, actor: Actor, job_key: str) -> ActionOutcome:
         """Cancel `job_key` once, whoever clicks and however often."""
@@ -172,7 +184,8 @@ class ActionRunner:
             return _Finish(Result.DONE, answer.status, job_key=job_key, status=answer.status)
 
         params = CancelParameters(job_key=job_key).model_dump_json()
-        return await self._run(ActionKind.CANCEL, key, actor, job_key, params, True, call)
+        stopped = _cancel_unknown(job_key, STOPPED, None)
+        return await self._run(ActionKind.CANCEL, key, actor, job_key, params, True, call, stopped)
 
     async def _run(
         self,
@@ -183,6 +196,7 @@ class ActionRunner:
         parameters: str,
         once_per_subject: bool,
         call: Callable[[], Awaitable[_Finish]],
+        stopped: _Finish,
     ) -> ActionOutcome:
         decision = await self._permissions.check(actor.user_id)
         if not decision.allowed:
@@ -208,11 +222,19 @@ class ActionRunner:
                      kind, subject, actor.user_id, row.id, row.state)  # fmt: skip
             job = row.result_job_key or (subject if kind is ActionKind.CANCEL else None)
             return ActionOutcome(Result.DUPLICATE, kind, row, job_key=job, reason=row.answer or "")
+        waited = asyncio.ensure_future(call())
+        self._calls.add(waited)
         try:
-            finish = await call()
-        except BaseException:  # a bug or a cancelled task after the row: MathFi may have acted
-            await self._store.finish_action(row.id, state="unknown", answer="the bot failed")
-            raise
+            finish = await waited
+        except BaseException as err:  # MathFi may have acted
+            task = asyncio.current_task()
+            if isinstance(err, asyncio.CancelledError) and task and not task.cancelling():
+                finish = stopped  # `cut_short` (the service stops): told, not raised
+            else:  # a bug, or this click's own task cancelled, after the row
+                await self._store.finish_action(row.id, state="unknown", answer="the bot failed")
+                raise
+        finally:
+            self._calls.discard(waited)
         done = await self._store.finish_action(
             row.id, state=finish.result.value, answer=finish.answer, result_job_key=finish.job_key
         )
@@ -254,15 +276,29 @@ class ActionRunner:
             return _Finish(
                 Result.DONE, "CANCELLED (read back)", job_key=job_key, status="CANCELLED"
             )
-        now = f" It is {status} now." if status else ""
-        return _Finish(
-            Result.UNKNOWN,
-            f"outcome unknown: {err.public_reason}",
-            f"MathFi did not say whether job {job_key} was cancelled "
-            f"({err.public_reason}).{now} Check it on the MathFi dashboard.",
-            job_key=job_key,
-            status=status,
-        )
+        return _cancel_unknown(job_key, err.public_reason, status)
+
+
+def _start_unknown(dataset_key: str, why: str) -> _Finish:
+    return _Finish(
+        Result.UNKNOWN,
+        f"outcome unknown: {why}",
+        f"MathFi did not say whether the training started ({why}). Check the MathFi "
+        f"dashboard for a training of dataset {dataset_key} started just now before starting "
+        "it again.",
+    )
+
+
+def _cancel_unknown(job_key: str, why: str, status: str | None) -> _Finish:
+    now = f" It is {status} now." if status else ""
+    return _Finish(
+        Result.UNKNOWN,
+        f"outcome unknown: {why}",
+        f"MathFi did not say whether job {job_key} was cancelled ({why}).{now} Check it on "
+        "the MathFi dashboard.",
+        job_key=job_key,
+        status=status,
+    )
 
 
 def _failed(err: MathFiError, what: str) -> _Finish:

@@ -178,11 +178,12 @@ def _dataset_line(dataset: Dataset) -> str:
 # -- outcomes and the job's thread -------------------------------------------------------
 
 
-def started_line(user_id: str, params: StartParameters) -> str:
-    """The thread line under the new job's card."""
+def started_line(user_id: str, params: StartParameters, job_key: str) -> str:
+    """The line under the new job's card, or in the channel when it may not watch one more
+    job (no card): so it names the job."""
     line = (
-        f"▶️ Started by <@{clip(user_id, 30)}>: target {target_text(params.target)}, "
-        f"scaling factor {params.scaling_factor}"
+        f"▶️ Started by <@{clip(user_id, 30)}>: job {code(job_key)}, target "
+        f"{target_text(params.target)}, scaling factor {params.scaling_factor}"
     )
     if params.retrain_of:
         line += f", retraining {code(params.retrain_of)}"
@@ -266,7 +267,7 @@ def action_line(event: Event) -> str:
             scaling_factor=event.scaling_factor or 0,
             retrain_of=event.retrain_of,
         )
-        return started_line(user, params)
+        return started_line(user, params, event.job_key)
     if event.outcome == Result.REFUSED:
         return refused_line(user, kind, reason)
     if event.outcome == Result.UNKNOWN:
@@ -285,9 +286,12 @@ def origin_line(user_id: str, *, retrain_of: str | None) -> str:
     return line + (f" · retrain of {code(retrain_of)}" if retrain_of else "")
 
 
-def card_buttons(snapshot: Snapshot) -> list[ButtonElement]:
-    """The card's action buttons: Cancel while the job is PENDING or RUNNING."""
-    return [cancel_button(snapshot.job_key)] if snapshot.status in (PENDING, RUNNING) else []
+def card_buttons(snapshot: Snapshot, *, acting: bool) -> list[ButtonElement]:
+    """The card's action buttons: Cancel while the job is PENDING or RUNNING, when acting
+    from Slack is on (`acting`: ACTIONS is not `off`; who may click is asked on the click)."""
+    if not acting or snapshot.status not in (PENDING, RUNNING):
+        return []
+    return [cancel_button(snapshot.job_key)]
 
 
 def retrain_actions(events: Sequence[Event]) -> ActionsBlock | None:

@@ -18,6 +18,7 @@ from bot.slack.card import (
     Message,
     code,
     context,
+    here,
     plural,
     render_status,
     slack_date,
@@ -44,23 +45,25 @@ def _changes(changes: tuple[OptionChange, ...]) -> str:
     return ", ".join(f"{c.name} {_value(c.old)} → {_value(c.new)}" for c in changes)
 
 
-def change_text(event: Event) -> str:
-    """One line: who did what (mrkdwn, every foreign string escaped)."""
+def change_text(event: Event, *, channel_id: str = "") -> str:
+    """One line: who did what (mrkdwn, every foreign string escaped); `channel_id`: where
+    it is posted ("in this DM" in a direct message)."""
     if event.kind is not EventKind.SUBSCRIPTION_CHANGED:
         raise ValueError(f"not a subscription change: {event.kind}")
     actor = who(event.actor)
     action = event.action
+    place = here(channel_id)
     if action is ChangeAction.SUBSCRIBED:
-        line = f"👀 {actor} started watching this job in this channel"
+        line = f"👀 {actor} started watching this job in {place}"
         given = ", ".join(f"{c.name} {_value(c.new)}" for c in event.changes or ())
         return line + (f" ({given})" if given else "")
     if action is ChangeAction.OPTIONS:
         return f"🔧 {actor} changed this job's options: {_changes(event.changes or ())}"
     if action is ChangeAction.UNSUBSCRIBED:
-        return f"🔕 {actor} stopped watching this job in this channel"
+        return f"🔕 {actor} stopped watching this job in {place}"
     if action is ChangeAction.UNSUBSCRIBED_ALL:
         count = event.count or 0
-        return f"🔕 {actor} stopped watching {plural(count, 'job')} in this channel"
+        return f"🔕 {actor} stopped watching {plural(count, 'job')} in {place}"
     if action is ChangeAction.MUTED:
         duration = event.duration
         length = f" for {format_duration(duration)}" if duration is not None else ""
@@ -70,27 +73,28 @@ def change_text(event: Event) -> str:
     raise ValueError(f"unknown subscription change: {action}")
 
 
-def watched_by(user_id: str, *, since: float) -> str:
+def watched_by(user_id: str, *, since: float, channel_id: str = "") -> str:
     """The card's line that says who made the channel watch the job, and since when."""
     stamp = utc_stamp(since)
     when = stamp and slack_date(since, "{date_short_pretty} {time}", stamp)
-    return f"👀 watched in this channel by {who(user_id)}" + (f" since {when}" if when else "")
+    line = f"👀 watched in {here(channel_id)} by {who(user_id)}"
+    return line + (f" since {when}" if when else "")
 
 
-def render_subscription_change(event: Event) -> Message:
-    text = change_text(event)
+def render_subscription_change(event: Event, *, channel_id: str = "") -> Message:
+    text = change_text(event, channel_id=channel_id)
     return to_message(text, [context(text)])
 
 
 def render_unwatched_card(
-    snapshot: Snapshot, *, since: float, by: str | None, now: float
+    snapshot: Snapshot, *, since: float, by: str | None, now: float, channel_id: str = ""
 ) -> Message:
     """The card once its channel stopped watching the job: the job as it was then, a line
     that says since when and by whom, no buttons. Never edited again."""
     stamp = utc_stamp(since)
     when = (stamp and slack_date(since, "{date_short_pretty} {time}", stamp)) or "now"
     note = (
-        f"🔕 No longer watched in this channel since {when} by {who(by)}: this card is "
+        f"🔕 No longer watched in {here(channel_id)} since {when} by {who(by)}: this card is "
         "not updated any more. Subscribe again to watch the job."
     )
     status = render_status(snapshot, now=now)

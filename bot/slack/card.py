@@ -238,6 +238,14 @@ def to_message(text: str, blocks: Sequence[Block]) -> Message:
     return Message(text=cut(text, 3000), blocks=[block.to_dict() for block in blocks[:50]])
 
 
+def here(channel_id: str, *, start: bool = False) -> str:
+    """How a message names where it is: "this DM" in a direct message (the person's own
+    with the bot, where their personal subscriptions live, or any other), else "this
+    channel"; capitalised with `start`."""
+    place = "this DM" if channel_id.startswith("D") else "this channel"
+    return place[:1].upper() + place[1:] if start else place
+
+
 def render_card(
     snapshot: Snapshot,
     *,
@@ -247,6 +255,7 @@ def render_card(
     muted_until: float | None = None,
     forecast: ForecastSummary | None = None,
     buttons: Sequence[ButtonElement] = (),
+    channel_id: str = "",
 ) -> Message:
     """The card of one job in one channel, edited in place as the job moves.
 
@@ -255,6 +264,7 @@ def render_card(
     judged at `now` (an expired mute shows nothing), and a finished job shows no mute.
     `forecast`: the engine's last forecast of the job (`forecast_line`). `buttons`: more
     buttons after Mute, Unsubscribe and Refresh (the Cancel of a job still running).
+    `channel_id`: where it is posted (Unsubscribe asks about "this DM" in a DM).
     """
     muted = muted_until is not None and muted_until > now and not snapshot.terminal
     blocks = _job_blocks(
@@ -266,7 +276,7 @@ def render_card(
         forecast=forecast_line(snapshot, forecast, now=now),
         algorithms=CARD_ALGORITHMS,
     )
-    blocks.append(_actions(snapshot.job_key, buttons))
+    blocks.append(_actions(snapshot.job_key, buttons, place=here(channel_id)))
     return to_message(card_text(snapshot), blocks)
 
 
@@ -437,7 +447,7 @@ def _footer(*, now: float, muted_until: float | None) -> list[str]:
     return parts
 
 
-def _actions(job_key: str, more: Sequence[ButtonElement] = ()) -> ActionsBlock:
+def _actions(job_key: str, more: Sequence[ButtonElement], *, place: str) -> ActionsBlock:
     value = job_key[:2000]
     return ActionsBlock(
         elements=[
@@ -449,7 +459,7 @@ def _actions(job_key: str, more: Sequence[ButtonElement] = ()) -> ActionsBlock:
                 style="danger",
                 confirm=ConfirmObject(
                     title="Unsubscribe?",
-                    text=f"Stop watching {code(job_key, 60)} in this channel?",
+                    text=f"Stop watching {code(job_key, 60)} in {place}?",
                     confirm="Unsubscribe",
                     deny="Keep watching",
                 ),

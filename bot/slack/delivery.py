@@ -203,6 +203,7 @@ class Delivery:
             snapshot=snapshot or Snapshot(job_key=row.job_key, status="UNKNOWN"),
             mention=notification.mention,
             broadcast=broadcast,
+            acting=self._cards.acting,
         )
         message = with_carried(message, carried)  # the job's progress queued before its end
         if raises_alert(notification):  # on-call: the alert carries its Acknowledge button
@@ -295,7 +296,7 @@ def _change_message(row: OutboxRow) -> Message:
     event = notification.events[0]
     if event.kind is EventKind.ACTION_TAKEN:  # who started / cancelled it
         return render_action_line(event)
-    return render_subscription_change(event)
+    return render_subscription_change(event, channel_id=row.channel_id)
 
 
 def _digest_message(row: OutboxRow) -> Message:

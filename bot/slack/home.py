@@ -7,6 +7,7 @@ stale in its own transaction (store/personal.py) and `run` re-publishes stale vi
 most once a minute per person (Slack rate-limits views.publish), away from the poll. A
 publish that fails leaves the view stale for the next minute (a rate limit pauses them
 all); a stale view is harmless, a storm of publishes is not. Publishes are one at a time.
+`run` is the engine's `PeriodicLoop` (a tick a second; a refused database skips one).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from bot.engine.loop import PeriodicLoop
 from bot.errors import SlackDeliveryError, SlackFailure
 from bot.slack.api import SlackCaller
 from bot.slack.personal_render import render_home
@@ -26,7 +28,7 @@ HOME_EVERY = 60.0  # a person's view is re-published after a job change at most 
 TICK_EVERY = 1.0
 
 
-class HomePublisher:
+class HomePublisher(PeriodicLoop):
     def __init__(
         self,
         store: AsyncStore,
@@ -37,16 +39,15 @@ class HomePublisher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         every: float = HOME_EVERY,
     ) -> None:
+        super().__init__(what="home publisher cycle", log=log, every=TICK_EVERY, sleep=sleep)
         self._store = store
         self._slack = slack
         self._command = command
         self._clock = clock
-        self._sleep = sleep
-        self._every = every
+        self._view_every = every
         self._dms: dict[str, str] = {}  # user id -> their DM with the bot
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
-        self._stopping = asyncio.Event()
         self.published = 0
 
     # ----------------------------------------------------------------- DMs
@@ -77,7 +78,7 @@ class HomePublisher:
         now = self._clock()
         if now < self._paused_until:
             return 0
-        due = await self._store.homes_due(now=now, every=self._every)
+        due = await self._store.homes_due(now=now, every=self._view_every)
         done = 0
         async with self._lock:
             for view in due:
@@ -88,19 +89,10 @@ class HomePublisher:
 
     async def run(self) -> None:
         log.info("home publisher started")
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-            except Exception:  # the one broad except of this loop: a stale view is harmless
-                log.exception("home publisher cycle failed; continuing")
-            sleeper = asyncio.ensure_future(self._sleep(TICK_EVERY))
-            stopper = asyncio.ensure_future(self._stopping.wait())
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            sleeper.cancel()
-            stopper.cancel()
+        await super().run()
 
-    def stop(self) -> None:
-        self._stopping.set()
+    async def _round(self) -> int:
+        return await self.tick()  # a failed round leaves views stale: harmless
 
     async def _publish(self, user_id: str) -> bool:
         def read(store: Store) -> tuple[HomeView | None, list[HomeItem]]:
@@ -117,7 +109,7 @@ class HomePublisher:
             )
         except SlackDeliveryError as err:
             if err.kind is SlackFailure.RATE_LIMITED:
-                self._paused_until = now + (err.retry_after or self._every)
+                self._paused_until = now + (err.retry_after or self._view_every)
             log.warning("could not publish the Home tab of %s: %s", user_id, err.error)
             # refused for good (the user is gone): dropped until their next change
             lost = err.kind in (SlackFailure.PERMANENT, SlackFailure.REFUSED)

@@ -54,7 +54,9 @@ class LiveCards:
         pace: float,
         clock: Callable[[], float],
         disable: Callable[[str, str], Awaitable[None]],
+        acting: bool = True,  # ACTIONS is not off: a card (and a miss) offers its buttons
     ) -> None:
+        self.acting = acting
         self._store = store
         self._slack = slack
         self._metrics = metrics
@@ -174,6 +176,7 @@ class LiveCards:
             since=since,
             by=card.unwatched_by,
             now=self._clock(),
+            channel_id=card.channel_id,
         )
 
     async def _disabled(self, channel: str, job_key: str) -> bool:
@@ -222,9 +225,10 @@ class LiveCards:
             forecast=read_state(record.forecast_json).last if record else None,
             # a channel's card can be followed; a DM's is its owner's already (#15)
             buttons=[
-                *card_buttons(snapshot),
+                *card_buttons(snapshot, acting=self.acting),
                 *([notify_me_button(job_key)] if owner is None else []),
             ],
+            channel_id=channel,
         )
         people = (
             [context(followers_line(followers)).to_dict()] if owner is None and followers else []
@@ -241,7 +245,7 @@ class LiveCards:
             lines.append(
                 followed_line(sub.created_at)
                 if owner is not None
-                else watched_by(sub.created_by, since=sub.created_at)
+                else watched_by(sub.created_by, since=sub.created_at, channel_id=channel)
             )
         if not lines:
             return Message(text=card.text, blocks=[*card.blocks[:49], *people][:50])

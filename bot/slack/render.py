@@ -79,9 +79,12 @@ def render_notification(
     snapshot: Snapshot,
     mention: str | None = None,
     broadcast: bool = False,
+    acting: bool = True,
 ) -> Message:
     """One thread reply for all events of one poll: a headline, then a line per other event,
-    the algorithms' status changes summed up in one line per new status.
+    the algorithms' status changes summed up in one line per new status; a miss (or a
+    warning of one) offers Retrain when acting from Slack is on (`acting`: ACTIONS is not
+    `off`).
 
     `mention` (a Slack handle as Slack writes it) is put unchanged at the start of the
     text and of the first block, only when an event is an alert.
@@ -106,7 +109,7 @@ def render_notification(
         blocks.extend(section(text) for text in texts)
         if shown < len(others):
             blocks.append(context(f"… and {plural(len(others) - shown, 'more update')}"))
-    retrain = retrain_actions(events)  # a miss, or a warning of one: offer MathFi's advice
+    retrain = retrain_actions(events) if acting else None  # a miss: offer MathFi's advice
     if retrain is not None:
         blocks.append(retrain)
     blocks.append(context(_job_summary(snapshot, events)))

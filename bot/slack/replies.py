@@ -21,6 +21,7 @@ from bot.slack.card import (
     status_text,
     to_message,
 )
+from bot.slack.card import here as here  # how replies name the place (commands use it)
 from bot.slack.command_text import format_duration
 from bot.slack.render import render_error
 from store import Alert, Subscription, SubscriptionLimitReached, SubscriptionView
@@ -30,14 +31,6 @@ LIST_BUDGET = 11000  # Slack refuses messages whose blocks total much more (msg_
 
 def plain(text: str) -> Message:
     return Message(text=text, blocks=[])
-
-
-def here(channel_id: str, *, start: bool = False) -> str:
-    """How a reply names where its command was typed: "this DM" in a direct message (the
-    person's own with the bot, where their personal subscriptions live, or any other),
-    else "this channel"; capitalised with `start`."""
-    place = "this DM" if channel_id.startswith("D") else "this channel"
-    return place[:1].upper() + place[1:] if start else place
 
 
 def _options(sub: Subscription) -> str:

@@ -50,10 +50,12 @@ class Sender:
         rng: random.Random | None = None,
         identity: SlackIdentity | None = None,
         budget: BudgetConfig | None = None,
+        acting: bool = True,
     ) -> None:
         """`identity`: the bot's ids from `auth.test` (asked on the first lookup if None);
         lookups adopt only messages it posted. `budget`: calls a minute per workspace-wide
-        method (`bot.slack.budget`), one bucket each for every channel's task."""
+        method (`bot.slack.budget`), one bucket each for every channel's task. `acting`:
+        ACTIONS is not `off`, so cards offer Cancel and misses Retrain."""
         config = config or SenderConfig()
         self._store = store
         self._metrics = metrics
@@ -68,6 +70,7 @@ class Sender:
             pace=config.pace,
             clock=clock,
             disable=partial(disable_channel, store),
+            acting=acting,
         )
         self._rows = Delivery(
             store,

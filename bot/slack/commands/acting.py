@@ -8,26 +8,35 @@ the request that asked (Slack's `trigger_id`, the person, the channel, what was 
 Slack delivering the same command twice shows the same confirmation, and its two buttons
 act once. Confirmations live `ttl` seconds (they are not kept across a restart: a click
 after one is told to ask again, and nothing is done).
+
+The clicks in progress are kept too (`ActionTools.clicks`): when the service stops, they
+get a few seconds to finish (`settle`), then the MathFi calls still waited on are cut short
+and each of those actions is recorded and told as unknown, all before the store closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.core.models import Dataset, DatasetList, TrainingJob, TrainingProgress
 from bot.slack.actions import ActionKind, ActionRunner, PermissionChecker, StartParameters
 
+log = logging.getLogger("bot.actions")
+
 CONFIRMATION_TTL = 900.0  # 15 min: an ephemeral confirmation older than this is stale
 MAX_PENDING = 10_000
 DATASETS_PER_PAGE = 10
+LAST_WORDS = 1.5  # s: a click cut short by a stop records and tells its unknown outcome
 
 
 class ActionsMathFi(Protocol):
@@ -110,3 +119,33 @@ class ActionTools:
     permissions: PermissionChecker
     confirmations: Confirmations = field(default_factory=Confirmations)
     datasets_per_page: int = DATASETS_PER_PAGE
+    clicks: set[asyncio.Task[Any]] = field(default_factory=set)  # in progress
+
+    def track(self) -> None:
+        """Called by a click's listener: its task is in progress until it ends."""
+        task = asyncio.current_task()
+        if task is not None:
+            self.clicks.add(task)
+            task.add_done_callback(self.clicks.discard)
+
+    async def settle(self, *, within: float, last_words: float = LAST_WORDS) -> None:
+        """The service stops (no click comes in any more): the clicks in progress get
+        `within` seconds to finish; then the MathFi calls still waited on are cut short
+        (their actions end `unknown`, on the record and told to the clicker) and the clicks
+        get `last_words` seconds more. One still running then is cancelled (its action, if
+        begun, ends `unknown` too). The store must stay open until this returns."""
+        if self.clicks:
+            await asyncio.wait(set(self.clicks), timeout=within)
+        if not self.clicks:
+            return
+        cut = self.runner.cut_short()
+        log.warning(
+            "stopping: %d click(s) in progress; %d MathFi call(s) cut short, told 'outcome "
+            "unknown'", len(self.clicks), cut,
+        )  # fmt: skip
+        await asyncio.wait(set(self.clicks), timeout=last_words)
+        stuck = set(self.clicks)
+        for task in stuck:
+            task.cancel()
+        if stuck:
+            await asyncio.wait(stuck, timeout=last_words)

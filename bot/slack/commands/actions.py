@@ -275,6 +275,8 @@ def register_actions(app: AsyncApp, ctx: CommandContext) -> None:
 
     def listener(click: Click, *, replace: bool) -> Callable[..., Awaitable[None]]:
         async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+            if ctx.acting is not None:
+                ctx.acting.track()  # a stop waits for it (`ActionTools.settle`)
             await ack()
             action = body["actions"][0]
             user = body.get("user") or {}

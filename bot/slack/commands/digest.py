@@ -32,7 +32,7 @@ async def run_digest(ctx: CommandContext, cmd: Digest, *, channel_id: str, actor
         before = await patiently(lambda: ctx.store.run(off), sleep=ctx.sleep)
         audit(actor, channel_id, "digest off" if before else "digest already off")
         if before is None:
-            return replies.plain("This channel has no daily digest.")
+            return replies.plain(f"{replies.here(channel_id, start=True)} has no daily digest.")
         return replies.plain(
             f"📰 Daily digest off (it was at {before.daily_at}, {before.tz}). "
             f"`{ctx.command} digest daily 09:00` turns it on again."
@@ -59,7 +59,8 @@ async def run_digest(ctx: CommandContext, cmd: Digest, *, channel_id: str, actor
         "tomorrow" if after.last_sent_day is not None and after.last_sent_day >= today else "today"
     )
     return replies.plain(
-        f"📰 This channel gets a daily digest at {after.daily_at} ({after.tz}), the first "
+        f"📰 {replies.here(channel_id, start=True)} gets a daily digest at {after.daily_at} "
+        f"({after.tz}), the first "
         f"{first}: jobs finished since the last one, jobs still running; nothing on a quiet "
         f"day. Stop it with `{ctx.command} digest off`."
     )
