@@ -3,7 +3,7 @@
 Another process holds `BEGIN EXCLUSIVE` on the service's database for 5 s while the test
 hammers `/healthz` and signed `list`, `help` and `subscribe` commands: each answers within
 100 ms (p99 over the window). On a loaded machine (`make soak` runs the suite beside a CPU
-hog) the limit is 3 x the p99 of the same requests measured just before the lock, never
+hog) the limit is 6 x the p99 of the same requests measured just before the lock, never
 more than 500 ms: a loop that waits on the lock answers in 1-1.5 s, so the test still
 fails when SQLite blocks the event loop, but not because another process took the core.
 Once the lock goes, every notification queued meanwhile is
@@ -86,7 +86,7 @@ async def test_healthz_and_command_acks_stay_fast_while_another_process_locks_th
             hammer(lambda: h.command("help", ack_only=True), until=calm_until, gap=0.02),
         )
         baseline = max(p99(took) for took, _ in calm)
-        limit = min(P99_CEILING, max(P99_LIMIT, 3 * baseline))
+        limit = min(P99_CEILING, max(P99_LIMIT, 6 * baseline))
 
         locker = sqlite3.connect(h.db_path, timeout=10, isolation_level=None)
         try:
