@@ -16,8 +16,13 @@ from store.records import ActionRecord
 
 _COLUMNS = ActionRecord.COLUMNS
 FINISHED_STATES = ("done", "failed", "unknown")
-# A subject taken "once" (a job is cancelled once) is taken by a row in one of these.
+# A subject taken "once" (a job is cancelled once, retrained once) is taken by a row in one
+# of these. A cancel whose outcome is unknown does not hold its job: asking again is
+# harmless (MathFi refuses to cancel a job that is no longer running, and the runner reads
+# the status back), and the person told "check the job before you try again" must be able
+# to. A retrain whose outcome is unknown holds: a second one could start a second training.
 _HOLDING_STATES = ("requested", "done", "unknown")
+_HOLDING_BY_KIND = {"cancel": ("requested", "done")}
 _INSERT = (
     "INSERT INTO actions (idempotency_key, kind, team_id, channel_id, user_id, subject_key, "
     "parameters, state, answer, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -52,8 +57,9 @@ class ActionStore(StoreConnection):
     ) -> tuple[ActionRecord, bool]:
         """Record an action in state `requested`: `(row, True)`. When the key was seen (a
         double click, a redelivery), or, with `once_per_subject`, another row of this kind
-        holds the subject (requested, done or unknown: a job is cancelled once), nothing is
-        written: `(that row, False)`. A row that `failed` holds nothing: MathFi did nothing."""
+        holds the subject (requested, done or unknown: a job is cancelled once; an unknown
+        cancel holds nothing, see _HOLDING_BY_KIND), nothing is written: `(that row, False)`.
+        A row that `failed` holds nothing: MathFi did nothing."""
         if kind not in ACTION_KINDS:
             raise ValueError(f"unknown action kind {kind!r}")
         at = self._now(now)
@@ -62,11 +68,12 @@ class ActionStore(StoreConnection):
             if seen is not None:
                 return seen, False
             if once_per_subject:
-                holding = ", ".join("?" for _ in _HOLDING_STATES)
+                states = _HOLDING_BY_KIND.get(kind, _HOLDING_STATES)
+                holding = ", ".join("?" for _ in states)
                 row = conn.execute(
                     f"SELECT {_COLUMNS} FROM actions WHERE subject_key = ? AND kind = ? "
                     f"AND state IN ({holding}) ORDER BY id LIMIT 1",
-                    (subject_key, kind, *_HOLDING_STATES),
+                    (subject_key, kind, *states),
                 ).fetchone()
                 if row is not None:
                     return ActionRecord.from_row(row), False

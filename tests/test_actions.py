@@ -217,8 +217,14 @@ async def test_a_lost_cancel_answer_on_a_job_still_running_is_unknown(world: Wor
     outcome = await world.runner.cancel(key="k", actor=ALICE, job_key=job)
     assert outcome.result is Result.UNKNOWN and outcome.status == "PENDING"
     assert "It is PENDING now. Check it on the MathFi dashboard." in outcome.reason
+    # Bob checks and asks again: a new, confirmed request (not a retry of Alice's), which
+    # MathFi carries out; a third click finds Bob's done cancel.
     again = await world.runner.cancel(key="k2", actor=BOB, job_key=job)
-    assert again.result is Result.DUPLICATE and world.cancels() == 1
+    assert again.result is Result.DONE and again.status == "CANCELLED"
+    assert world.cancels() == 2
+    third = await world.runner.cancel(key="k3", actor=ALICE, job_key=job)
+    assert third.result is Result.DUPLICATE and third.action.id == again.action.id
+    assert world.cancels() == 2
 
 
 async def test_retrain_is_once_per_old_job(world: World) -> None:

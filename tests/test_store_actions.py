@@ -92,16 +92,28 @@ def test_finish_moves_requested_once_and_keeps_the_final_state(
 
 
 def test_once_per_subject_holds_a_job_while_requested_done_or_unknown(store: Store) -> None:
-    cancel = {"kind": "cancel", "subject_key": "J1", "once_per_subject": True}
-    first, created = begin(store, "k1", **cancel)
+    retrain = {"kind": "retrain", "subject_key": "J1", "once_per_subject": True}
+    first, created = begin(store, "k1", **retrain)
     assert created
-    assert begin(store, "k2", user_id="U2", **cancel) == (first, False)
+    assert begin(store, "k2", user_id="U2", **retrain) == (first, False)
     store.finish_action(first.id, state="unknown", answer="lost")
-    held, created = begin(store, "k3", **cancel)
+    held, created = begin(store, "k3", **retrain)
     assert not created and held.id == first.id and held.state == "unknown"
     # another kind, another subject, or without the flag: not held
-    assert begin(store, "k4", kind="retrain", subject_key="J1")[1]
-    assert begin(store, "k5", kind="cancel", subject_key="J2", once_per_subject=True)[1]
+    assert begin(store, "k4", kind="cancel", subject_key="J1", once_per_subject=True)[1]
+    assert begin(store, "k5", kind="retrain", subject_key="J2", once_per_subject=True)[1]
+    assert begin(store, "k6", kind="retrain", subject_key="J1")[1]
+
+
+def test_a_cancel_of_unknown_outcome_does_not_hold_the_job_a_done_one_does(store: Store) -> None:
+    cancel = {"kind": "cancel", "subject_key": "J1", "once_per_subject": True}
+    first, _ = begin(store, "k1", **cancel)
+    assert begin(store, "k2", user_id="U2", **cancel) == (first, False)  # requested: held
+    store.finish_action(first.id, state="unknown", answer="lost")
+    again, created = begin(store, "k3", user_id="U2", **cancel)  # asked again, knowingly
+    assert created and again.id != first.id and again.state == "requested"
+    store.finish_action(again.id, state="done", answer="CANCELLED")
+    assert begin(store, "k4", **cancel) == (store.get_action(again.id), False)
 
 
 def test_expire_requested_ends_only_rows_requested_since_before_the_cutoff(
