@@ -138,8 +138,14 @@ class ForecastSummary(BaseModel):
         )
 
     def as_previous(self) -> JobForecast:
-        """What `forecast_job(previous=...)` reads of the last poll."""
-        return JobForecast(self.verdict, self.target, hopeful_margin=self.hopeful_margin)
+        """What `forecast_job(previous=...)` reads of the last poll: its verdict and its
+        hopeful and central margins (the clear-miss rule reads the central one)."""
+        return JobForecast(
+            self.verdict,
+            self.target,
+            best_projected=self.best_projected,
+            hopeful_margin=self.hopeful_margin,
+        )
 
 
 class ForecastState(BaseModel):
