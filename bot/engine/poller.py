@@ -237,7 +237,7 @@ class Poller:
                     self._on_store_error(job, err)
             except Exception:
                 log.exception("unexpected error polling job %s", job.key)
-                self._metrics.poll_errors.labels(kind="internal").inc()
+                self._metrics.poll_error("internal").inc()
                 if job.key in self._jobs:
                     job.errors += 1
                     self._schedule(job.key, self._next_due(job, self._clock()))
@@ -318,7 +318,7 @@ class Poller:
         if state.unreachable:
             job_events = [job_recovered(state.key), *job_events]
         for event in job_events:
-            self._metrics.events.labels(kind=event.kind.value).inc()
+            self._metrics.event(event.kind.value).inc()
         version, recovered = state.version + 1, state.unreachable
         next_poll_at = self._next_due(state, now)
         forecasts: list[ForecastState] = []  # what `prepare` decided, for `_committed`
@@ -328,7 +328,7 @@ class Poller:
                 store, self._config, state.forecast, previous, snapshot, now
             )
             for warning in warnings:
-                self._metrics.events.labels(kind=warning.kind.value).inc()
+                self._metrics.event(warning.kind.value).inc()
             forecasts.append(forecast)
             notifications = fan_out(
                 previous,
@@ -392,7 +392,7 @@ class Poller:
     async def _on_error(self, state: JobState, err: MathFiError) -> None:
         now = self._clock()
         kind = error_kind(err)
-        self._metrics.poll_errors.labels(kind=kind).inc()
+        self._metrics.poll_error(kind).inc()
         state.errors += 1
         if state.failing_since is None:
             state.failing_since = now
@@ -401,7 +401,7 @@ class Poller:
         next_at = self._next_due(state, now)
         if state.errors == 1 or goes_unreachable:
             if goes_unreachable:
-                self._metrics.events.labels(kind=EventKind.UNREACHABLE.value).inc()
+                self._metrics.event(EventKind.UNREACHABLE.value).inc()
             # The channel hears the kind of trouble only; the details stay in the log.
             lost = Unreachable(state.key, err.public_reason) if goes_unreachable else None
             key, previous, version = state.key, state.previous(), state.version
@@ -435,7 +435,7 @@ class Poller:
         self._schedule(state.key, next_at)
 
     def _on_store_error(self, state: JobState, err: StoreUnavailable) -> None:
-        self._metrics.poll_errors.labels(kind="database").inc()
+        self._metrics.poll_error("database").inc()
         self._health.store_failed(err)
         state.errors += 1
         self._schedule(state.key, self._next_due(state, self._clock()))
