@@ -87,7 +87,7 @@ LOGIN_PATH = "/api/login"
 DEFAULT_MAX_BODY = 4_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reply:
     """One HTTP answer that is not worth retrying (only a 2xx body is read, never logged)."""
 
