@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable
 from typing import TypeVar
 
 import aiohttp
@@ -28,8 +29,11 @@ M = TypeVar("M", bound=BaseModel)
 CHUNK = 64 * 1024
 
 
-async def read_capped(response: aiohttp.ClientResponse, *, cap: int, where: str) -> bytes:
-    """The whole body, or MathFiParseError once it is (or says it will be) over `cap` bytes."""
+def read_capped(response: aiohttp.ClientResponse, *, cap: int, where: str) -> Awaitable[bytes]:
+    """The whole body, or MathFiParseError once it is (or says it will be) over `cap` bytes.
+
+    Not a coroutine itself: the common body (declared length, not compressed) is read by
+    `response.read()` directly, one coroutine fewer on every poll's path."""
     declared = response.content_length
     if declared is not None and declared > cap:
         raise MathFiParseError(
@@ -37,7 +41,12 @@ async def read_capped(response: aiohttp.ClientResponse, *, cap: int, where: str)
             f"{cap}-byte cap (MATHFI_MAX_BODY); not read"
         )
     if declared is not None and "Content-Encoding" not in response.headers:
-        return await response.read()  # exactly `declared` bytes: the fast, common path
+        return response.read()  # exactly `declared` bytes: the fast, common path
+    return _read_in_pieces(response, cap=cap, where=where)
+
+
+async def _read_in_pieces(response: aiohttp.ClientResponse, *, cap: int, where: str) -> bytes:
+    """A body of unknown length (chunked, or compressed), refused once it passes `cap`."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(CHUNK):
