@@ -130,7 +130,7 @@ class Poller:
         state.due_at = at
         heapq.heappush(self._heap, (at, job_key))
         if at < self._sleep_until and len(self._workers) < self._config.concurrency:
-            self._wake.set()  # earlier than the loop planned to wake up (and no worker idle)
+            self._wake.set()  # earlier than the loop planned to wake up, and it may start a worker
 
     def _next_due(self, state: JobState, now: float) -> float:
         return next_due(self._config, state, now, self._rng)
