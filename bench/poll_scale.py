@@ -10,7 +10,8 @@ Phases, one after the other, against the same simulator:
              achieved polls/s over the ideal N/S, CPU, RSS, database growth and writes,
              fetch latency, gap between two polls of one job;
   saturated  a second Poller with an interval of 1 ms: every job is always due, so this
-             is the most polls/s the bot sustains at the same concurrency;
+             is the most polls/s the bot sustains at the same concurrency (measured once
+             each job has been polled, so that its body digest is known);
   ceiling    bench.ceiling: a bare aiohttp GET loop at that concurrency, no diff, no DB;
   naive      bench.naive_poller in its own process: sequential GET + sqlite3 + post.
 
@@ -185,11 +186,17 @@ async def run_phase(
     warmup: float,
     duration: float,
     gc_meter: GcMeter | None = None,
+    warm_polls: int = 0,
 ) -> tuple[Sample, Sample, Sample]:
-    """Samples at the start, the middle and the end of `duration` (after `warmup`)."""
+    """Samples at the start, the middle and the end of `duration` (after `warmup` seconds
+    and at least `warm_polls` polls)."""
     task = asyncio.create_task(poller.run(), name="poller")
     try:
         await asyncio.sleep(warmup)
+        for _ in range(600):  # at most a minute more
+            if poller.polls_completed >= warm_polls:
+                break
+            await asyncio.sleep(0.1)
         before = await Sample.take(bot, poller, servers)
         bot.source.recording = True
         with gc_meter or contextlib.nullcontext():
@@ -235,7 +242,11 @@ async def saturated(bot: Bot, servers: ServerProcess, args: argparse.Namespace) 
     for key in args.keys:
         await poller.watch(key)  # all due now (the stored next_poll_at would make them wait)
     bot.source.latencies.clear()
-    before, _, after = await run_phase(bot, poller, servers, warmup=1.0, duration=args.references)
+    # Measured once every job has been polled: the new poller's first poll of a job has no
+    # body digest yet and parses it; under load those 10,000 parses fell in the window.
+    before, _, after = await run_phase(
+        bot, poller, servers, warmup=1.0, duration=args.references, warm_polls=len(args.keys)
+    )
     result = compare(before, after)
     result["fetch_latency_ms"] = spread(bot.source.latencies, scale=1000, digits=2)
     return result
@@ -288,6 +299,12 @@ def build_result(
         "achieved_over_ideal": phases["steady"]["achieved_over_ideal"],
         "ours_over_naive": ratio(ours, phases["naive"]["polls_per_s"], digits=1),
         "ours_over_ceiling": ratio(ours, phases["ceiling"]["polls_per_s"]),
+        # The same comparison by CPU per poll (both loops run in this process): it does not
+        # move with the share of the CPU the machine gives each phase, as polls/s does.
+        "ours_over_ceiling_cpu": ratio(
+            phases["ceiling"]["cpu_seconds"] * phases["saturated"]["polls"],
+            phases["saturated"]["bot_cpu_seconds"] * phases["ceiling"]["polls"],
+        ),
     }
     met = {
         "achieved_over_ideal": ratios["achieved_over_ideal"] >= TARGETS["achieved_over_ideal_min"],

@@ -29,6 +29,9 @@ class Metrics:
         self.events = Counter(
             "mathfi_events", "Events found by the diff, by kind", ["kind"], registry=r
         )
+        # The poller's children, resolved once: `labels()` costs ~2 us a call (a lock and
+        # a check of the label names), a dict lookup ~50 ns; children are never removed.
+        self._children: dict[tuple[str, str], Counter] = {}
         self.outbox_backlog = Gauge("mathfi_outbox_backlog", "Outbox rows not yet sent", registry=r)
         self.slack_send_latency = Histogram(
             "mathfi_slack_send_latency_seconds",
@@ -89,6 +92,20 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+
+    def event(self, kind: str) -> Counter:
+        """`events.labels(kind=kind)`, resolved once per kind."""
+        return self._child(self.events, "events", kind)
+
+    def poll_error(self, kind: str) -> Counter:
+        """`poll_errors.labels(kind=kind)`, resolved once per kind."""
+        return self._child(self.poll_errors, "poll_errors", kind)
+
+    def _child(self, parent: Counter, name: str, kind: str) -> Counter:
+        child = self._children.get((name, kind))
+        if child is None:  # two threads may both get here: labels() returns one child
+            child = self._children[(name, kind)] = parent.labels(kind=kind)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -49,7 +49,13 @@ def test_poll_scale_runs_every_phase(capsys: pytest.CaptureFixture[str]) -> None
     assert steady["rss_end_mb"] > 0, steady
     assert steady["fetch_latency_ms"]["n"] > 0, steady
     assert steady["changed_poll_fraction"] > 0, steady
-    assert set(result["ratios"]) == {"achieved_over_ideal", "ours_over_naive", "ours_over_ceiling"}
+    assert set(result["ratios"]) == {
+        "achieved_over_ideal",
+        "ours_over_naive",
+        "ours_over_ceiling",
+        "ours_over_ceiling_cpu",
+    }
+    assert result["ratios"]["ours_over_ceiling_cpu"] > 0
     assert set(result["met"]) == {
         "achieved_over_ideal",
         "bot_core_fraction",

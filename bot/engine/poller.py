@@ -1,20 +1,22 @@
 """The poller: one loop, due-time scheduling, bounded concurrency, group commit.
 
-(About 370 lines, kept whole: the loop and one poll share the heap and the per-job state.
-What needs no loop is elsewhere: the schedule and the records a poll writes in
-`bot.engine.jobs`, the shared transaction in `bot.engine.group_commit`, the health log in
-`bot.engine.health`, who is told what in `bot.core.fanout`.)
+(About 440 lines, kept whole: the loop, its workers and one poll share the heap and the
+per-job state. What needs no loop is elsewhere: the schedule and the records a poll writes
+in `bot.engine.jobs`, the shared transaction in `bot.engine.group_commit`, the health log
+in `bot.engine.health`, who is told what in `bot.core.fanout`.)
 
 Model: Home Assistant's update coordinator: one shared poll feeds every channel watching the
 job; health is logged on the edge from healthy to failing and on recovery, not every tick.
 
 Each job is polled once per interval however many channels watch it. A job lives in an
-in-memory heap keyed by its due time; the loop pops what is due, polls it under a semaphore
-and pushes it back with its next due time (RUNNING: its last slot + `interval`, PENDING:
-twice that, failing: exponential backoff). An answer whose raw body is byte-identical to
-the one the job's snapshot came from is neither parsed nor hashed (the client compares
-digests, `get_progress_if_changed`). A changed poll's rows commit in one SQLite
-transaction, shared with the other polls that finish in the same turn of the loop. A
+in-memory heap keyed by its due time; at most `concurrency` workers pop what is due, poll it
+and push it back with its next due time (RUNNING: its last slot + `interval`, PENDING:
+twice that, failing: exponential backoff). The loop starts a worker for a due job while
+fewer than `concurrency` run; a worker goes on with the next due job and ends when none is
+due, so a saturated poller creates no task per poll. An answer whose raw body is
+byte-identical to the one the job's snapshot came from is neither parsed nor hashed (the
+client compares digests, `get_progress_if_changed`). A changed poll's rows commit in one
+SQLite transaction, shared with the other polls that finish in the same turn of the loop. A
 terminal job leaves the heap once its final events are committed; a job nobody watches
 leaves it at the next resync with the store.
 """
@@ -80,9 +82,9 @@ class Poller:
         self._rng = rng or random.Random()
         self._jobs: dict[str, JobState] = {}
         self._heap: list[tuple[float, str]] = []
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._workers: set[asyncio.Task[None]] = set()
         self._busy: set[str] = set()
-        self._slots = asyncio.Semaphore(config.concurrency)
+        self._tick_at: float | None = None  # during `tick`: take only what was due then
         self._writer = GroupCommit(store)
         self._next_resync = 0.0
         self._stopping = asyncio.Event()
@@ -127,8 +129,8 @@ class Poller:
         state = self._jobs[job_key]
         state.due_at = at
         heapq.heappush(self._heap, (at, job_key))
-        if at < self._sleep_until:
-            self._wake.set()  # earlier than the loop planned to wake up
+        if at < self._sleep_until and len(self._workers) < self._config.concurrency:
+            self._wake.set()  # earlier than the loop planned to wake up, and it may start a worker
 
     def _next_due(self, state: JobState, now: float) -> float:
         return next_due(self._config, state, now, self._rng)
@@ -176,10 +178,13 @@ class Poller:
         self.last_cycle_at = now
         if now >= self._next_resync:
             await self.resync()
-        await self._start_due(now)
+        self._start_due(now)
         wait = self._next_resync - self._clock()
         if self._heap:
-            wait = min(wait, self._heap[0][0] - self._clock())
+            head = self._heap[0][0] - self._clock()
+            if len(self._workers) >= self._config.concurrency:
+                head = max(head, self._config.batch_window)  # the workers take what is due
+            wait = min(wait, head)
         if wait > 0:
             wait = min(max(wait, self._config.batch_window), 1.0)
             self._wake.clear()
@@ -192,9 +197,21 @@ class Poller:
                 task.cancel()
             self._sleep_until = math.inf
 
-    async def _start_due(self, now: float) -> None:
-        while self._heap and self._heap[0][0] <= now and not self._stopping.is_set():
-            due_at, key = heapq.heappop(self._heap)
+    def _start_due(self, now: float) -> None:
+        """Start a worker for each job due at `now`, up to `concurrency` workers."""
+        while len(self._workers) < self._config.concurrency and not self._stopping.is_set():
+            state = self._take(now)
+            if state is None:
+                return
+            worker = asyncio.create_task(self._work(state))
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+
+    def _take(self, until: float) -> JobState | None:
+        """The next job due at `until`, marked busy (None: nothing is due)."""
+        heap = self._heap
+        while heap and heap[0][0] <= until:
+            due_at, key = heapq.heappop(heap)
             state = self._jobs.get(key)
             if state is None or state.due_at != due_at:
                 continue  # unwatched, rescheduled since, or already taken
@@ -203,10 +220,35 @@ class Poller:
             if key in self._busy:
                 continue  # a poll of this job is in flight; it schedules the next one
             self._busy.add(key)
-            await self._slots.acquire()
-            task = asyncio.create_task(self._poll_guarded(state))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            return state
+        return None
+
+    async def _work(self, state: JobState) -> None:
+        """One worker: poll `state`, then each job due meanwhile, until none is due (or
+        the poller stops). The polls run in this one task, not in one task each."""
+        job: JobState | None = state
+        while job is not None:
+            try:
+                started = time.perf_counter()
+                await self._poll(job)
+                self._metrics.poll_latency.observe(time.perf_counter() - started)
+            except StoreUnavailable as err:  # a read refused: logged once, on the edge
+                if job.key in self._jobs:
+                    self._on_store_error(job, err)
+            except Exception:
+                log.exception("unexpected error polling job %s", job.key)
+                self._metrics.poll_error("internal").inc()
+                if job.key in self._jobs:
+                    job.errors += 1
+                    self._schedule(job.key, self._next_due(job, self._clock()))
+            finally:
+                self._busy.discard(job.key)
+                self.polls_completed += 1
+            if self._stopping.is_set():
+                return
+            job = self._take(self._clock() if self._tick_at is None else self._tick_at)
+        if self._heap and self._heap[0][0] < self._sleep_until:
+            self._wake.set()  # its last poll's next time is before the loop's wake-up
 
     async def tick(self) -> int:
         """Poll everything due now and wait for it (tests drive the poller with this)."""
@@ -215,37 +257,24 @@ class Poller:
         if now >= self._next_resync:
             await self.resync()
         before = self.polls_completed
-        await self._start_due(now)
-        await self.drain()
+        self._tick_at = now
+        try:
+            self._start_due(now)
+            await self.drain()
+        finally:
+            self._tick_at = None
         return self.polls_completed - before
 
     async def drain(self) -> None:
-        if self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        """Wait for the workers (each ends once nothing is due, or after its poll once the
+        poller is stopping)."""
+        while self._workers:
+            await asyncio.gather(*list(self._workers), return_exceptions=True)
 
     def stop(self) -> None:
         self._stopping.set()
 
     # ----------------------------------------------------------------- one poll
-    async def _poll_guarded(self, state: JobState) -> None:
-        try:
-            started = time.perf_counter()
-            await self._poll(state)
-            self._metrics.poll_latency.observe(time.perf_counter() - started)
-        except StoreUnavailable as err:  # a read refused: logged once, on the edge
-            if state.key in self._jobs:
-                self._on_store_error(state, err)
-        except Exception:
-            log.exception("unexpected error polling job %s", state.key)
-            self._metrics.poll_errors.labels(kind="internal").inc()
-            if state.key in self._jobs:
-                state.errors += 1
-                self._schedule(state.key, self._next_due(state, self._clock()))
-        finally:
-            self._busy.discard(state.key)
-            self._slots.release()
-            self.polls_completed += 1
-
     async def _poll(self, state: JobState) -> None:
         # An unreachable job's next answer is parsed whatever it is: its recovery is news.
         known = None if state.unreachable else state.body_digest
@@ -289,7 +318,7 @@ class Poller:
         if state.unreachable:
             job_events = [job_recovered(state.key), *job_events]
         for event in job_events:
-            self._metrics.events.labels(kind=event.kind.value).inc()
+            self._metrics.event(event.kind.value).inc()
         version, recovered = state.version + 1, state.unreachable
         next_poll_at = self._next_due(state, now)
         forecasts: list[ForecastState] = []  # what `prepare` decided, for `_committed`
@@ -299,7 +328,7 @@ class Poller:
                 store, self._config, state.forecast, previous, snapshot, now
             )
             for warning in warnings:
-                self._metrics.events.labels(kind=warning.kind.value).inc()
+                self._metrics.event(warning.kind.value).inc()
             forecasts.append(forecast)
             notifications = fan_out(
                 previous,
@@ -363,7 +392,7 @@ class Poller:
     async def _on_error(self, state: JobState, err: MathFiError) -> None:
         now = self._clock()
         kind = error_kind(err)
-        self._metrics.poll_errors.labels(kind=kind).inc()
+        self._metrics.poll_error(kind).inc()
         state.errors += 1
         if state.failing_since is None:
             state.failing_since = now
@@ -372,7 +401,7 @@ class Poller:
         next_at = self._next_due(state, now)
         if state.errors == 1 or goes_unreachable:
             if goes_unreachable:
-                self._metrics.events.labels(kind=EventKind.UNREACHABLE.value).inc()
+                self._metrics.event(EventKind.UNREACHABLE.value).inc()
             # The channel hears the kind of trouble only; the details stay in the log.
             lost = Unreachable(state.key, err.public_reason) if goes_unreachable else None
             key, previous, version = state.key, state.previous(), state.version
@@ -406,7 +435,7 @@ class Poller:
         self._schedule(state.key, next_at)
 
     def _on_store_error(self, state: JobState, err: StoreUnavailable) -> None:
-        self._metrics.poll_errors.labels(kind="database").inc()
+        self._metrics.poll_error("database").inc()
         self._health.store_failed(err)
         state.errors += 1
         self._schedule(state.key, self._next_due(state, self._clock()))

@@ -8,13 +8,15 @@ too deep for the parser, a field of the wrong type, a list too long) is a MathFi
 with a one-line reason that never quotes the body.
 
 `body_digest` names a body for the poller's cheap path (an unchanged answer is not parsed):
-BLAKE2b, 16 bytes, so two different bodies of one job never pass for the same one.
+SHA-256, so two different bodies of one job never pass for the same one (OpenSSL's, with the
+CPU's SHA instructions where it has them: faster than the BLAKE2b of Python's own C code).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable
 from typing import TypeVar
 
 import aiohttp
@@ -27,8 +29,11 @@ M = TypeVar("M", bound=BaseModel)
 CHUNK = 64 * 1024
 
 
-async def read_capped(response: aiohttp.ClientResponse, *, cap: int, where: str) -> bytes:
-    """The whole body, or MathFiParseError once it is (or says it will be) over `cap` bytes."""
+def read_capped(response: aiohttp.ClientResponse, *, cap: int, where: str) -> Awaitable[bytes]:
+    """The whole body, or MathFiParseError once it is (or says it will be) over `cap` bytes.
+
+    Not a coroutine itself: the common body (declared length, not compressed) is read by
+    `response.read()` directly, one coroutine fewer on every poll's path."""
     declared = response.content_length
     if declared is not None and declared > cap:
         raise MathFiParseError(
@@ -36,7 +41,12 @@ async def read_capped(response: aiohttp.ClientResponse, *, cap: int, where: str)
             f"{cap}-byte cap (MATHFI_MAX_BODY); not read"
         )
     if declared is not None and "Content-Encoding" not in response.headers:
-        return await response.read()  # exactly `declared` bytes: the fast, common path
+        return response.read()  # exactly `declared` bytes: the fast, common path
+    return _read_in_pieces(response, cap=cap, where=where)
+
+
+async def _read_in_pieces(response: aiohttp.ClientResponse, *, cap: int, where: str) -> bytes:
+    """A body of unknown length (chunked, or compressed), refused once it passes `cap`."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(CHUNK):
@@ -52,7 +62,7 @@ async def read_capped(response: aiohttp.ClientResponse, *, cap: int, where: str)
 
 def body_digest(body: bytes) -> bytes:
     """A digest of the raw body: equal only for byte-identical bodies (in practice)."""
-    return hashlib.blake2b(body, digest_size=16).digest()
+    return hashlib.sha256(body).digest()
 
 
 def parse_body(model: type[M], body: bytes, *, where: str) -> M:

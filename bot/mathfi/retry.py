@@ -42,23 +42,35 @@ class RetryLoop:
         self._policy = AsyncRetrying(stop=self._stop, wait=self._wait, sleep=sleep)
         self._sleep = sleep
 
-    async def run(self, attempt: Callable[[], Awaitable[R]], *, replayable: bool) -> R | Failure:
+    async def run(
+        self,
+        attempt: Callable[[], Awaitable[R]],
+        *,
+        replayable: bool,
+        first_failure: BaseException | None = None,
+    ) -> R | Failure:
         """`attempt()`'s result, or the Failure that ended the retries.
 
         A request that is not `replayable` is repeated only after a failure proving MathFi
         did not act on it; after any other failure it ends at once, its outcome unknown.
+        `first_failure`: the caller made the first attempt itself (the common case, a
+        success, then costs no loop) and it failed with this transient error.
         """
         state: RetryCallState | None = None
+        failed = first_failure
         while True:
-            try:
-                return await attempt()
-            except TRANSIENT as err:
-                if not replayable and not not_acted_on(err):
-                    attempts = 1 if state is None else state.attempt_number + 1
-                    return Failure(err, attempts, outcome_unknown=True)
-                state = self._failed(state, err)
-                if self._stop(state):
-                    return Failure(err, state.attempt_number, outcome_unknown=False)
+            if failed is None:
+                try:
+                    return await attempt()
+                except TRANSIENT as err:
+                    failed = err
+            if not replayable and not not_acted_on(failed):
+                attempts = 1 if state is None else state.attempt_number + 1
+                return Failure(failed, attempts, outcome_unknown=True)
+            state = self._failed(state, failed)
+            if self._stop(state):
+                return Failure(failed, state.attempt_number, outcome_unknown=False)
+            failed = None
             await self._sleep(self._wait(state))
 
     def _failed(self, state: RetryCallState | None, err: BaseException) -> RetryCallState:
