@@ -30,9 +30,12 @@ SCRIPT = [
 
 
 async def answer(env: Env, text: str) -> Any:
+    """The command's answer: its ack, or, when the ack only says it is on its way
+    ("⏳ Asking MathFi…", "Working on it"), what comes on the response_url."""
     status, ack, response_url = await env.command(text)
     assert status == 200
-    return ack if env.responses(response_url) == [] and ack else await env.reply(response_url)
+    waiting = not ack or str(ack.get("text", "")).startswith("⏳")
+    return await env.reply(response_url) if waiting else ack
 
 
 async def test_a_compacted_watched_job_shows_the_same_card_status_and_list(env: Env) -> None:
