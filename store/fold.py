@@ -37,10 +37,12 @@ from store.compact import Watchers, pack, unpack, unpack_watchers
 FOLDED_TABLES = ("subscriptions", "cards")
 
 # What makes a job's watchers foldable: every subscription ended, and not the table's
-# newest; no card to draw, no row to send or verify. `:key` is the job.
+# newest; no card to draw (as `dirty_cards` sees them), no row to send or verify. `:key`
+# is the job.
 _UNWATCHED = (
     "max(active) = 0 AND max(id) < (SELECT max(id) FROM subscriptions) "
-    "AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.job_key = :key AND c.dirty = 1) "
+    "AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.job_key = :key AND c.dirty = 1 "
+    "AND c.unwatched_shown = 0) "
     "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_key = :key "
     "AND (o.state IN ('pending', 'sending') OR o.verify_at IS NOT NULL))"
 )
@@ -104,7 +106,8 @@ def fold_job(conn: sqlite3.Connection, job_key: str) -> bool:
 
 def unfold_job(conn: sqlite3.Connection, job_key: str) -> bool:
     """Inside the caller's (write) transaction: put the job's folded subscriptions and
-    cards back as they were; False if none are folded."""
+    cards back as they were; False if none are folded. (`watched_until` stays: it is only
+    read for a job without subscription rows, and the next fold writes it again.)"""
     data = _archive(conn, job_key)
     watchers = None if data is None else unpack_watchers(data)
     if data is None or watchers is None:
@@ -120,7 +123,6 @@ def unfold_job(conn: sqlite3.Connection, job_key: str) -> bool:
             conn.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", tuple(row.values()))
     snapshot, points = unpack(data)
     _rewrite(conn, job_key, pack(snapshot, points))
-    conn.execute("UPDATE jobs SET watched_until = NULL WHERE job_key = ?", (job_key,))
     return True
 
 
