@@ -38,18 +38,21 @@ FOLDED_TABLES = ("subscriptions", "cards")
 
 # What makes a job's watchers foldable: every subscription ended, and not the table's
 # newest; no card to draw (as `dirty_cards` sees them), no row to send or verify. `:key`
-# is the job.
+# is the job. (`+c.dirty`: the job's cards by their job, not every dirty card by `dirty`:
+# 10x the round's CPU at 1,000 jobs a day.)
 _UNWATCHED = (
     "max(active) = 0 AND max(id) < (SELECT max(id) FROM subscriptions) "
-    "AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.job_key = :key AND c.dirty = 1 "
+    "AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.job_key = :key AND +c.dirty = 1 "
     "AND c.unwatched_shown = 0) "
     "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_key = :key "
     "AND (o.state IN ('pending', 'sending') OR o.verify_at IS NOT NULL))"
 )
-# Compacted jobs ('' is `store.compact.COMPACTED`) whose watchers are foldable.
+# Compacted jobs ('' is `store.compact.COMPACTED`) whose watchers are foldable; the
+# archive row first (a small index), to leave the jobs that still wait for compaction.
 FOLDABLE_JOBS = (
-    "SELECT k.job_key FROM (SELECT job_key FROM subscriptions s GROUP BY job_key "
-    f"HAVING {_UNWATCHED.replace(':key', 's.job_key')}) k "
+    "SELECT k.job_key FROM (SELECT job_key FROM subscriptions s GROUP BY job_key HAVING "
+    "max(active) = 0 AND EXISTS (SELECT 1 FROM job_archive a WHERE a.job_key = s.job_key) "
+    f"AND {_UNWATCHED.replace(':key', 's.job_key')}) k "
     "JOIN jobs j ON j.job_key = k.job_key AND j.snapshot_json = '' LIMIT :limit"
 )
 
