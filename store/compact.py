@@ -13,8 +13,9 @@ every column but an empty `snapshot_json`. Nothing a reader asks changes:
   the last `TAIL_POINTS` values of each algorithm (its sparkline's width), so it draws the
   same card; the forecast only reads the history of a running job, which is never
   compacted;
-- status, list, best, subscriptions, cards, forecast state: the job row and the other
-  tables are not touched.
+- status, list, best, forecast state: the job row keeps every other column; its
+  subscriptions and cards stay where they are until nobody watches the job, then they
+  are folded into the same archive row (store/fold.py), and read back from it.
 
 A later `subscribe` on a job nobody watches writes a fresh snapshot over the empty one
 (then the job row's snapshot wins, and a new compaction archives it with the old points).

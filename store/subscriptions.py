@@ -1,6 +1,6 @@
 """Subscriptions: which channel watches which job, with its options, mute and limits.
 
-(About 330 lines: each write, its limits, its card and its audit row share one transaction,
+(About 360 lines: each write, its limits, its card and its audit row share one transaction,
 so they stay together.)
 """
 
