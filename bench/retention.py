@@ -8,9 +8,10 @@ watcher one poll in `--notify-every`, the final status to all); the sender deliv
 row (sending, then sent, one transaction each, as the service does) and cleans the dirty
 cards; each subscription ends 12 h to 3 days after its job ended. Every simulated hour the
 pruning runs as the service's retention round runs it: `prune_outbox` batches until none
-is left, `compact_jobs` batches (jobs finished for the outbox retention; `--no-compact`:
-the round before it existed), `prune_jobs` batches, then `vacuum` steps; its wall and CPU
-time are measured (it runs on the store's thread in the service).
+is left, `compact_jobs` batches (jobs finished for the outbox retention, and the ended
+watchers of those nobody watches folded; `--no-compact`: the round before it existed),
+`prune_jobs` batches, then `vacuum` steps; its wall and CPU time are measured (it runs on
+the store's thread in the service).
 
 Output: one JSON line per simulated day (`"record": "day"`: the file's size, the WAL's,
 the database's pages and free pages, the rows of each table, what was pruned that day, the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from store.connection import StoreConnection
+from store.fold import folded_row, unfold_job
 from store.records import Card
 
 
@@ -41,21 +42,27 @@ class CardStore(StoreConnection):
                 f"SELECT {Card.COLUMNS} FROM cards WHERE channel_id = ? AND job_key = ?",
                 (channel_id, job_key),
             ).fetchone()
+            if row is None:  # a finished job's old card may be folded (store/fold.py)
+                row = folded_row(
+                    conn, "cards", channel_id=channel_id, job_key=job_key, columns=Card.COLUMNS
+                )
         return None if row is None else Card.from_row(row)
 
     def save_card(self, *, channel_id: str, job_key: str, ts: str) -> None:
         """Remember the card's message ts; the card is clean (its version is kept)."""
-        self._update_row(
-            "INSERT INTO cards (channel_id, job_key, ts, dirty, card_version) "
-            "VALUES (?, ?, ?, 0, 0) ON CONFLICT (channel_id, job_key) "
-            "DO UPDATE SET ts = excluded.ts, dirty = 0",
-            (channel_id, job_key, ts),
-        )
+        with self._write() as conn:
+            unfold_job(conn, job_key)
+            conn.execute(
+                "INSERT INTO cards (channel_id, job_key, ts, dirty, card_version) "
+                "VALUES (?, ?, ?, 0, 0) ON CONFLICT (channel_id, job_key) "
+                "DO UPDATE SET ts = excluded.ts, dirty = 0",
+                (channel_id, job_key, ts),
+            )
 
     def forget_card(self, *, channel_id: str, job_key: str) -> None:
         """The card's message is gone from Slack (deleted): the next row posts a new one."""
-        self._update_row(
-            "DELETE FROM cards WHERE channel_id = ? AND job_key = ?", (channel_id, job_key)
+        self._change_card(
+            "DELETE FROM cards WHERE channel_id = ? AND job_key = ?", channel_id, job_key
         )
 
     def dirty_cards(self, *, limit: int = 100) -> list[Card]:
@@ -79,11 +86,19 @@ class CardStore(StoreConnection):
         )
 
     def mark_card_dirty(self, *, channel_id: str, job_key: str) -> None:
-        self._update_row(
+        self._change_card(
             "UPDATE cards SET dirty = 1, card_version = card_version + 1 "
             "WHERE channel_id = ? AND job_key = ?",
-            (channel_id, job_key),
+            channel_id,
+            job_key,
         )
+
+    def _change_card(self, sql: str, channel_id: str, job_key: str) -> None:
+        """One statement on the card; on none, the job's folded cards are put back and it
+        runs again (store/fold.py)."""
+        with self._write() as conn:
+            if conn.execute(sql, (channel_id, job_key)).rowcount == 0 and unfold_job(conn, job_key):
+                conn.execute(sql, (channel_id, job_key))
 
     def mark_unwatched_shown(self, *, channel_id: str, job_key: str, unwatched_at: float) -> bool:
         """The card now says it is no longer watched: never edit it again (unless the channel

@@ -422,6 +422,13 @@ def m012_finished_jobs(db: Database) -> None:
     )
 
 
+def m013_folded_watchers(db: Database) -> None:
+    """Issue #16: a compacted job's ended subscriptions and cards may be folded into its
+    archive row (`store/fold.py`); `watched_until` on the job is then the latest end of
+    those subscriptions, where the job retention's clock starts (NULL: none folded)."""
+    db.execute("ALTER TABLE jobs ADD COLUMN watched_until REAL")
+
+
 MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (1, m001_initial),
     (2, m002_retention),
@@ -435,6 +442,7 @@ MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (10, m010_personal),
     (11, m011_outbox_priority),
     (12, m012_finished_jobs),
+    (13, m013_folded_watchers),
 )
 
 

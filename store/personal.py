@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from store.compact import restore
 from store.connection import StoreConnection
+from store.fold import folded_row
 from store.records import Subscription
 
 _SUB = ", ".join(f"s.{name.strip()}" for name in Subscription.COLUMNS.split(","))
@@ -130,6 +131,14 @@ class PersonalStore(StoreConnection):
                 "SELECT owner_user_id FROM subscriptions WHERE channel_id = ? AND job_key = ?",
                 (channel_id, job_key),
             ).fetchone()
+            if row is None:  # an ended one may be folded (store/fold.py)
+                row = folded_row(
+                    conn,
+                    "subscriptions",
+                    channel_id=channel_id,
+                    job_key=job_key,
+                    columns="owner_user_id",
+                )
         return None if row is None else row[0]
 
     def subscription_by_id(self, subscription_id: int) -> tuple[Subscription, str | None] | None:

@@ -5,14 +5,16 @@
 - Finished jobs, once terminal for the outbox retention (nothing more is sent about them):
   `compact_jobs` keeps their snapshot and the few history points their card draws in one
   small archive row, and drops their other history rows (store/compact.py: what every
-  reader still gets). A compacted job costs ~2 KB with its subscriptions and cards
-  instead of ~16 KB until the job retention forgets it.
+  reader still gets); once nobody watches such a job, its ended subscriptions and cards
+  are folded into that row too (store/fold.py). A compacted job costs ~1.3 KB instead of
+  ~16 KB until the job retention forgets it.
 - Jobs nobody has watched for the job retention (30 days): no active subscription (a
-  disabled one counts as active: `list` still shows it), no subscription ended since, no
-  change since, and no unsent outbox row. Such a job goes whole with its history, its
-  cards, its ended subscriptions and its sent rows: `prune_jobs`. A later `subscribe`
-  stores a fresh snapshot as it does for a new job; since none of the job's outbox rows
-  is left, its versions can start again at 1 without meeting an old dedupe key.
+  disabled one counts as active: `list` still shows it), no subscription ended since
+  (folded ones included), no change since, and no unsent outbox row. Such a job goes
+  whole with its history, its cards, its ended subscriptions and its sent rows:
+  `prune_jobs`. A later `subscribe` stores a fresh snapshot as it does for a new job;
+  since none of the job's outbox rows is left, its versions can start again at 1
+  without meeting an old dedupe key.
 - The free pages this leaves are given back to the file system: `vacuum` (incremental
   auto-vacuum, turned on by migration 2), a few thousand pages a call.
 
@@ -27,6 +29,7 @@ import sqlite3
 
 from store.compact import compact_job
 from store.connection import StoreConnection
+from store.fold import FOLDABLE_JOBS, fold_job, foldable, take_watchers
 from store.records import DatabaseSize, Pruned
 
 OUTBOX_BATCH = 500  # outbox rows per transaction (payloads are ~1 KB)
@@ -45,12 +48,13 @@ _FINISHED_JOBS = (
     "ORDER BY j.updated_at LIMIT :limit"
 )
 # Candidates from the subscriptions (small rows): jobs whose every subscription ended
-# before the cutoff; then the job's own last change, and no unsent row of it.
+# before the cutoff, or whose folded ones did (`watched_until`, store/fold.py); then the
+# job's own last change, and no unsent row of it.
 _UNWATCHED_JOBS = (
     "SELECT j.job_key FROM jobs j WHERE j.job_key IN (SELECT job_key FROM subscriptions "
     "GROUP BY job_key HAVING max(active) = 0 AND max(coalesce(ended_at, 0)) < :cutoff "
-    "UNION ALL SELECT job_key FROM jobs "
-    "WHERE job_key NOT IN (SELECT job_key FROM subscriptions)) "
+    "UNION ALL SELECT job_key FROM jobs WHERE job_key NOT IN (SELECT job_key FROM subscriptions) "
+    "AND coalesce(watched_until, 0) < :cutoff) "
     "AND j.updated_at < :cutoff AND NOT EXISTS (SELECT 1 FROM outbox o "
     "WHERE o.job_key = j.job_key AND o.state IN ('pending', 'sending')) LIMIT :limit"
 )
@@ -83,16 +87,23 @@ class RetentionStore(StoreConnection):
         self, *, after: float, limit: int = COMPACT_BATCH, now: float | None = None
     ) -> Pruned:
         """Compact up to `limit` jobs terminal (and unchanged) for more than `after`
-        seconds with no unsent row (store/compact.py), oldest first."""
+        seconds with no unsent row (store/compact.py), oldest first; then fold the ended
+        watchers of up to `limit` compacted jobs nobody watches (store/fold.py). `count`:
+        the jobs compacted or folded."""
         cutoff = self._now(now) - after
         with self._write() as conn:
             keys = [
                 row[0]
                 for row in conn.execute(_FINISHED_JOBS, {"cutoff": cutoff, "limit": limit + 1})
             ]
-            for key in keys[:limit]:
-                compact_job(conn, key)
-        return Pruned(count=min(len(keys), limit), more=len(keys) > limit)
+            for key in keys[:limit]:  # nobody watches it: written once, folded
+                compact_job(conn, key, take_watchers(conn, key) if foldable(conn, key) else None)
+            unwatched = [row[0] for row in conn.execute(FOLDABLE_JOBS, {"limit": limit + 1})]
+            folded = sum(fold_job(conn, key) for key in unwatched[:limit])
+        return Pruned(
+            count=min(len(keys), limit) + folded,
+            more=len(keys) > limit or len(unwatched) > limit,
+        )
 
     def prune_jobs(
         self, *, retention: float, limit: int = JOB_BATCH, now: float | None = None

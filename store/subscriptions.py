@@ -1,6 +1,6 @@
 """Subscriptions: which channel watches which job, with its options, mute and limits.
 
-(About 330 lines: each write, its limits, its card and its audit row share one transaction,
+(About 360 lines: each write, its limits, its card and its audit row share one transaction,
 so they stay together.)
 """
 
@@ -10,6 +10,7 @@ import sqlite3
 
 from store.cards import rewatch_card, unwatch_cards
 from store.connection import StoreConnection
+from store.fold import folded_row, unfold_job
 from store.outbox import insert_outbox
 from store.personal import set_owner, subscriptions_changed
 from store.records import (
@@ -129,6 +130,7 @@ class SubscriptionStore(StoreConnection):
         """
         at = self._now(now)
         with self._write() as conn:
+            unfold_job(conn, job_key)  # a finished job's ended watchers (store/fold.py)
             previous = _get(conn, channel_id, job_key)
             active = previous is not None and previous.active
             if not active:
@@ -283,12 +285,15 @@ class SubscriptionStore(StoreConnection):
         ]
 
     def get_subscription(self, *, channel_id: str, job_key: str) -> Subscription | None:
+        """Active or ended (an ended one may be folded into its job's archive)."""
         with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_SUB} FROM subscriptions WHERE channel_id = ? AND job_key = ?",
-                (channel_id, job_key),
-            ).fetchone()
-        return None if row is None else Subscription.from_row(row)
+            found = _get(conn, channel_id, job_key)
+            if found is None:
+                row = folded_row(
+                    conn, "subscriptions", channel_id=channel_id, job_key=job_key, columns=_SUB
+                )
+                found = None if row is None else Subscription.from_row(row)
+        return found
 
     def count_active(self, *, channel_id: str) -> int:
         """Active subscriptions of the channel (disabled ones count: `list` shows them)."""
