@@ -236,6 +236,23 @@ def test_an_algorithm_stops_drawing_at_its_stop_while_another_goes_on() -> None:
     assert got.late == pytest.approx(at_hazard(math.log(2)), rel=0.03)  # B halves it again
 
 
+def test_a_quartile_reached_exactly_is_found_at_that_step() -> None:
+    # A: a quarter of its chance 100 sigmas over the target (p capped just under 1: a
+    # hazard of ~27.6 per sample), the rest never; B: 300 sigmas under it for now (p = 0).
+    # After the second step (30 + 31.5 s) A's survival is 3/4 + e^-56 / 4, exactly 3/4 in
+    # floating point, and B's exactly 1: the early end is there, not when B drops.
+    sure = Reading(((0.25, Shape(0.9, 0.0)), (0.75, Shape(0.1, 0.0))), MIN_SIGMA, 3600.0, 0.6)
+    rising = Reading(((1.0, Shape(0.5, 0.0001)),), MIN_SIGMA, 3600.0, best=0.5)
+    track = _Track("A", sure, 0.8)
+    assert [track.advance(s, step, 0.8) for s, step in ((30.0, 30.0), (61.5, 31.5))] == [
+        pytest.approx(0.75, abs=1e-11),
+        0.75,
+    ]
+    got = first_passage({"A": sure, "B": rising}, 0.8)
+    assert got is not None and got.early == 61.5
+    assert got.median == pytest.approx(2933.0, abs=1.0)  # B's crossing at 3000 s, roughly
+
+
 def test_half_the_chance_at_the_target_and_half_never_has_no_median() -> None:
     # S = 1/2 + e^-H / 2 only tends to 1/2 (and reaches it in floating point)
     half = Reading(((0.5, Shape(AT, 0.0)), (0.5, Shape(0.5, 0.0))), 0.01, 3600.0, best=AT)

@@ -157,9 +157,13 @@ def test_the_budget_stops_a_climber_that_would_arrive_too_late() -> None:
     near = run(curves, at=600, target=0.9)  # 4000 s more: past the budget, but the hopeful
     assert near.verdict is Verdict.ON_TRACK  # reading (a 30 % faster climb) still makes it
     assert near.eta is None and near.best_projected == pytest.approx(0.86, abs=0.01)
+    # the hopeful reading: 0.56 now + 1.3 x 1e-4 per s x the 3000 s of budget left = 0.95
+    assert near.hopeful_margin == pytest.approx(0.95 - 0.9, abs=1e-6)
     late = run(curves, at=600, target=0.99)
     assert late.verdict is Verdict.AT_RISK and late.algorithms[0].stopped_by == "budget"
     assert late.algorithms[0].stops_in == pytest.approx(RULES.time_budget - 600)
+    assert late.hopeful_margin == pytest.approx(0.95 - 0.99, abs=1e-6)
+    assert late.margin == pytest.approx(0.86 - 0.99, abs=1e-6)
 
 
 def test_the_eta_is_the_first_passage_of_the_job_not_of_one_algorithm() -> None:
@@ -462,6 +466,24 @@ def test_a_job_past_its_budget_stops_now_and_keeps_a_reached_target() -> None:
     assert (alg.stops_in, alg.stopped_by) == (0.0, "budget")
     assert alg.projected == alg.best == pytest.approx(0.56)
     assert alg.eta == 0.0 and got.eta == 0.0  # already there: the stop does not undo it
+
+
+def test_a_job_at_its_budget_s_end_just_below_the_target_has_no_eta() -> None:
+    # Values climbing 0.01 per second end at 0.9, 0.0005 under the target: one second more
+    # of samples would very likely cross it (an ETA under a second), none is no arrival.
+    rules = replace(RULES, min_history=90.0)
+    points, snap = history({"A": line(0.0, 3.0)}, until=90), snapshot(["A"], target=0.9005)
+
+    def at_budget_end(left: float) -> JobForecast:
+        started_at = T0 + 90 - rules.time_budget + left
+        return forecast_job(points, snap, now=T0 + 90, rules=rules, started_at=started_at)
+
+    stopped = at_budget_end(0.0)
+    (alg,) = stopped.algorithms
+    assert (alg.best, alg.stops_in, alg.stopped_by, alg.eta) == (0.9, 0.0, "budget", None)
+    assert (stopped.eta, stopped.eta_low, stopped.eta_high) == (None, None, None)
+    one_more = at_budget_end(1.0)
+    assert one_more.eta is not None and 0.0 < one_more.eta < 1.0
 
 
 def test_the_stall_rule_waits_for_one_window_after_the_start() -> None:

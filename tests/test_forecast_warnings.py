@@ -62,6 +62,11 @@ def curve_of(points: list[tuple[float, float]]) -> BestCurve:
     return BestCurve(points)
 
 
+def stairs_4(apart: float) -> list[tuple[float, float]]:
+    """Four points `apart` seconds apart ending at NOW: 0.5, 0.5, 0.51, 0.51."""
+    return [(NOW - apart * k, y) for k, y in zip((3, 2, 1, 0), (0.5, 0.5, 0.51, 0.51), strict=True)]
+
+
 @pytest.mark.parametrize(
     ("points", "expected"),
     [
@@ -74,6 +79,14 @@ def curve_of(points: list[tuple[float, float]]) -> BestCurve:
         # only the last `span` (300 s) counts: the jump at NOW - 600 is outside it
         ([(NOW - 600, 0.3), *[(NOW - 30 * i, 0.8 - 0.01 * i) for i in range(10, -1, -1)]], 0.0),
         ([(NOW, 0.5), (NOW, 0.6), (NOW, 0.7), (NOW, 0.8)], 0.0),  # one instant: no spread
+        # four evenly spaced points whose third difference is 0.02: their spread around the
+        # parabola is 0.02 / sqrt(20) (the cubic's contrast -1, 3, -3, 1), whatever the
+        # spacing, once the points are far enough apart for the fit: the bar (a determinant
+        # of 1e-12, x in units of the span) lies between 1.4 s and 1.5 s apart in 300 s
+        (stairs_4(30.0), 0.02 / 20**0.5),
+        (stairs_4(1.5), 0.02 / 20**0.5),
+        (stairs_4(1.4), 0.0),
+        (stairs_4(1.0), 0.0),
     ],
 )
 def test_best_noise_table(points: list[tuple[float, float]], expected: float) -> None:
@@ -118,6 +131,26 @@ def test_a_noisy_climber_at_the_delta_gets_no_stall_warning(seed: int, at: float
     climber = noisy_line(0.5, 0.024, 0.004, seed)  # 0.024 per window: it survives, mostly
     assert warned(climber, at, replace(RULES, stall_noise=0.0))  # the projection alone would
     assert not warned(climber, at, RULES)
+
+
+def test_a_stall_the_noise_moves_past_the_budget_s_end_is_no_warning() -> None:
+    # The central reading stalls the climber 37.5 s from now, inside the 85 s of budget
+    # left; with the delta lowered by its noise the budget stops it first, without a stall:
+    # no warning (a budget stop is none, even within the horizon).
+    climber, at, left = noisy_line(0.5, 0.024, 0.004, 0), 750, 85.0
+    points, snap = history({"A": climber}, until=at), snapshot(["A"], target=0.95)
+
+    def forecast(rules: ForecastRules) -> JobForecast:
+        started_at = T0 + at - rules.time_budget + left
+        return forecast_job(points, snap, now=T0 + at, rules=rules, started_at=started_at)
+
+    deaf = forecast(replace(RULES, stall_noise=0.0))
+    (leader,) = deaf.algorithms
+    assert (leader.stopped_by, leader.stops_in, leader.eta) == ("stall", 37.5, None)
+    assert deaf.stall_warning is not None and deaf.stall_warning.seconds_left == 37.5
+    got = forecast(RULES)
+    assert got.algorithms == deaf.algorithms  # the central reading is the same
+    assert left <= RULES.stall_horizon and got.stall_warning is None
 
 
 def test_a_flat_leader_still_gets_its_stall_warning() -> None:

@@ -303,6 +303,21 @@ def test_a_basis_holds_x_and_each_bend_from_its_start_on() -> None:
     assert bends[-1][0] == pytest.approx(math.exp(60 / TAUS[-1]))
 
 
+def test_a_bend_s_exponent_is_clamped_at_700_only_where_it_overflows() -> None:
+    # x = -36,000 s: -x / 45 = 800 would overflow e^; it is clamped to 700 there, and only
+    # there (the other points of that column, and the longest tau's, keep their own)
+    basis = Basis([0.0, 35_800.0, 35_900.0, 36_000.0], 0, 36_000.0)
+    line, *bends = basis.columns
+    assert line == [-36_000.0, -200.0, -100.0, 0.0]
+    assert TAUS[0] == 45.0 and bends[0] == [
+        math.exp(700.0),
+        math.exp(200.0 / 45.0),
+        math.exp(100.0 / 45.0),
+        1.0,
+    ]
+    assert bends[-1] == [math.exp(-x / TAUS[-1]) for x in line]
+
+
 def test_the_curve_keeps_its_values_and_finds_where_a_span_starts() -> None:
     curve = BestCurve([(0.0, 0.5), (30.0, 0.6), (60.0, 0.55), (90.0, 0.58)])
     assert curve.values == [0.5, 0.6, 0.55, 0.58]

@@ -34,6 +34,7 @@ from bot.slack.card import (
     cut,
     fold,
     forecast_line,
+    here,
     perf,
     progress_bar,
     section,
@@ -1370,6 +1371,21 @@ def test_perf(value: float | None, text: str) -> None:
 )  # fmt: skip
 def test_target_text(value: float, text: str) -> None:
     assert target_text(value) == text
+
+
+@pytest.mark.parametrize(
+    ("channel_id", "start", "text"),
+    [
+        ("D0123ABCD", False, "this DM"),
+        ("D0123ABCD", True, "This DM"),
+        ("C0123ABCD", False, "this channel"),
+        ("C0123ABCD", True, "This channel"),
+        ("G0123ABCD", True, "This channel"),
+        ("", False, "this channel"),
+    ],
+)
+def test_here_names_a_dm_or_a_channel(channel_id: str, start: bool, text: str) -> None:
+    assert here(channel_id, start=start) == text
 
 
 def test_utc_stamp_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
