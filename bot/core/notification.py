@@ -135,15 +135,8 @@ def subscription_changed(
     fan-out): posted in the job's thread, or in the channel for EVERY_JOB."""
     if event.kind is not EventKind.SUBSCRIPTION_CHANGED or event.actor is None:
         raise ValueError("a subscription change needs a SUBSCRIPTION_CHANGED event with an actor")
-    return Notification(
-        channel_id=channel_id,
-        job_key=job_key,
-        subscription_id=None,
-        events=(event,),
-        snapshot=None,
-        headline=EventKind.SUBSCRIPTION_CHANGED,
-        mention=None,
-        dedupe_key=f"{job_key}:changed:{channel_id}:{now:.6f}:{nonce}",
+    return _line(
+        channel_id, job_key, event, dedupe_key=f"{job_key}:changed:{channel_id}:{now:.6f}:{nonce}"
     )
 
 
@@ -152,13 +145,20 @@ def action_taken(channel_id: str, job_key: str, event: Event, *, action_id: int)
     fan-out). Keyed by the action's row: one action is told once per channel."""
     if event.kind is not EventKind.ACTION_TAKEN or event.actor is None:
         raise ValueError("an action line needs an ACTION_TAKEN event with an actor")
+    return _line(
+        channel_id, job_key, event, dedupe_key=f"{job_key}:action:{action_id}:{channel_id}"
+    )
+
+
+def _line(channel_id: str, job_key: str, event: Event, *, dedupe_key: str) -> Notification:
+    """One line of one event for one channel (no fan-out, no snapshot, no mention)."""
     return Notification(
         channel_id=channel_id,
         job_key=job_key,
         subscription_id=None,
         events=(event,),
         snapshot=None,
-        headline=EventKind.ACTION_TAKEN,
+        headline=event.kind,
         mention=None,
-        dedupe_key=f"{job_key}:action:{action_id}:{channel_id}",
+        dedupe_key=dedupe_key,
     )
