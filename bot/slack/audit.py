@@ -59,6 +59,24 @@ class Actor:
     trigger_id: str = ""  # Slack's id of the request (a redelivery repeats it)
 
 
+def clicker(body: dict[str, Any], text: str) -> Actor:
+    """Who clicked, from a block_actions (or Home) payload: the team of the click, else of
+    the user, else the payload's own `team_id`."""
+    user = body.get("user") or {}
+    team = (body.get("team") or {}).get("id") or user.get("team_id") or body.get("team_id")
+    return Actor(
+        team_id=str(team or ""),
+        user_id=str(user.get("id", "")),
+        text=text,
+        trigger_id=str(body.get("trigger_id") or ""),
+    )
+
+
+def click_channel(body: dict[str, Any]) -> str:
+    """The channel a button was clicked in ("" for a surface without one: the Home tab)."""
+    return str((body.get("channel") or {}).get("id", ""))
+
+
 def audit(actor: Actor, channel_id: str, result: str) -> None:
     """One audit line for a command (also as JSON fields with LOG_FORMAT=json)."""
     log_line(

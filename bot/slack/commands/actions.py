@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.core.diff import best_reached
 from bot.core.forecast import retry_threshold
@@ -26,10 +22,6 @@ from bot.slack import replies
 from bot.slack.actions import ActionKind, ActionOutcome, Result, StartParameters
 from bot.slack.actions import Actor as RunnerActor
 from bot.slack.actions_render import (
-    ACTION_CANCEL_JOB,
-    ACTION_CONFIRM_CANCEL,
-    ACTION_RETRAIN,
-    ACTION_START_TRAINING,
     render_cancel_confirmation,
     render_dataset_not_ready,
     render_dataset_unknown,
@@ -37,7 +29,6 @@ from bot.slack.actions_render import (
     render_outcome,
     render_train_confirmation,
 )
-from bot.slack.answers import internal_error, reply_body
 from bot.slack.audit import Actor, audit
 from bot.slack.command_text import DEFAULT_SCALING_FACTOR, Cancel, Datasets, Train
 from bot.slack.commands.acting import ActionTools, Proposal
@@ -50,7 +41,6 @@ from bot.slack.commands.action_record import (
 )
 from bot.slack.commands.context import CommandContext
 from bot.slack.render import Message, render_error
-from store import StoreUnavailable
 
 log = logging.getLogger("bot.actions")
 
@@ -264,43 +254,3 @@ async def click_retrain(
         retrain_of=job_key,
     )  # fmt: skip
     return await _confirm_start(ctx, actor, channel_id, params)
-
-
-Click = Callable[[CommandContext, str, Actor, str], Awaitable[Message]]
-
-
-def register_actions(app: AsyncApp, ctx: CommandContext) -> None:
-    """The buttons of acting from Slack; a confirmation's own button is replaced by the
-    outcome (no second click on it), a card's button answers the clicker alone."""
-
-    def listener(click: Click, *, replace: bool) -> Callable[..., Awaitable[None]]:
-        async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-            if ctx.acting is not None:
-                ctx.acting.track()  # a stop waits for it (`ActionTools.settle`)
-            await ack()
-            action = body["actions"][0]
-            user = body.get("user") or {}
-            actor = Actor(
-                team_id=str((body.get("team") or {}).get("id") or user.get("team_id", "")),
-                user_id=str(user.get("id", "")),
-                text=f"button {action.get('action_id', '?')}",
-                trigger_id=str(body.get("trigger_id") or ""),
-            )
-            channel_id = str((body.get("channel") or {}).get("id", ""))
-            try:
-                message = await click(ctx, str(action.get("value", "")), actor, channel_id)
-            except NotSetUp:
-                message = render_error(NOT_SET_UP)
-            except StoreUnavailable as err:
-                log.error("database unavailable during an action: %s", err)
-                message = render_error("The bot's database is unavailable right now.")
-            except Exception:
-                message = internal_error("action button", said=MAY_HAVE_ACTED)
-            await respond(replace_original=replace, **reply_body(message))
-
-        return on_click
-
-    app.action(ACTION_START_TRAINING)(listener(click_start, replace=True))
-    app.action(ACTION_CONFIRM_CANCEL)(listener(click_confirmed_cancel, replace=True))
-    app.action(ACTION_CANCEL_JOB)(listener(click_card_cancel, replace=False))
-    app.action(ACTION_RETRAIN)(listener(click_retrain, replace=False))

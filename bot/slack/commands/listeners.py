@@ -1,4 +1,4 @@
-"""The bolt listeners: the slash command and the card buttons, registered by `register`.
+"""The bolt listeners: the slash command, the card buttons and acting's buttons (`register`).
 
 Ack first, then work: the ack never waits on SQLite. Commands that only touch the store
 answer in the ack when the store answers at once, else via `response_url`
@@ -18,10 +18,14 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot.slack.answers import ack_or_respond, internal_error, reply_body, settled
-from bot.slack.audit import (
-    Actor,
+from bot.slack.actions_render import (
+    ACTION_CANCEL_JOB,
+    ACTION_CONFIRM_CANCEL,
+    ACTION_RETRAIN,
+    ACTION_START_TRAINING,
 )
+from bot.slack.answers import ack_or_respond, internal_error, reply_body, settled
+from bot.slack.audit import Actor, click_channel, clicker
 from bot.slack.command_text import (
     Cancel,
     Command,
@@ -37,8 +41,13 @@ from bot.slack.command_text import (
 )
 from bot.slack.commands import oncall
 from bot.slack.commands.actions import (
+    MAY_HAVE_ACTED,
+    NOT_SET_UP,
     NotSetUp,
-    register_actions,
+    click_card_cancel,
+    click_confirmed_cancel,
+    click_retrain,
+    click_start,
     run_cancel,
     run_datasets,
     run_train,
@@ -154,12 +163,7 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
             try:
                 key = str(body["actions"][0]["value"])
                 channel_id = str(body["channel"]["id"])
-                user = body.get("user") or {}
-                actor = Actor(
-                    team_id=str((body.get("team") or {}).get("id") or user.get("team_id", "")),
-                    user_id=str(user.get("id", "")),
-                    text=f"button {body['actions'][0].get('action_id', '?')} {key}",
-                )
+                actor = clicker(body, f"button {body['actions'][0].get('action_id', '?')} {key}")
                 cmd = make(key)
                 if isinstance(cmd, Status):
                     message = await run_refresh(ctx, key, channel_id=channel_id)
@@ -180,3 +184,37 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
     register_actions(app, ctx)  # train / cancel confirmations, the card's Cancel, Retrain
     oncall.register(app, ctx)  # the Acknowledge button of an on-call alert
     register_personal(app, ctx)  # Notify me, the App Home (#15)
+
+
+Click = Callable[[CommandContext, str, Actor, str], Awaitable[Message]]
+
+
+def register_actions(app: AsyncApp, ctx: CommandContext) -> None:
+    """The buttons of acting from Slack; a confirmation's own button is replaced by the
+    outcome (no second click on it), a card's button answers the clicker alone."""
+
+    def listener(click: Click, *, replace: bool) -> Callable[..., Awaitable[None]]:
+        async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+            if ctx.acting is not None:
+                ctx.acting.track()  # a stop waits for it (`ActionTools.settle`)
+            await ack()
+            action = body["actions"][0]
+            actor = clicker(body, f"button {action.get('action_id', '?')}")
+            channel_id = click_channel(body)
+            try:
+                message = await click(ctx, str(action.get("value", "")), actor, channel_id)
+            except NotSetUp:
+                message = render_error(NOT_SET_UP)
+            except StoreUnavailable as err:
+                log.error("database unavailable during an action: %s", err)
+                message = render_error("The bot's database is unavailable right now.")
+            except Exception:
+                message = internal_error("action button", said=MAY_HAVE_ACTED)
+            await respond(replace_original=replace, **reply_body(message))
+
+        return on_click
+
+    app.action(ACTION_START_TRAINING)(listener(click_start, replace=True))
+    app.action(ACTION_CONFIRM_CANCEL)(listener(click_confirmed_cancel, replace=True))
+    app.action(ACTION_CANCEL_JOB)(listener(click_card_cancel, replace=False))
+    app.action(ACTION_RETRAIN)(listener(click_retrain, replace=False))

@@ -16,7 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.core.oncall import acknowledged
 from bot.slack.answers import internal_error, patiently, reply_body
-from bot.slack.audit import log_line
+from bot.slack.audit import click_channel, clicker, log_line
 from bot.slack.card import Message
 from bot.slack.commands.context import CommandContext
 from bot.slack.oncall_render import (
@@ -63,11 +63,9 @@ def register(app: AsyncApp, ctx: CommandContext) -> None:
 
 async def acknowledge(ctx: CommandContext, body: dict[str, Any]) -> str:
     """Acknowledge the clicked alert; the clicker's ephemeral answer."""
-    user = body.get("user") or {}
-    user_id = str(user.get("id", ""))
-    team = str((body.get("team") or {}).get("id") or user.get("team_id", ""))
-    channel_id = str((body.get("channel") or {}).get("id", ""))
     value = str(body["actions"][0].get("value", ""))
+    who = clicker(body, f"button acknowledge {value}")
+    user_id, team, channel_id = who.user_id, who.team_id, click_channel(body)
 
     def audit(result: str) -> None:
         log_line(

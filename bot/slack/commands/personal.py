@@ -22,7 +22,7 @@ from bot.core.models import Snapshot
 from bot.errors import MathFiError, SlackDeliveryError
 from bot.slack import replies
 from bot.slack.answers import internal_error, patiently, reply_body
-from bot.slack.audit import Actor, audit, on_mute, on_subscribe, on_unsubscribe
+from bot.slack.audit import Actor, audit, clicker, on_mute, on_subscribe, on_unsubscribe
 from bot.slack.card import code, status_text
 from bot.slack.command_text import Subscribe
 from bot.slack.commands.context import CommandContext, PersonalSlack, fetch_snapshot
@@ -195,19 +195,13 @@ async def home_button(ctx: CommandContext, action: str, value: str, actor: Actor
     await ctx.personal.publish_home(actor.user_id)
 
 
-def _actor(body: dict[str, Any], text: str) -> Actor:
-    user = body.get("user") or {}
-    team = (body.get("team") or {}).get("id") or user.get("team_id") or body.get("team_id")
-    return Actor(team_id=str(team or ""), user_id=str(user.get("id", "")), text=text)
-
-
 def register_personal(app: AsyncApp, ctx: CommandContext) -> None:
     """The Notify me button, the Home tab's event and its buttons."""
 
     async def on_notify_me(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         key = str(body["actions"][0]["value"])
-        actor = _actor(body, f"button notify me {key}")
+        actor = clicker(body, f"button notify me {key}")
         try:
             message = await notify_me(ctx, key, actor)
         except StoreUnavailable as err:
@@ -235,7 +229,7 @@ def register_personal(app: AsyncApp, ctx: CommandContext) -> None:
             await ack()
             value = str(body["actions"][0].get("value", ""))
             try:
-                await home_button(ctx, action, value, _actor(body, f"home {action} {value}"))
+                await home_button(ctx, action, value, clicker(body, f"home {action} {value}"))
             except Exception:
                 internal_error("Home button")
 
