@@ -47,6 +47,7 @@ SCOPE = (
     "bot.slack.command_text.*",
     "bot.slack.render.*",
     "bot.slack.card.*",
+    "bot.slack.text.*",
     "bot.slack.audit_render.*",
     "bot.slack.digest_render.*",
     "bot.slack.actions_render.*",

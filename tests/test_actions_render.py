@@ -35,7 +35,7 @@ from bot.slack.actions_render import (
     unknown_line,
     what_to_check,
 )
-from bot.slack.card import Message
+from bot.slack.text import Message
 from store import ActionRecord
 
 DS = "feebb52a-f098-4e0e-b1eb-459d833e5aa4"

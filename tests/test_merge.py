@@ -14,8 +14,8 @@ import pytest
 from bot.core.diff import headline_kind
 from bot.core.events import Event, EventKind
 from bot.core.notification import Notification
-from bot.slack.card import Message
 from bot.slack.merge import MAX_LINE, carried_text, claim, with_carried
+from bot.slack.text import Message
 from store import AsyncStore, NewOutboxRow, OutboxRow
 
 

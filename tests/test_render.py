@@ -27,22 +27,7 @@ from bot.core.models import (
     TrainingProgress,
 )
 from bot.core.sparkline import sparkline
-from bot.slack.card import (
-    CARD_ALGORITHMS,
-    ago,
-    context,
-    cut,
-    fold,
-    forecast_line,
-    here,
-    perf,
-    progress_bar,
-    section,
-    span,
-    target_text,
-    to_message,
-    utc_stamp,
-)
+from bot.slack.card import CARD_ALGORITHMS, forecast_line, progress_bar
 from bot.slack.render import (
     ACTION_MUTE,
     ACTION_REFRESH,
@@ -54,6 +39,19 @@ from bot.slack.render import (
     render_error,
     render_notification,
     render_status,
+)
+from bot.slack.text import (
+    ago,
+    context,
+    cut,
+    fold,
+    here,
+    perf,
+    section,
+    span,
+    target_text,
+    to_message,
+    utc_stamp,
 )
 from tests.scripts import REFERENCE_PROGRESS
 

@@ -20,7 +20,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmO
 from bot.core.events import Event, EventKind
 from bot.core.models import NOT_COMPLETED, PENDING, RUNNING, TIMED_OUT, Dataset, Snapshot
 from bot.slack.actions import ActionKind, ActionOutcome, Result, StartParameters
-from bot.slack.card import (
+from bot.slack.text import (
     MAX_NAME,
     Message,
     clip,

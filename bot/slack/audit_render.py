@@ -14,18 +14,9 @@ import re
 
 from bot.core.events import ChangeAction, Event, EventKind, OptionChange
 from bot.core.models import Snapshot
-from bot.slack.card import (
-    Message,
-    code,
-    context,
-    here,
-    plural,
-    render_status,
-    slack_date,
-    to_message,
-    utc_stamp,
-)
+from bot.slack.card import render_status
 from bot.slack.command_text import format_duration
+from bot.slack.text import Message, code, context, here, plural, slack_date, to_message, utc_stamp
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 

@@ -15,7 +15,7 @@ from slack_sdk.models.blocks import Block
 
 from bot.core.digest import DailyDigest, DigestLine
 from bot.core.models import COMPLETED
-from bot.slack.card import (
+from bot.slack.text import (
     MAX_NAME,
     Message,
     clip,

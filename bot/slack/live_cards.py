@@ -23,9 +23,9 @@ from bot.slack.actions import StartParameters
 from bot.slack.actions_render import card_buttons, origin_line
 from bot.slack.api import SlackCaller
 from bot.slack.audit_render import render_unwatched_card, watched_by
-from bot.slack.card import context
 from bot.slack.personal_render import followed_line, followers_line, notify_me_button
 from bot.slack.render import Message, render_card
+from bot.slack.text import context
 from store import (
     ActionRecord,
     AsyncStore,

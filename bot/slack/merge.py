@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from bot.core.events import Event, EventKind
 from bot.core.notification import Notification, read_notification
 from bot.core.priority import is_final
-from bot.slack.card import Message, clip, context, cut, perf
+from bot.slack.text import Message, clip, context, cut, perf
 from store import AsyncStore, OutboxRow
 
 log = logging.getLogger("bot.slack.sender")

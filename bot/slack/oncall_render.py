@@ -13,9 +13,9 @@ from bot.core.events import EventKind
 from bot.core.models import Snapshot, is_terminal
 from bot.core.notification import Notification
 from bot.core.oncall import OncallNote
-from bot.slack.card import Message, code, context, section, status_text, to_message
 from bot.slack.command_text import format_duration
 from bot.slack.render import render_notification
+from bot.slack.text import Message, code, context, section, status_text, to_message
 
 ACTION_ACK = "oncall_acknowledge"
 

@@ -24,13 +24,14 @@ from slack_sdk.models.blocks import (
 
 from bot.core.forecast_state import read_state
 from bot.core.models import Snapshot
-from bot.slack.card import (
+from bot.slack.card import forecast_line
+from bot.slack.command_text import escape_mrkdwn
+from bot.slack.text import (
     MAX_KEY,
     MAX_NAME,
     clip,
     code,
     context,
-    forecast_line,
     perf,
     section,
     slack_date,
@@ -38,7 +39,6 @@ from bot.slack.card import (
     target_text,
     utc_stamp,
 )
-from bot.slack.command_text import escape_mrkdwn
 from store import HomeItem
 
 ACTION_NOTIFY_ME = "mathfi_notify_me"  # a channel card's: follow the job in my DM

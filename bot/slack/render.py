@@ -19,6 +19,11 @@ from bot.slack.card import (
     ACTION_MUTE,
     ACTION_REFRESH,
     ACTION_UNSUBSCRIBE,
+    render_card,
+    render_status,
+)
+from bot.slack.command_text import escape_mrkdwn
+from bot.slack.text import (
     MAX_KEY,
     MAX_NAME,
     UNKNOWN_EMOJI,
@@ -29,15 +34,12 @@ from bot.slack.card import (
     fold,
     perf,
     plural,
-    render_card,
-    render_status,
     section,
     status_parts,
     status_text,
     target_text,
     to_message,
 )
-from bot.slack.command_text import escape_mrkdwn
 from bot.slack.warning_text import missed, summary_notes, warning_line
 
 __all__ = [

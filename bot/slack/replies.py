@@ -8,7 +8,9 @@ from slack_sdk.models.blocks import Block
 
 from bot.core.models import Snapshot
 from bot.errors import MathFiAuthError, MathFiError, MathFiRequestError, TrainingJobNotFound
-from bot.slack.card import (
+from bot.slack.command_text import format_duration
+from bot.slack.render import render_error
+from bot.slack.text import (
     Message,
     clip,
     code,
@@ -21,9 +23,7 @@ from bot.slack.card import (
     status_text,
     to_message,
 )
-from bot.slack.card import here as here  # how replies name the place (commands use it)
-from bot.slack.command_text import format_duration
-from bot.slack.render import render_error
+from bot.slack.text import here as here  # how replies name the place (commands use it)
 from store import Alert, Subscription, SubscriptionLimitReached, SubscriptionView
 
 LIST_BUDGET = 11000  # Slack refuses messages whose blocks total much more (msg_blocks_too_long)

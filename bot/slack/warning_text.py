@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from bot.core.events import Event, EventKind
 from bot.core.forecast import RETRY_STEP
-from bot.slack.card import MAX_NAME, approx, at_risk_text, code, perf, span, target_text
+from bot.slack.card import at_risk_text
+from bot.slack.text import MAX_NAME, approx, code, perf, span, target_text
 
 
 def advice(retry_at: float) -> str:

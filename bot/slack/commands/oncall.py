@@ -17,7 +17,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from bot.core.oncall import acknowledged
 from bot.slack.answers import internal_error, patiently, reply_body
 from bot.slack.audit import click_channel, clicker, log_line
-from bot.slack.card import Message
 from bot.slack.commands.context import CommandContext
 from bot.slack.oncall_render import (
     ACTION_ACK,
@@ -28,6 +27,7 @@ from bot.slack.oncall_render import (
 )
 from bot.slack.permissions import Verdict
 from bot.slack.render import render_error
+from bot.slack.text import Message
 from store import Alert, NewOutboxRow, StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from bot.errors import MathFiError, SlackDeliveryError
 from bot.slack import replies
 from bot.slack.answers import internal_error, patiently, reply_body
 from bot.slack.audit import Actor, audit, clicker, on_mute, on_subscribe, on_unsubscribe
-from bot.slack.card import code, status_text
 from bot.slack.command_text import Subscribe
 from bot.slack.commands.context import CommandContext, PersonalSlack, fetch_snapshot
 from bot.slack.commands.subscriptions import run_subscribe, subscribe_snapshot
@@ -34,6 +33,7 @@ from bot.slack.personal_render import (
     ACTION_NOTIFY_ME,
 )
 from bot.slack.render import Message, render_error
+from bot.slack.text import code, status_text
 from store import Store, StoreUnavailable, Subscription, SubscriptionLimitReached
 
 log = logging.getLogger(__name__)
