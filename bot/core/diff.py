@@ -241,4 +241,9 @@ def headline_kind(events: Sequence[Event]) -> EventKind:
 
 def snapshot_hash(snapshot: Snapshot) -> str:
     """sha256 of the snapshot's canonical JSON: equal snapshots, equal hashes."""
-    return hashlib.sha256(snapshot.canonical_json().encode()).hexdigest()
+    return json_hash(snapshot.canonical_json())
+
+
+def json_hash(canonical_json: str) -> str:
+    """`snapshot_hash` of a snapshot whose canonical JSON is already at hand."""
+    return hashlib.sha256(canonical_json.encode()).hexdigest()

@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from bot.core.diff import diff, job_recovered, snapshot_hash
+from bot.core.diff import diff, job_recovered, json_hash
 from bot.core.events import EventKind
 from bot.core.fanout import Unreachable, fan_out
 from bot.core.forecast_state import ForecastState, read_state
@@ -296,24 +296,31 @@ class Poller:
             self._unchanged(state, now)
             return
         snapshot = Snapshot.from_api(state.key, progress, job)
-        digest = snapshot_hash(snapshot)
+        snapshot_json = snapshot.canonical_json()  # serialised once: hashed, then stored
+        digest = json_hash(snapshot_json)
         if digest == state.hash and not state.unreachable:
             state.body_digest = answer.digest  # a new body, the same snapshot
             self._unchanged(state, now)
             return
-        await self._commit(state, snapshot, digest, now, body_digest=answer.digest)
+        await self._commit(state, snapshot, snapshot_json, digest, now, body_digest=answer.digest)
 
     def _unchanged(self, state: JobState, now: float) -> None:
         state.errors, state.failing_since = 0, None
         self._schedule(state.key, self._next_due(state, now))
 
     async def _commit(
-        self, state: JobState, snapshot: Snapshot, digest: str, now: float, *, body_digest: bytes
+        self,
+        state: JobState,
+        snapshot: Snapshot,
+        snapshot_json: str,
+        digest: str,
+        now: float,
+        *,
+        body_digest: bytes,
     ) -> None:
         """Diff, then write snapshot + history + outbox rows in one transaction (shared
         with the other polls that finish in the same turn of the event loop)."""
         previous = state.previous()
-        snapshot_json = snapshot.canonical_json()
         job_events = diff(previous, snapshot)
         if state.unreachable:
             job_events = [job_recovered(state.key), *job_events]
