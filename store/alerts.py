@@ -50,12 +50,6 @@ def insert_alerts(conn: sqlite3.Connection, alerts: Sequence[NewAlert]) -> None:
 
 
 class AlertStore(StoreConnection):
-    def get_alert(self, *, outbox_id: int) -> Alert | None:
-        """The alert its message's outbox row carries (the Acknowledge button's value)."""
-        with self._read() as conn:
-            row = conn.execute(f"{_SELECT} WHERE a.outbox_id = ?", (outbox_id,)).fetchone()
-        return None if row is None else Alert.from_row(row)
-
     def open_alerts(self, *, channel_id: str | None = None) -> list[Alert]:
         """Open alerts (unacknowledged, subscription live), oldest first; of one channel."""
         where, params = _OPEN, tuple[str, ...]()

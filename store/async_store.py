@@ -197,7 +197,6 @@ class AsyncStore:
     record_digest = _on_thread(Store.record_digest)
     job_origin = _on_thread(Store.job_origin)
 
-    get_alert = _on_thread(Store.get_alert)
     open_alerts = _on_thread(Store.open_alerts)
     count_open_alerts = _on_thread(Store.count_open_alerts)
     due_alerts = _on_thread(Store.due_alerts)
